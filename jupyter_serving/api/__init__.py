@@ -1,0 +1,1 @@
+"""The Databricks-compatible REST surface: request schema, rendering, Tornado handlers."""

@@ -1,0 +1,74 @@
+"""Endpoints as Databricks' wire JSON: `ServingEndpointDetailed` for get/create/update, summaries for list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_serving.control.manager import Endpoint
+from jupyter_serving.control.store import IN_PROGRESS, UPDATE_FAILED
+
+READY, NOT_READY = "READY", "NOT_READY"
+
+
+def endpoint_detail(endpoint: Endpoint) -> dict[str, Any]:
+    record = endpoint.record
+    out = _base(endpoint)
+    if record.config is not None:
+        out["config"] = _config(endpoint, record.config, record.config_version, pending=False)
+    if record.pending is not None and record.config_update in (IN_PROGRESS, UPDATE_FAILED):
+        pending = _config(endpoint, record.pending, record.pending_version or 0, pending=True)
+        pending["start_time"] = record.pending_start_time
+        out["pending_config"] = pending
+    out["permission_level"] = "CAN_MANAGE"
+    out["route_optimized"] = False
+    return out
+
+
+def endpoint_summary(endpoint: Endpoint) -> dict[str, Any]:
+    record = endpoint.record
+    out = _base(endpoint)
+    cfg = record.config or record.pending
+    if cfg is not None:
+        key = "served_models" if "served_models" in cfg else "served_entities"
+        fields = (
+            ("name", "model_name", "model_version")
+            if key == "served_models"
+            else ("name", "entity_name", "entity_version")
+        )
+        out["config"] = {key: [{f: e[f] for f in fields if f in e} for e in cfg[key]]}
+    return out
+
+
+def _base(endpoint: Endpoint) -> dict[str, Any]:
+    record = endpoint.record
+    return {
+        "name": record.name,
+        "id": record.id,
+        "creator": record.creator,
+        "creation_timestamp": record.creation_timestamp,
+        "last_updated_timestamp": record.last_updated_timestamp,
+        "state": {"ready": READY if endpoint.ready else NOT_READY, "config_update": record.config_update},
+        "tags": record.tags,
+        **({"description": record.description} if record.description else {}),
+    }
+
+
+def _config(endpoint: Endpoint, cfg: dict[str, Any], version: int, *, pending: bool) -> dict[str, Any]:
+    record = endpoint.record
+    key = "served_models" if "served_models" in cfg else "served_entities"
+    entities = []
+    for spec in cfg[key]:
+        state, message, local = endpoint.entity_state(spec["name"], pending)
+        entities.append(
+            {
+                **spec,
+                "state": {"deployment": state, "deployment_state_message": message},
+                "creator": record.creator,
+                "creation_timestamp": record.entity_created.get(spec["name"], record.creation_timestamp),
+                "local": local,
+            }
+        )
+    out: dict[str, Any] = {key: entities, "traffic_config": cfg["traffic_config"], "config_version": version}
+    if cfg.get("auto_capture_config") is not None:
+        out["auto_capture_config"] = cfg["auto_capture_config"]
+    return out

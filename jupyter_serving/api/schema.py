@@ -1,0 +1,347 @@
+"""Databricks' endpoint configuration schema: parsing, validation and naming defaults.
+
+Pure functions from request JSON to frozen dataclasses. Every rule a client can trip raises
+`InvalidParameterValue` with a message naming the field, so handlers stay thin and the rules
+are unit-testable without a server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_serving.errors import InvalidParameterValue
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_ENDPOINT_NAME = 63
+MAX_SERVED_ENTITIES = 15
+RESERVED_PREFIX = "databricks-"
+WORKLOAD_SIZES = {"small": ("Small", 4, 4), "medium": ("Medium", 8, 16), "large": ("Large", 16, 64)}
+WORKLOAD_TYPES = (
+    "CPU",
+    "CPU_MEDIUM",
+    "CPU_LARGE",
+    "GPU_SMALL",
+    "GPU_MEDIUM",
+    "GPU_LARGE",
+    "GPU_LARGE_2",
+    "GPU_LARGE_4",
+    "GPU_XLARGE",
+    "GPU_XLARGE_8",
+    "MULTIGPU_MEDIUM",
+)
+MODELS_URI = "models:/"
+# Fields of a served entity we understand; anything else is accepted, kept and echoed back.
+_ENTITY_FIELDS = {
+    "name",
+    "entity_name",
+    "entity_version",
+    "model_name",
+    "model_version",
+    "workload_size",
+    "workload_type",
+    "scale_to_zero_enabled",
+    "min_provisioned_concurrency",
+    "max_provisioned_concurrency",
+    "environment_vars",
+}
+
+
+@dataclass(frozen=True)
+class ServedEntity:
+    """One model (version) served by an endpoint, as the user configured it."""
+
+    name: str
+    entity_name: str
+    entity_version: str | None
+    workload_type: str = "CPU"
+    workload_size: str | None = "Small"
+    min_provisioned_concurrency: int | None = None
+    max_provisioned_concurrency: int | None = None
+    scale_to_zero_enabled: bool = False
+    environment_vars: dict[str, str] = field(default_factory=dict)
+    legacy: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_uri(self) -> str:
+        if not self.entity_name.startswith(MODELS_URI):
+            return f"{MODELS_URI}{self.entity_name}/{self.entity_version}"
+        path = self.entity_name[len(MODELS_URI) :].strip("/")
+        if "/" not in path and "@" not in path and self.entity_version:
+            return f"{MODELS_URI}{path}/{self.entity_version}"
+        return self.entity_name
+
+    @property
+    def concurrency_range(self) -> tuple[int, int]:
+        """Provisioned concurrency bounds; scale-to-zero lowers the floor to 0 as Databricks does."""
+        if self.workload_size is not None:
+            _, low, high = WORKLOAD_SIZES[self.workload_size.lower()]
+        else:
+            low, high = self.min_provisioned_concurrency or 0, self.max_provisioned_concurrency or 0
+        return (0 if self.scale_to_zero_enabled else low), high
+
+    @property
+    def runtime_key(self) -> str:
+        """Identity of what a replica runs: equal keys across config versions reuse replicas."""
+        spec = [self.name, self.model_uri, self.workload_type, sorted(self.environment_vars.items())]
+        return hashlib.sha1(json.dumps(spec).encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.legacy:
+            out["model_name"], out["model_version"] = self.entity_name, self.entity_version
+        else:
+            out["entity_name"] = self.entity_name
+            if self.entity_version is not None:
+                out["entity_version"] = self.entity_version
+        if self.workload_size is not None:
+            out["workload_size"] = self.workload_size
+        else:
+            out["min_provisioned_concurrency"] = self.min_provisioned_concurrency
+            out["max_provisioned_concurrency"] = self.max_provisioned_concurrency
+        out["workload_type"] = self.workload_type
+        out["scale_to_zero_enabled"] = self.scale_to_zero_enabled
+        if self.environment_vars:
+            out["environment_vars"] = dict(self.environment_vars)
+        return {**self.extra, **out}
+
+
+@dataclass(frozen=True)
+class Route:
+    served_model_name: str
+    traffic_percentage: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"served_model_name": self.served_model_name, "traffic_percentage": self.traffic_percentage}
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """A full endpoint config (the `config` of create, or the body of PUT .../config)."""
+
+    served_entities: tuple[ServedEntity, ...]
+    routes: tuple[Route, ...]
+    auto_capture_config: dict[str, Any] | None = None
+
+    @property
+    def legacy(self) -> bool:
+        return bool(self.served_entities) and self.served_entities[0].legacy
+
+    def entity(self, name: str) -> ServedEntity | None:
+        return next((e for e in self.served_entities if e.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored (and echoed) form; `parse_config(to_json())` round-trips."""
+        key = "served_models" if self.legacy else "served_entities"
+        out: dict[str, Any] = {
+            key: [e.to_json() for e in self.served_entities],
+            "traffic_config": {"routes": [r.to_json() for r in self.routes]},
+        }
+        if self.auto_capture_config is not None:
+            out["auto_capture_config"] = self.auto_capture_config
+        return out
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    name: str
+    config: EndpointConfig
+    tags: tuple[dict[str, str], ...] = ()
+    description: str | None = None
+
+
+def validate_endpoint_name(name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidParameterValue("Endpoint name must be a non-empty string.")
+    if len(name) > MAX_ENDPOINT_NAME:
+        raise InvalidParameterValue(
+            f"Endpoint name '{name[:80]}' is too long: at most {MAX_ENDPOINT_NAME} characters are allowed."
+        )
+    if not NAME_RE.match(name):
+        raise InvalidParameterValue(
+            f"Endpoint name '{name}' is invalid: an endpoint name can consist of alphanumeric "
+            "characters, dashes, and underscores."
+        )
+    if name.lower().startswith(RESERVED_PREFIX):
+        raise InvalidParameterValue(
+            f"Endpoint name '{name}' is invalid: the '{RESERVED_PREFIX}' prefix is reserved for "
+            "Databricks preconfigured endpoints."
+        )
+    return name
+
+
+def parse_create(body: Any) -> CreateRequest:
+    if not isinstance(body, dict):
+        raise InvalidParameterValue("The request body must be a JSON object.")
+    name = validate_endpoint_name(body.get("name"))
+    if not isinstance(body.get("config"), dict):
+        raise InvalidParameterValue("Field 'config' is required: it lists the served entities to deploy.")
+    tags = body.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, dict) and "key" in t for t in tags):
+        raise InvalidParameterValue('Field \'tags\' must be a list of {"key", "value"} objects.')
+    description = body.get("description")
+    return CreateRequest(name, parse_config(body["config"]), tuple(tags), description)
+
+
+def parse_config(cfg: Any) -> EndpointConfig:
+    if not isinstance(cfg, dict):
+        raise InvalidParameterValue("The endpoint config must be a JSON object.")
+    if cfg.get("served_entities") and cfg.get("served_models"):
+        raise InvalidParameterValue("Specify either 'served_entities' or 'served_models', not both.")
+    legacy = not cfg.get("served_entities") and bool(cfg.get("served_models"))
+    raw = cfg.get("served_models") if legacy else cfg.get("served_entities")
+    if not isinstance(raw, list) or not raw:
+        raise InvalidParameterValue(
+            "The config must contain at least one served entity in 'served_entities'."
+        )
+    if len(raw) > MAX_SERVED_ENTITIES:
+        raise InvalidParameterValue(
+            f"An endpoint can serve at most {MAX_SERVED_ENTITIES} entities; got {len(raw)}."
+        )
+    entities = tuple(parse_entity(item, legacy, i) for i, item in enumerate(raw))
+    seen: set[str] = set()
+    for e in entities:
+        if e.name in seen:
+            raise InvalidParameterValue(
+                f"Served entity name '{e.name}' is used more than once in the config."
+            )
+        seen.add(e.name)
+    routes = parse_routes(cfg.get("traffic_config"), entities)
+    capture = cfg.get("auto_capture_config")
+    if capture is not None and not isinstance(capture, dict):
+        raise InvalidParameterValue("Field 'auto_capture_config' must be a JSON object.")
+    return EndpointConfig(entities, routes, capture)
+
+
+def parse_entity(item: Any, legacy: bool, index: int) -> ServedEntity:
+    where = f"served_{'models' if legacy else 'entities'}[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidParameterValue(f"{where} must be a JSON object.")
+    name_key, version_key = ("model_name", "model_version") if legacy else ("entity_name", "entity_version")
+    entity_name = item.get(name_key)
+    if not isinstance(entity_name, str) or not entity_name.strip():
+        raise InvalidParameterValue(f"{where}.{name_key} is required: the registered model to serve.")
+    version = _parse_version(item.get(version_key), entity_name, f"{where}.{version_key}")
+    size, low, high = _parse_sizing(item, where)
+    workload_type = item.get("workload_type") or "CPU"
+    if workload_type not in WORKLOAD_TYPES:
+        raise InvalidParameterValue(
+            f"{where}.workload_type '{workload_type}' is invalid; use one of {', '.join(WORKLOAD_TYPES)}."
+        )
+    env = item.get("environment_vars") or {}
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise InvalidParameterValue(f"{where}.environment_vars must map strings to strings.")
+    scale_to_zero = item.get("scale_to_zero_enabled", False)
+    if not isinstance(scale_to_zero, bool):
+        raise InvalidParameterValue(f"{where}.scale_to_zero_enabled must be true or false.")
+    name = item.get("name") or default_served_name(entity_name, version)
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidParameterValue(
+            f"{where}.name '{name}' is invalid: served entity names can consist of alphanumeric "
+            "characters, dashes, and underscores."
+        )
+    extra = {k: v for k, v in item.items() if k not in _ENTITY_FIELDS}
+    return ServedEntity(
+        name, entity_name, version, workload_type, size, low, high, scale_to_zero, dict(env), legacy, extra
+    )
+
+
+def default_served_name(entity_name: str, version: str | None) -> str:
+    """`<model>-<version>`, with the last dotted segment of a three-level UC name as the model."""
+    if entity_name.startswith(MODELS_URI):
+        path = entity_name[len(MODELS_URI) :].strip("/")
+        model, _, ref = path.partition("/") if "/" in path else path.partition("@")
+        entity_name, version = model, ref or version
+    base = entity_name.rsplit(".", 1)[-1]
+    name = f"{base}-{version}" if version else base
+    return re.sub(r"[^A-Za-z0-9_-]", "-", name)
+
+
+def parse_routes(traffic: Any, entities: tuple[ServedEntity, ...]) -> tuple[Route, ...]:
+    if traffic is None or traffic == {}:
+        if len(entities) == 1:
+            return (Route(entities[0].name, 100),)
+        raise InvalidParameterValue(
+            "traffic_config is required when an endpoint serves more than one entity: give each "
+            "served entity a traffic_percentage; the percentages must sum to 100."
+        )
+    routes_raw = traffic.get("routes") if isinstance(traffic, dict) else None
+    if not isinstance(routes_raw, list) or not routes_raw:
+        raise InvalidParameterValue("traffic_config.routes must be a non-empty list of routes.")
+    names = {e.name for e in entities}
+    routes: list[Route] = []
+    for i, raw in enumerate(routes_raw):
+        if not isinstance(raw, dict):
+            raise InvalidParameterValue(f"traffic_config.routes[{i}] must be a JSON object.")
+        target = raw.get("served_model_name") or raw.get("served_entity_name")
+        if target not in names:
+            raise InvalidParameterValue(
+                f"traffic_config.routes[{i}] names served entity '{target}', which is not in the config; "
+                f"served entities are: {', '.join(sorted(names))}."
+            )
+        if any(r.served_model_name == target for r in routes):
+            raise InvalidParameterValue(f"traffic_config has more than one route for '{target}'.")
+        routes.append(Route(target, _parse_percentage(raw.get("traffic_percentage"), i)))
+    total = sum(r.traffic_percentage for r in routes)
+    if total != 100:
+        raise InvalidParameterValue(
+            f"The traffic_percentage values of traffic_config.routes must sum to 100; they sum to {total}."
+        )
+    return tuple(routes)
+
+
+def _parse_percentage(value: Any, index: int) -> int:
+    where = f"traffic_config.routes[{index}].traffic_percentage"
+    if isinstance(value, bool):
+        raise InvalidParameterValue(f"{where} must be an integer between 0 and 100.")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or not 0 <= value <= 100:
+        raise InvalidParameterValue(f"{where} must be an integer between 0 and 100; got {value!r}.")
+    return value
+
+
+def _parse_version(value: Any, entity_name: str, where: str) -> str | None:
+    if value is None or value == "":
+        if entity_name.startswith(MODELS_URI):
+            return None
+        raise InvalidParameterValue(f"{where} is required for model '{entity_name}'.")
+    if isinstance(value, bool) or not str(value).strip().isdigit():
+        raise InvalidParameterValue(f'{where} must be a model version number such as "1"; got {value!r}.')
+    return str(int(str(value).strip()))
+
+
+def _parse_sizing(item: dict[str, Any], where: str) -> tuple[str | None, int | None, int | None]:
+    size = item.get("workload_size")
+    low, high = item.get("min_provisioned_concurrency"), item.get("max_provisioned_concurrency")
+    if size is not None and (low is not None or high is not None):
+        raise InvalidParameterValue(
+            f"{where}: workload_size and min/max_provisioned_concurrency are mutually exclusive; use one."
+        )
+    if low is None and high is None:
+        if size is None:
+            return "Small", None, None
+        if not isinstance(size, str) or size.lower() not in WORKLOAD_SIZES:
+            raise InvalidParameterValue(
+                f"{where}.workload_size '{size}' is invalid; use Small, Medium or Large."
+            )
+        return WORKLOAD_SIZES[size.lower()][0], None, None
+    for label, v in (("min", low), ("max", high)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v % 4:
+            raise InvalidParameterValue(
+                f"{where}.{label}_provisioned_concurrency must be a non-negative multiple of 4; got {v!r}."
+            )
+    if high == 0 or low > high:
+        raise InvalidParameterValue(
+            f"{where}: min_provisioned_concurrency ({low}) must not exceed max_provisioned_concurrency "
+            f"({high}), and the maximum must be at least 4."
+        )
+    return None, low, high

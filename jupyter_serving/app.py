@@ -1,0 +1,66 @@
+"""The composition root: a Jupyter Server extension app that wires settings, manager and handlers.
+
+The same class serves both hosts: loaded into `jupyter server` / `jupyter lab` through the
+auto-enable config, or launched on its own by `jupyter-serving serve` (a stock Jupyter server
+carrying only this extension), so both speak the identical API with the identical auth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Unicode
+
+from jupyter_serving.api.handlers import MANAGER_KEY, default_handlers
+from jupyter_serving.control.manager import EndpointManager
+from jupyter_serving.settings import ServingSettings
+
+
+class ServingApp(ExtensionApp):
+    name = "jupyter_serving"
+    description = "Databricks-style Model Serving for MLflow models"
+    load_other_extensions = False  # standalone server: only the serving API
+    classes = [ServingSettings]
+
+    info_file = Unicode(
+        "",
+        config=True,
+        help="Once the server listens, write {url, token, pid} here as JSON (used to start an "
+        "embedded server on port 0 and learn its address).",
+    )
+
+    manager: EndpointManager
+
+    def initialize_settings(self) -> None:
+        self.serving_settings = ServingSettings(parent=self)
+        self.manager = EndpointManager(self.serving_settings)
+        self.settings[MANAGER_KEY] = self.manager
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(default_handlers)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        await self.manager.start()
+        self.log.info("jupyter-serving: state in %s", self.serving_settings.state_path)
+        if self.info_file:
+            _write_info(Path(self.info_file), serverapp)
+
+    async def stop_extension(self) -> None:
+        await self.manager.stop()
+
+    def current_activity(self) -> list[str] | None:
+        """Endpoints keep `shutdown_no_activity_timeout` from stopping a server that serves them."""
+        return [e.name for e in self.manager.endpoints.values()] or None
+
+
+def _write_info(path: Path, serverapp: Any) -> None:
+    info = {"url": serverapp.connection_url, "token": serverapp.identity_provider.token, "pid": os.getpid()}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, path)

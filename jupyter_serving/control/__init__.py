@@ -1,0 +1,1 @@
+"""Desired state and the control plane: endpoint store, model registry lookups, rollouts."""

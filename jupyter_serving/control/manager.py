@@ -1,0 +1,434 @@
+"""The endpoint manager: control-plane operations and the reconciler that makes them real.
+
+Creating an endpoint, updating its config and recovering after a restart are one code path, a
+*rollout*: start replica sets for the entities the new config needs (reusing sets whose runtime
+key is unchanged), wait until all are ready, then swap the routing table in one assignment and
+retire the sets the new config no longer uses after they drain. A rollout that fails or is
+cancelled stops only what it started, so the previous config keeps serving throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import logging
+import math
+import secrets
+import stat
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jupyter_serving.api.schema import EndpointConfig, parse_config, parse_create
+from jupyter_serving.control.registry import ModelRegistry
+from jupyter_serving.control.store import (
+    IN_PROGRESS,
+    NOT_UPDATING,
+    UPDATE_CANCELED,
+    UPDATE_FAILED,
+    EndpointRecord,
+    EndpointStore,
+)
+from jupyter_serving.data.metrics import EndpointMetrics
+from jupyter_serving.data.replica import WarmPool
+from jupyter_serving.data.replica_set import ABORTED, FAILED, READY, DeployFailed, ReplicaSet, Spawner
+from jupyter_serving.data.router import RoutingTable
+from jupyter_serving.errors import (
+    InvalidState,
+    ResourceAlreadyExists,
+    ResourceConflict,
+    ResourceDoesNotExist,
+    TemporarilyUnavailable,
+)
+from jupyter_serving.settings import ServingSettings
+
+log = logging.getLogger("jupyter_serving")
+
+MAX_SOCKET_DIR = 80  # AF_UNIX paths are limited to 108 bytes; leave room for the file name
+LOG_TAIL_BYTES = 64 * 1024
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Endpoint:
+    """One endpoint at runtime: its stored record, its replica sets and its routing table."""
+
+    def __init__(self, record: EndpointRecord) -> None:
+        self.record = record
+        self.routing: RoutingTable | None = None
+        self.active_sets: dict[str, ReplicaSet] = {}
+        self.pending_sets: dict[str, ReplicaSet] = {}
+        self.rollout: asyncio.Task[None] | None = None
+        self.settled = asyncio.Event()  # set whenever a rollout ends, whatever its outcome
+        self.metrics = EndpointMetrics(self.all_sets)
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    def all_sets(self) -> Iterable[ReplicaSet]:
+        seen = {id(s): s for s in (*self.active_sets.values(), *self.pending_sets.values())}
+        return seen.values()
+
+    def entity_state(self, served: str, pending: bool) -> tuple[str, str, dict[str, Any]]:
+        """(deployment state, message, local runtime info) of one served entity."""
+        sets = self.pending_sets if pending else self.active_sets
+        rset = sets.get(served)
+        if rset is not None:
+            return rset.state, rset.message, rset.describe()
+        stored = self.record.pending_states.get(served) if pending else None
+        if stored:
+            return stored[0], stored[1], {"replicas": 0, "ready_replicas": 0}
+        return "DEPLOYMENT_CREATING", "Waiting to be deployed.", {"replicas": 0, "ready_replicas": 0}
+
+    @property
+    def ready(self) -> bool:
+        return self.routing is not None and all(s.state == READY for s in self.routing.sets.values())
+
+
+@dataclass(slots=True)
+class Invocation:
+    status: int
+    body: bytes
+    served_entity: str
+    execution_ms: float
+    client_request_id: str | None
+
+
+class EndpointManager:
+    """Owns every endpoint of one server: the store, the registry, the workers."""
+
+    def __init__(self, settings: ServingSettings) -> None:
+        self.settings = settings
+        self.state_dir = settings.state_path
+        self.endpoints: dict[str, Endpoint] = {}
+        self.registry = ModelRegistry()
+        self.store: EndpointStore | None = None
+        self.pool: WarmPool | None = None
+        self.spawner: Spawner | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = EndpointStore(self.state_dir / "endpoints.sqlite")
+        log_dir = self.state_dir / "logs"
+        log_dir.mkdir(exist_ok=True)
+        self.pool = WarmPool(self.settings.warm_pool_size, log_dir / "warm-pool.log")
+        self.spawner = Spawner(
+            self.pool,
+            self._socket_dir(),
+            log_dir,
+            self.settings.deploy_timeout_s,
+            {"max_batch_size": self.settings.max_batch_size, "fast_path": self.settings.fast_path},
+        )
+        self.pool.start()
+        for record in self.store.load_all():
+            endpoint = Endpoint(record)
+            self.endpoints[record.name] = endpoint
+            self._spawn(self._recover(endpoint))
+
+    def _socket_dir(self) -> Path:
+        path = self.state_dir / "sockets"
+        if len(str(path)) > MAX_SOCKET_DIR:
+            path = Path(tempfile.mkdtemp(prefix="jupyter-serving-"))
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(stat.S_IRWXU)  # workers' sockets are reachable by this user only
+        return path
+
+    async def stop(self) -> None:
+        """Stop every worker; the desired state stays in the store for the next start."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(
+            *(s.stop(drain_timeout_s=5.0) for e in self.endpoints.values() for s in e.all_sets())
+        )
+        if self.pool is not None:
+            await self.pool.stop()
+        self.registry.close()
+        if self.store is not None:
+            self.store.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _save(self, endpoint: Endpoint) -> None:
+        endpoint.record.last_updated_timestamp = now_ms()
+        assert self.store is not None
+        self.store.save(endpoint.record)
+
+    # ----------------------------------------------------------------- control plane
+    def get(self, name: str) -> Endpoint:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            raise ResourceDoesNotExist(f"Endpoint with name '{name}' does not exist.")
+        return endpoint
+
+    def list(self) -> list[Endpoint]:
+        return sorted(self.endpoints.values(), key=lambda e: e.name)
+
+    async def create(self, body: Any, creator: str | None = None) -> Endpoint:
+        request = parse_create(body)
+        if request.name in self.endpoints:
+            raise ResourceAlreadyExists(f"Endpoint with name '{request.name}' already exists.")
+        await self.registry.validate(request.config)
+        if request.name in self.endpoints:  # created by a concurrent call while we looked models up
+            raise ResourceAlreadyExists(f"Endpoint with name '{request.name}' already exists.")
+        ts = now_ms()
+        record = EndpointRecord(
+            name=request.name,
+            id=secrets.token_hex(16),
+            creator=creator or _default_creator(),
+            creation_timestamp=ts,
+            last_updated_timestamp=ts,
+            description=request.description,
+            tags=list(request.tags),
+        )
+        endpoint = Endpoint(record)
+        self.endpoints[record.name] = endpoint
+        self._begin_update(endpoint, request.config)
+        return endpoint
+
+    async def update_config(self, name: str, body: Any) -> Endpoint:
+        endpoint = self.get(name)
+        if endpoint.record.config_update == IN_PROGRESS:
+            raise ResourceConflict(
+                f"Endpoint '{name}' already has an update in progress; wait for it to finish or cancel it."
+            )
+        config = parse_config(_with_previous_capture(body, endpoint.record.config))
+        await self.registry.validate(config)
+        if endpoint.record.config_update == IN_PROGRESS:
+            raise ResourceConflict(f"Endpoint '{name}' already has an update in progress.")
+        self._begin_update(endpoint, config)
+        return endpoint
+
+    async def cancel_update(self, name: str) -> Endpoint:
+        endpoint = self.get(name)
+        if endpoint.record.config_update != IN_PROGRESS or endpoint.rollout is None:
+            raise InvalidState(f"Endpoint '{name}' has no config update in progress to cancel.")
+        endpoint.rollout.cancel()
+        await asyncio.gather(endpoint.rollout, return_exceptions=True)
+        return endpoint
+
+    async def delete(self, name: str) -> None:
+        endpoint = self.get(name)
+        del self.endpoints[name]
+        assert self.store is not None
+        self.store.delete(name)
+        if endpoint.rollout is not None:
+            endpoint.rollout.cancel()
+            await asyncio.gather(endpoint.rollout, return_exceptions=True)
+        endpoint.routing = None
+        await asyncio.gather(*(s.stop(drain_timeout_s=10.0) for s in endpoint.all_sets()))
+
+    def logs(self, name: str, served: str) -> str:
+        endpoint = self.get(name)
+        known = {
+            e["name"]
+            for cfg in (endpoint.record.config, endpoint.record.pending)
+            if cfg
+            for e in _entities(cfg)
+        }
+        if served not in known:
+            raise ResourceDoesNotExist(f"Served entity '{served}' does not exist in endpoint '{name}'.")
+        assert self.spawner is not None
+        path = self.spawner.log_path(name, served)
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+            return f.read().decode("utf-8", errors="replace")
+
+    # ----------------------------------------------------------------- rollouts
+    def _begin_update(self, endpoint: Endpoint, config: EndpointConfig) -> None:
+        record = endpoint.record
+        record.pending = config.to_json()
+        record.pending_version = record.config_version + 1
+        record.pending_start_time = now_ms()
+        record.pending_states = {}
+        record.config_update = IN_PROGRESS
+        record.update_message = ""
+        for entity in config.served_entities:
+            record.entity_created.setdefault(entity.name, record.pending_start_time)
+        self._save(endpoint)
+        if endpoint.routing is None:
+            endpoint.settled.clear()
+        endpoint.rollout = self._spawn(self._rollout(endpoint, config, record.pending_version))
+
+    async def _rollout(self, endpoint: Endpoint, config: EndpointConfig, version: int) -> None:
+        reusable = {s.key: s for s in endpoint.active_sets.values() if s.state == READY}
+        new_sets: dict[str, ReplicaSet] = {}
+        started: list[ReplicaSet] = []
+        for entity in config.served_entities:
+            rset = reusable.pop(entity.runtime_key, None)
+            if rset is None:
+                rset = ReplicaSet(endpoint.name, entity, self._spawner)
+                started.append(rset)
+            rset.entity = entity
+            new_sets[entity.name] = rset
+        endpoint.pending_sets = new_sets
+        try:
+            await self._deploy_all(started)
+        except asyncio.CancelledError:
+            await self._end_rollout(endpoint, started, UPDATE_CANCELED, "The config update was canceled.")
+            return
+        except DeployFailed as exc:
+            await self._end_rollout(endpoint, started, UPDATE_FAILED, str(exc))
+            return
+        self._activate(endpoint, config, version, new_sets)
+
+    async def _deploy_all(self, sets: list[ReplicaSet]) -> None:
+        results = await asyncio.gather(
+            *(s.deploy(self._replica_count(s)) for s in sets), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            for rset in sets:
+                if rset.state != FAILED:
+                    rset.abort(
+                        "Deployment aborted because another served entity of this config failed to deploy."
+                    )
+            first = failed[0]
+            raise first if isinstance(first, DeployFailed) else DeployFailed(repr(first))
+
+    def _replica_count(self, rset: ReplicaSet) -> int:
+        low, _ = rset.entity.concurrency_range
+        return max(1, math.ceil(low / max(1, self.settings.replica_concurrency)))
+
+    def _activate(
+        self, endpoint: Endpoint, config: EndpointConfig, version: int, new_sets: dict[str, ReplicaSet]
+    ) -> None:
+        """Swap routing to the new config in one step, then retire what it no longer uses."""
+        retired = [s for s in endpoint.active_sets.values() if all(s is not n for n in new_sets.values())]
+        endpoint.routing = RoutingTable(
+            version, new_sets, tuple((r.served_model_name, r.traffic_percentage) for r in config.routes)
+        )
+        endpoint.active_sets, endpoint.pending_sets = new_sets, {}
+        endpoint.settled.set()
+        record = endpoint.record
+        record.config, record.config_version = config.to_json(), version
+        record.pending = record.pending_version = record.pending_start_time = None
+        record.config_update, record.update_message, record.pending_states = NOT_UPDATING, "", {}
+        self._save(endpoint)
+        for rset in retired:
+            self._spawn(rset.stop(drain_timeout_s=self.settings.request_timeout_s))
+
+    async def _end_rollout(
+        self, endpoint: Endpoint, started: list[ReplicaSet], outcome: str, message: str
+    ) -> None:
+        record = endpoint.record
+        record.config_update, record.update_message = outcome, message
+        if outcome == UPDATE_CANCELED:
+            record.pending = record.pending_version = record.pending_start_time = None
+        else:
+            record.pending_states = {s.name: [s.state, s.message] for s in endpoint.pending_sets.values()}
+        endpoint.pending_sets = {}
+        self._save(endpoint)
+        endpoint.settled.set()
+        await asyncio.gather(*(s.stop(drain_timeout_s=5.0) for s in started), return_exceptions=True)
+
+    async def _recover(self, endpoint: Endpoint) -> None:
+        """Bring a stored endpoint back after a restart: its active config, then any pending update."""
+        record = endpoint.record
+        if record.config is not None:
+            config = parse_config(record.config)
+            sets = {e.name: ReplicaSet(endpoint.name, e, self._spawner) for e in config.served_entities}
+            endpoint.active_sets = sets
+            try:
+                await self._deploy_all(list(sets.values()))
+            except DeployFailed as exc:
+                log.error("endpoint %s could not be restored: %s", endpoint.name, exc)
+                endpoint.settled.set()
+                return
+            endpoint.routing = RoutingTable(
+                record.config_version,
+                sets,
+                tuple((r.served_model_name, r.traffic_percentage) for r in config.routes),
+            )
+            endpoint.settled.set()
+        if record.config_update == IN_PROGRESS and record.pending is not None:
+            pending = parse_config(record.pending)
+            endpoint.rollout = asyncio.current_task()  # type: ignore[assignment]
+            await self._rollout(endpoint, pending, record.pending_version or record.config_version + 1)
+
+    @property
+    def _spawner(self) -> Spawner:
+        assert self.spawner is not None, "the manager is not started"
+        return self.spawner
+
+    # ----------------------------------------------------------------- data plane
+    async def invoke(
+        self, name: str, served: str | None, content_type: str, body: bytes, routing_key: str | None = None
+    ) -> Invocation:
+        endpoint = self.get(name)
+        timeout = self.settings.request_timeout_s
+        started = time.perf_counter()
+        table = endpoint.routing or await self._wait_routable(endpoint, timeout)
+        if served is None:
+            rset = table.choose(routing_key)
+        elif (rset := table.sets.get(served)) is None:
+            raise ResourceDoesNotExist(f"Served entity '{served}' does not exist in endpoint '{name}'.")
+        status = 500
+        try:
+            replica = await rset.acquire(timeout)
+            reply = await replica.invoke(content_type, body, timeout - (time.perf_counter() - started))
+            status = reply.status
+            return Invocation(
+                reply.status, reply.body, rset.name, reply.execution_ms, reply.client_request_id
+            )
+        except Exception as exc:
+            status = getattr(exc, "http_status", 500)
+            raise
+        finally:
+            endpoint.metrics.observe(rset.name, status, time.perf_counter() - started)
+
+    async def _wait_routable(self, endpoint: Endpoint, timeout: float) -> RoutingTable:
+        """Hold a request while the endpoint's first config deploys, instead of failing it."""
+        if not endpoint.settled.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(endpoint.settled.wait(), timeout)
+        if endpoint.routing is not None:
+            return endpoint.routing
+        if endpoint.record.config_update == IN_PROGRESS:
+            raise TemporarilyUnavailable(
+                f"Endpoint '{endpoint.name}' is still deploying; retry shortly.", headers={"Retry-After": "1"}
+            )
+        failed = [s for s in endpoint.active_sets.values() if s.state in (FAILED, ABORTED)]
+        reason = failed[0].message if failed else endpoint.record.update_message
+        raise InvalidState(
+            f"Endpoint '{endpoint.name}' is not ready: {reason or 'it has no deployed config.'}"
+        )
+
+    async def registered_models(self) -> list[dict[str, Any]]:
+        return await self.registry.registered_models()
+
+
+def _default_creator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "local-user"
+
+
+def _entities(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return config.get("served_entities") or config.get("served_models") or []
+
+
+def _with_previous_capture(body: Any, previous: dict[str, Any] | None) -> Any:
+    """Databricks keeps the previous auto_capture_config when an update omits it."""
+    if (
+        isinstance(body, dict)
+        and "auto_capture_config" not in body
+        and previous
+        and previous.get("auto_capture_config")
+    ):
+        return {**body, "auto_capture_config": previous["auto_capture_config"]}
+    return body

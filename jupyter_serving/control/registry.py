@@ -1,0 +1,108 @@
+"""Looks served entities up in the MLflow model registry.
+
+MLflow is imported lazily, in a worker thread, the first time a control-plane call needs it:
+`import mlflow` costs seconds and must stay off the server's start-up and request paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from jupyter_serving.api.schema import MODELS_URI, EndpointConfig, ServedEntity
+from jupyter_serving.errors import InvalidParameterValue, ResourceDoesNotExist
+
+
+class ModelRegistry:
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(2, thread_name_prefix="mlflow-registry")
+        self._client: Any = None
+
+    async def validate(self, config: EndpointConfig) -> None:
+        """Raise a Databricks-style error if any served entity names a model that does not exist."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(self._executor, self._check, e) for e in config.served_entities)
+        )
+
+    async def registered_models(self) -> list[dict[str, Any]]:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._list)
+
+    def _mlflow(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient()
+        return self._client
+
+    def _check(self, entity: ServedEntity) -> None:
+        from mlflow.exceptions import MlflowException
+
+        name, version, alias = _parse_target(entity)
+        client = self._mlflow()
+        try:
+            if alias is not None:
+                client.get_model_version_by_alias(name, alias)
+            elif version is not None:
+                client.get_model_version(name, version)
+            else:
+                client.get_registered_model(name)
+        except MlflowException as exc:
+            if (
+                exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+                or "not found" in exc.message.lower()
+            ):
+                what = f"Model '{name}'" + (f" version '{version}'" if version else "")
+                what += f" alias '{alias}'" if alias else ""
+                raise ResourceDoesNotExist(f"{what} does not exist in the MLflow model registry.") from None
+            raise InvalidParameterValue(f"Could not look up model '{name}': {exc.message}") from None
+
+    def _list(self) -> list[dict[str, Any]]:
+        client = self._mlflow()
+        out = []
+        for model in client.search_registered_models(max_results=1000):
+            versions = client.search_model_versions(f"name = '{model.name}'", max_results=1000)
+            out.append(
+                {
+                    "name": model.name,
+                    "description": model.description or "",
+                    "versions": sorted(
+                        (
+                            {
+                                "version": str(v.version),
+                                "status": v.status,
+                                "creation_timestamp": v.creation_timestamp,
+                                "run_id": v.run_id,
+                            }
+                            for v in versions
+                        ),
+                        key=lambda v: int(v["version"]),
+                    ),
+                }
+            )
+        return out
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _parse_target(entity: ServedEntity) -> tuple[str, str | None, str | None]:
+    """(registered model name, version, alias) named by a served entity."""
+    if not entity.entity_name.startswith(MODELS_URI):
+        return entity.entity_name, entity.entity_version, None
+    path = entity.entity_name[len(MODELS_URI) :].strip("/")
+    if "@" in path:
+        name, alias = path.split("@", 1)
+        return name, None, alias
+    name, _, version = path.partition("/")
+    if not (version or entity.entity_version):
+        raise InvalidParameterValue(
+            f"Model URI '{entity.entity_name}' names no version: use models:/<name>/<version>, "
+            "models:/<name>@<alias>, or give entity_version."
+        )
+    if version and not version.isdigit():
+        raise InvalidParameterValue(
+            f"Model URI '{entity.entity_name}' must name a version number or an alias."
+        )
+    return name, version or entity.entity_version, None

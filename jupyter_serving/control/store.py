@@ -1,0 +1,68 @@
+"""Desired state: what users asked for, persisted in SQLite so endpoints survive a restart.
+
+One JSON document per endpoint. Writes are rare (control-plane calls and state transitions) and
+tiny, so they run synchronously; WAL mode keeps readers out of a writer's way.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+NOT_UPDATING = "NOT_UPDATING"
+IN_PROGRESS = "IN_PROGRESS"
+UPDATE_FAILED = "UPDATE_FAILED"
+UPDATE_CANCELED = "UPDATE_CANCELED"
+
+
+@dataclass
+class EndpointRecord:
+    """An endpoint as stored: its active config, and the pending one while an update runs or failed."""
+
+    name: str
+    id: str
+    creator: str
+    creation_timestamp: int
+    last_updated_timestamp: int
+    description: str | None = None
+    tags: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] | None = None
+    config_version: int = 0
+    pending: dict[str, Any] | None = None
+    pending_version: int | None = None
+    pending_start_time: int | None = None
+    config_update: str = NOT_UPDATING
+    update_message: str = ""
+    # served entity name -> creation timestamp (ms), kept across versions that keep the entity
+    entity_created: dict[str, int] = field(default_factory=dict)
+    # served entity name -> [state, message] of a pending config whose rollout ended without success
+    pending_states: dict[str, list[str]] = field(default_factory=dict)
+
+
+class EndpointStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS endpoints (name TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+
+    def load_all(self) -> list[EndpointRecord]:
+        rows = self._db.execute("SELECT doc FROM endpoints ORDER BY name").fetchall()
+        return [EndpointRecord(**json.loads(doc)) for (doc,) in rows]
+
+    def save(self, record: EndpointRecord) -> None:
+        self._db.execute(
+            "INSERT INTO endpoints (name, doc) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET doc = excluded.doc",
+            (record.name, json.dumps(asdict(record))),
+        )
+
+    def delete(self, name: str) -> None:
+        self._db.execute("DELETE FROM endpoints WHERE name = ?", (name,))
+
+    def close(self) -> None:
+        self._db.close()

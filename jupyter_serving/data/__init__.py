@@ -1,0 +1,1 @@
+"""The data plane: worker processes, replica sets, routing, metrics."""

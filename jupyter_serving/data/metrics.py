@@ -1,0 +1,79 @@
+"""Per-endpoint Prometheus metrics (served at GET /api/2.0/serving-endpoints/{name}/metrics).
+
+Request counts and latencies are counted as requests finish; replica counts, in-flight requests
+and cold starts are read from the live replica sets when scraped, so they cost nothing per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    120.0,
+)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _LiveGauges:
+    """Collects gauges from the running replica sets at scrape time."""
+
+    def __init__(self, sets: Callable[[], Iterable[Any]]) -> None:
+        self._sets = sets
+
+    def collect(self) -> Iterable[Metric]:
+        replicas = GaugeMetricFamily(
+            "replicas", "Running replicas per served entity", labels=["served_entity"]
+        )
+        inflight = GaugeMetricFamily(
+            "inflight_requests", "Requests in flight per served entity", labels=["served_entity"]
+        )
+        for rset in self._sets():
+            replicas.add_metric([rset.name], len(rset.replicas))
+            inflight.add_metric([rset.name], sum(r.inflight for r in rset.replicas))
+        yield replicas
+        yield inflight
+
+
+class EndpointMetrics:
+    def __init__(self, sets: Callable[[], Iterable[Any]]) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "requests",
+            "Invocations by served entity and HTTP status",
+            ["served_entity", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "request_latency_seconds",
+            "Invocation latency seen by the server",
+            ["served_entity"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_LiveGauges(sets))  # type: ignore[arg-type]
+
+    def observe(self, served: str, status: int, seconds: float) -> None:
+        self.requests.labels(served, str(status)).inc()
+        self.latency.labels(served).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,225 @@
+"""Worker processes as the server sees them: spawning, the warm pool, and one replica's connection.
+
+`WarmPool` keeps interpreters started with MLflow imported (see `worker.py`); `Replica` turns one
+into a serving replica of a model and multiplexes requests to it over one Unix socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jupyter_serving.data import protocol
+from jupyter_serving.errors import DeadlineExceeded, InternalError
+
+log = logging.getLogger("jupyter_serving")
+
+WORKER_MODULE = "jupyter_serving.data.worker"
+
+
+@dataclass(slots=True)
+class WorkerReply:
+    status: int
+    body: bytes
+    execution_ms: float
+    client_request_id: str | None
+
+
+class WorkerProcess:
+    """A started worker interpreter, warm until assigned a model."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+
+    @classmethod
+    async def spawn(cls, log_path: Path, env: dict[str, str] | None = None) -> WorkerProcess:
+        with open(log_path, "ab") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                WORKER_MODULE,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log_file,
+                start_new_session=True,  # a signal to the server's group must not hit workers
+                env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+            )
+        worker = cls(proc)
+        event = await worker.next_event()
+        if event.get("event") != "warm":
+            raise RuntimeError(f"worker {worker.pid} did not start: {event.get('message', 'it exited')}")
+        return worker
+
+    async def next_event(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = await self.proc.stdout.readline()
+        if not line:
+            code = await self.proc.wait()
+            return {"event": "exited", "message": f"the worker process exited with code {code}"}
+        return json.loads(line)
+
+    def assign(self, assignment: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(assignment) + "\n").encode())
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    async def kill(self, grace_s: float = 5.0) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), grace_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+
+
+class WarmPool:
+    """Keeps `size` warm worker interpreters ready so a deploy skips MLflow's import time."""
+
+    def __init__(self, size: int, log_path: Path) -> None:
+        self.size = size
+        self.log_path = log_path
+        self._ready: asyncio.Queue[WorkerProcess] = asyncio.Queue()
+        self._filling: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def start(self) -> None:
+        for _ in range(self.size):
+            self._refill()
+
+    async def acquire(self) -> WorkerProcess:
+        """A warm worker: a spare if one is ready, else a freshly spawned one."""
+        while not self._ready.empty():
+            worker = self._ready.get_nowait()
+            if worker.alive:
+                self._refill()
+                return worker
+        worker = await WorkerProcess.spawn(self.log_path)
+        self._refill()
+        return worker
+
+    def _refill(self) -> None:
+        if self._closed or self._ready.qsize() + len(self._filling) >= self.size:
+            return
+        task = asyncio.get_running_loop().create_task(self._spawn_spare())
+        self._filling.add(task)
+        task.add_done_callback(self._filling.discard)
+
+    async def _spawn_spare(self) -> None:
+        try:
+            worker = await WorkerProcess.spawn(self.log_path)
+        except Exception:
+            log.exception("could not start a warm worker")
+            return
+        if self._closed:
+            await worker.kill()
+        else:
+            self._ready.put_nowait(worker)
+
+    async def stop(self) -> None:
+        self._closed = True
+        for task in list(self._filling):
+            task.cancel()
+        await asyncio.gather(*self._filling, return_exceptions=True)
+        while not self._ready.empty():
+            await self._ready.get_nowait().kill()
+
+
+class Replica:
+    """One worker serving one model: its process and the multiplexed connection to it."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, worker: WorkerProcess, socket_path: Path, label: str) -> None:
+        self.worker = worker
+        self.socket_path = socket_path
+        self.label = label
+        self.inflight = 0
+        self.draining = False
+        self._pending: dict[int, asyncio.Future[WorkerReply]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.worker.pid
+
+    async def connect(self) -> None:
+        reader, self._writer = await asyncio.open_unix_connection(str(self.socket_path))
+        self._reader_task = asyncio.get_running_loop().create_task(self._read_replies(reader))
+
+    async def _read_replies(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while (frame := await protocol.read_frame(reader)) is not None:
+                fut = self._pending.pop(frame.request_id, None)
+                if fut is not None and not fut.done():
+                    meta = frame.meta_json()
+                    fut.set_result(WorkerReply(frame.code, frame.body, meta.get("ms", 0.0), meta.get("crid")))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        code = self.worker.proc.returncode
+        error = InternalError(
+            f"The replica serving this request ({self.label}) stopped while the request was in flight"
+            + (f" (exit code {code})." if code is not None else ".")
+        )
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self._pending.clear()
+
+    async def invoke(self, content_type: str, body: bytes, timeout_s: float) -> WorkerReply:
+        if self._writer is None or self._writer.is_closing():
+            raise InternalError(f"The replica {self.label} is not connected.")
+        request_id = next(self._ids) & 0xFFFFFFFF
+        fut: asyncio.Future[WorkerReply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = fut
+        self.inflight += 1
+        try:
+            self._writer.write(protocol.encode(request_id, protocol.INVOKE, content_type.encode(), body))
+            return await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"The model did not answer within the request timeout of {timeout_s:g} s "
+                "(setting JUPYTER_SERVING_REQUEST_TIMEOUT_S)."
+            ) from None
+        finally:
+            self._pending.pop(request_id, None)
+            self.inflight -= 1
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until requests already sent are answered; new ones are routed elsewhere."""
+        self.draining = True
+        waiting = [f for f in self._pending.values() if not f.done()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=timeout_s)
+
+    async def stop(self, drain_timeout_s: float = 30.0) -> None:
+        await self.drain(drain_timeout_s)
+        if self._writer is not None:
+            self._writer.close()
+        await self.worker.kill()
+        if self._reader_task is not None:
+            await asyncio.gather(self._reader_task, return_exceptions=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()

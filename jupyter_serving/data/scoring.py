@@ -1,0 +1,241 @@
+"""Scoring inside a worker: MLflow's scoring protocol, plus two ways to do less work per request.
+
+1. Micro-batching: requests that arrive together and share a tabular shape (``dataframe_split`` /
+   ``dataframe_records`` with the same columns, no ``params``) are concatenated into one DataFrame
+   and scored with one ``predict`` call, so schema enforcement and model overhead are paid once.
+2. A NumPy fast path for scikit-learn models whose signature is all-numeric columns: rows go
+   straight into an array and the estimator, skipping pandas and schema enforcement. It accepts
+   only requests whose every value already has the signature's type, so it cannot change a result;
+   anything else (strings, nulls, missing columns, ``params``, CSV, ``inputs``...) takes MLflow's own
+   ``scoring_server.invocations`` path and gets MLflow's own answer or error message.
+
+Imported only by the worker process: it imports MLflow and pandas at module level on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import scoring_server
+from mlflow.pyfunc.scoring_server import NumpyEncoder
+from mlflow.types import DataType
+from mlflow.utils.proto_json_utils import _get_jsonable_obj
+
+log = logging.getLogger("jupyter_serving.worker")
+
+JSON_TYPES = ("application/json", "")
+TABULAR = ("dataframe_split", "dataframe_records")
+_INTEGER = (DataType.long, DataType.integer)
+_NUMERIC = (DataType.double, DataType.float, *_INTEGER)
+
+
+@dataclass(slots=True)
+class Result:
+    status: int
+    body: bytes
+    client_request_id: str | None = None
+    execution_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A parsed request: `rows` for the fast path, `frame` for batching, else `payload` alone."""
+
+    payload: dict[str, Any] | None
+    client_request_id: str | None
+    rows: np.ndarray | None = None
+    frame: pd.DataFrame | None = None
+
+
+class Scorer:
+    """Scores lists of raw requests against one loaded pyfunc model."""
+
+    def __init__(self, model: Any, *, fast_path: bool = True) -> None:
+        self.model = model
+        self.input_schema = model.metadata.get_input_schema()
+        self.fast = NumericFastPath.build(model) if fast_path else None
+        self.batchable = self._batchable(model)
+
+    def _batchable(self, model: Any) -> bool:
+        meta = model.metadata
+        from_hints = getattr(meta, "_is_signature_from_type_hint", lambda: False)()
+        return not from_hints and meta.get_params_schema() is None
+
+    def score(self, requests: list[tuple[str, bytes]]) -> list[Result]:
+        """Score concurrent requests, coalescing the compatible ones; one Result per request."""
+        started = time.perf_counter()
+        prepared = [self._prepare(ct, body) for ct, body in requests]
+        results: list[Result | None] = [None] * len(requests)
+        self._score_fast(prepared, results)
+        self._score_frames(prepared, results)
+        for i, item in enumerate(prepared):
+            if results[i] is None:
+                results[i] = self._score_one(requests[i], item)
+        elapsed = (time.perf_counter() - started) * 1000
+        for r in results:
+            r.execution_ms = r.execution_ms or elapsed
+        return results  # type: ignore[return-value]
+
+    def _prepare(self, content_type: str, body: bytes) -> Prepared:
+        if content_type.split(";")[0].strip().lower() not in JSON_TYPES:
+            return Prepared(None, None)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return Prepared(None, None)
+        if not isinstance(payload, dict):
+            return Prepared(None, None)
+        crid = payload.get("client_request_id")
+        item = Prepared(payload, crid if isinstance(crid, str) else None)
+        fmt = [k for k in payload if k in scoring_server.SUPPORTED_FORMATS]
+        if len(fmt) != 1 or fmt[0] not in TABULAR or "params" in payload or not self.batchable:
+            return item
+        if self.fast is not None:
+            item.rows = self.fast.rows(fmt[0], payload[fmt[0]])
+        if item.rows is None:
+            item.frame = self._frame(fmt[0], payload)
+        return item
+
+    def _frame(self, fmt: str, payload: dict[str, Any]) -> pd.DataFrame | None:
+        try:
+            return scoring_server.infer_and_parse_data({fmt: payload[fmt]}, self.input_schema)
+        except Exception:
+            return None  # the single-request path reports MLflow's own parse error
+
+    def _score_fast(self, prepared: list[Prepared], results: list[Result | None]) -> None:
+        idx = [i for i, p in enumerate(prepared) if p.rows is not None]
+        if not idx:
+            return
+        counts = [len(prepared[i].rows) for i in idx]  # type: ignore[arg-type]
+        stacked = np.concatenate([prepared[i].rows for i in idx]) if len(idx) > 1 else prepared[idx[0]].rows
+        try:
+            preds = self.fast.predict(stacked)  # type: ignore[union-attr]
+        except Exception:
+            for i in idx:  # let MLflow's path produce the exact error for each request
+                prepared[i].rows = None
+            return
+        self._split_into(results, idx, prepared, preds, counts)
+
+    def _score_frames(self, prepared: list[Prepared], results: list[Result | None]) -> None:
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, p in enumerate(prepared):
+            if p.frame is not None and results[i] is None:
+                groups.setdefault(tuple(map(str, p.frame.columns)), []).append(i)
+        for idx in groups.values():
+            frames = [prepared[i].frame for i in idx]
+            counts = [len(f) for f in frames]  # type: ignore[arg-type]
+            try:
+                batch = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+                preds = self.model.predict(batch)
+            except Exception:
+                continue  # scored one by one, so each request gets its own error
+            self._split_into(results, idx, prepared, preds, counts)
+
+    def _split_into(
+        self,
+        results: list[Result | None],
+        idx: list[int],
+        prepared: list[Prepared],
+        preds: Any,
+        counts: list[int],
+    ) -> None:
+        if len(preds) != sum(counts):
+            return  # not row-aligned: each request is scored alone
+        offset = 0
+        for i, n in zip(idx, counts, strict=True):
+            part = preds[offset : offset + n]
+            if isinstance(part, pd.DataFrame | pd.Series):
+                part = part.reset_index(drop=True)
+            offset += n
+            body = json.dumps(
+                {"predictions": _get_jsonable_obj(part, pandas_orient="records")}, cls=NumpyEncoder
+            )
+            results[i] = Result(200, body.encode(), prepared[i].client_request_id)
+
+    def _score_one(self, request: tuple[str, bytes], item: Prepared) -> Result:
+        content_type, body = request
+        started = time.perf_counter()
+        data: Any = item.payload if item.payload is not None else body
+        try:
+            out = scoring_server.invocations(
+                data, content_type or "application/json", self.model, self.input_schema
+            )
+            status, text = out.status, out.response
+            if out.mimetype != "application/json":
+                status, text = out.status, json.dumps({"error_code": "BAD_REQUEST", "message": out.response})
+        except MlflowException as exc:
+            log.warning("invocation failed: %s\n%s", exc.message, getattr(exc, "stack_trace", "") or "")
+            status = exc.get_http_status_code()
+            text = json.dumps({"error_code": exc.error_code, "message": exc.message})
+        except Exception as exc:
+            log.error("model raised while scoring:\n%s", traceback.format_exc())
+            status, text = (
+                500,
+                json.dumps({"error_code": "INTERNAL_ERROR", "message": f"Model error: {exc!r}"}),
+            )
+        elapsed = (time.perf_counter() - started) * 1000
+        return Result(status, text.encode(), item.client_request_id, elapsed)
+
+
+class NumericFastPath:
+    """Direct NumPy scoring for scikit-learn models with an all-numeric column signature."""
+
+    def __init__(self, predict: Any, columns: list[str], integer: list[bool]) -> None:
+        self.predict = predict
+        self.columns = columns
+        self.integer = integer
+        self.index = {c: i for i, c in enumerate(columns)}
+
+    @classmethod
+    def build(cls, model: Any) -> NumericFastPath | None:
+        meta = model.metadata
+        if meta.flavors.get("python_function", {}).get("loader_module") != "mlflow.sklearn":
+            return None
+        schema = meta.get_input_schema()
+        if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+            return None
+        specs = schema.inputs
+        if any(not s.required or s.type not in _NUMERIC for s in specs):
+            return None
+        predict_fn = model._predict_fn  # the bound method pyfunc itself would call
+        raw = model.get_raw_model()
+        if getattr(predict_fn, "__self__", None) is not raw:
+            predict_fn = raw.predict  # the wrapper's own predict is exactly estimator.predict(data)
+        return cls(predict_fn, [s.name for s in specs], [s.type in _INTEGER for s in specs])
+
+    def rows(self, fmt: str, data: Any) -> np.ndarray | None:
+        """The request as a float array in signature order, or None if it needs MLflow's path."""
+        try:
+            matrix = self._split(data) if fmt == "dataframe_split" else self._records(data)
+        except (TypeError, KeyError, ValueError, AttributeError):
+            return None
+        if matrix is None or not matrix:
+            return None
+        for row in matrix:
+            for value, is_int in zip(row, self.integer, strict=True):
+                kind = type(value)
+                if kind is not int and (is_int or kind is not float):
+                    return None
+        return np.array(matrix, dtype=np.float64)
+
+    def _split(self, data: dict[str, Any]) -> list[list[Any]] | None:
+        columns, rows = data["columns"], data["data"]
+        if not set(self.columns) <= set(columns) or len(set(columns)) != len(columns):
+            return None
+        if any(len(r) != len(columns) for r in rows):
+            return None
+        if columns == self.columns:
+            return rows
+        pos = [columns.index(c) for c in self.columns]
+        return [[r[p] for p in pos] for r in rows]
+
+    def _records(self, data: list[dict[str, Any]]) -> list[list[Any]]:
+        return [[record[c] for c in self.columns] for record in data]

@@ -1,0 +1,157 @@
+"""The worker process: one replica of one served entity.
+
+Lifecycle, driven by the server over the process's stdin/stdout (lines of JSON):
+
+    start ─▶ import mlflow.pyfunc ─▶ "warm" ─▶ (assignment line) ─▶ load model ─▶ "ready" | "failed"
+
+A worker waits "warm" until it is assigned a model, so the server can keep spare interpreters
+with the expensive imports done (~2 s here) and turn one into a replica in the time it takes to
+load the model. stdin doubles as a lifeline: the server holds its write end, so end-of-file means
+the server is gone (even after kill -9) and the worker exits at once instead of lingering.
+
+Requests arrive as frames (`protocol.py`) on a Unix socket. Scoring runs on one scoring thread
+while the event loop keeps reading frames; whatever arrived while a predict call ran is scored
+together by the next one. That is micro-batching that adapts to load, with no added wait at low
+load, and the loop stays free to answer pings while a slow model computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TextIO
+
+from jupyter_serving.data import protocol
+
+
+def main() -> int:
+    status = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything the model prints goes to the log, never into the status channel
+    import mlflow.pyfunc  # noqa: F401  (the slow import, done before the worker reports warm)
+
+    from jupyter_serving.data import scoring  # noqa: F401
+
+    _send(status, event="warm", pid=os.getpid())
+    line = sys.stdin.readline()
+    if not line:
+        return 0
+    assignment = json.loads(line)
+    _redirect_output(assignment["log_path"])
+    threading.Thread(target=_exit_when_server_gone, daemon=True, name="lifeline").start()
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {assignment['label']} %(levelname)s %(message)s"
+    )
+    os.environ.update(assignment.get("env") or {})
+    try:
+        scorer = _load(assignment)
+    except Exception as exc:
+        traceback.print_exc()
+        _send(status, event="failed", message=_load_error_message(exc))
+        return 1
+    asyncio.run(_serve(scorer, assignment, status))
+    return 0
+
+
+def _load(assignment: dict[str, Any]) -> Any:
+    import mlflow.pyfunc
+
+    from jupyter_serving.data.scoring import Scorer
+
+    started = time.perf_counter()
+    logging.info("loading model %s", assignment["model_uri"])
+    model = mlflow.pyfunc.load_model(assignment["model_uri"])
+    logging.info("model loaded in %.2f s", time.perf_counter() - started)
+    return Scorer(model, fast_path=assignment.get("fast_path", True))
+
+
+def _load_error_message(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"Failed to load the model: {type(exc).__name__}: {first}"[:2000]
+
+
+async def _serve(scorer: Any, assignment: dict[str, Any], status: TextIO) -> None:
+    batcher = Batcher(scorer, assignment.get("max_batch_size", 64))
+    server = await asyncio.start_unix_server(batcher.handle_connection, path=assignment["socket_path"])
+    _send(status, event="ready", pid=os.getpid())
+    async with server:
+        await batcher.run()
+
+
+class Batcher:
+    """Collects frames from all connections and scores whatever is waiting in one call."""
+
+    def __init__(self, scorer: Any, max_batch: int) -> None:
+        self.scorer = scorer
+        self.max_batch = max(1, max_batch)
+        self.queue: list[tuple[protocol.Frame, asyncio.StreamWriter]] = []
+        self.wakeup = asyncio.Event()
+
+    async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (frame := await protocol.read_frame(reader)) is not None:
+            if frame.code == protocol.PING:
+                writer.write(protocol.encode(frame.request_id, 200, b"", b"pong"))
+                continue
+            self.queue.append((frame, writer))
+            self.wakeup.set()
+        writer.close()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1, thread_name_prefix="scoring") as executor:
+            while True:
+                await self.wakeup.wait()
+                batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
+                if not self.queue:
+                    self.wakeup.clear()
+                results = await loop.run_in_executor(executor, self._score, batch)
+                self._reply(batch, results)
+
+    def _score(self, batch: list[tuple[protocol.Frame, asyncio.StreamWriter]]) -> list[Any]:
+        requests = [(f.meta.decode(), f.body) for f, _ in batch]
+        try:
+            return self.scorer.score(requests)
+        except Exception as exc:  # a bug of ours, not of the model: answer every request anyway
+            logging.exception("scoring failed")
+            body = json.dumps({"error_code": "INTERNAL_ERROR", "message": f"Worker error: {exc!r}"}).encode()
+            return [_error_result(body) for _ in batch]
+
+    def _reply(self, batch: list[tuple[protocol.Frame, asyncio.StreamWriter]], results: list[Any]) -> None:
+        for (frame, writer), result in zip(batch, results, strict=True):
+            meta = json.dumps(
+                {"ms": round(result.execution_ms, 3), "crid": result.client_request_id}
+            ).encode()
+            writer.write(protocol.encode(frame.request_id, result.status, meta, result.body))
+
+
+def _error_result(body: bytes) -> Any:
+    from jupyter_serving.data.scoring import Result
+
+    return Result(500, body)
+
+
+def _send(status: TextIO, **event: Any) -> None:
+    status.write(json.dumps(event) + "\n")
+
+
+def _redirect_output(log_path: str) -> None:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _exit_when_server_gone() -> None:
+    sys.stdin.read()  # returns only at end-of-file: the server closed its end or died
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

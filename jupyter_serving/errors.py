@@ -1,0 +1,99 @@
+"""The one error root of the server: every failure a client can see carries its wire form.
+
+    ServingError (error_code, http_status)
+    ├── InvalidParameterValue   400 INVALID_PARAMETER_VALUE
+    ├── BadRequest              400 BAD_REQUEST         (scoring payloads, MLflow's scorer code)
+    ├── InvalidState            400 INVALID_STATE
+    ├── Unauthenticated         401 UNAUTHENTICATED
+    ├── ResourceDoesNotExist    404 RESOURCE_DOES_NOT_EXIST
+    ├── EndpointNotFound        404 ENDPOINT_NOT_FOUND  (unknown route)
+    ├── ResourceAlreadyExists   409 RESOURCE_ALREADY_EXISTS
+    ├── ResourceConflict        409 RESOURCE_CONFLICT
+    ├── PayloadTooLarge         413 BAD_REQUEST
+    ├── InternalError           500 INTERNAL_ERROR
+    ├── TemporarilyUnavailable  503 TEMPORARILY_UNAVAILABLE (carries Retry-After)
+    └── DeadlineExceeded        504 DEADLINE_EXCEEDED
+
+Handlers map these to HTTP in exactly one place (`api.handlers.ServingHandler.write_error`).
+Messages must never contain the string "Unexpected error": the Databricks SDK retries any error
+whose message does, for up to five minutes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ServingError(Exception):
+    """Base of every error that reaches a client as `{"error_code", "message"}`."""
+
+    error_code: ClassVar[str] = "INTERNAL_ERROR"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error_code": self.error_code, "message": self.message}
+
+
+class InvalidParameterValue(ServingError):
+    error_code = "INVALID_PARAMETER_VALUE"
+    http_status = 400
+
+
+class BadRequest(ServingError):
+    error_code = "BAD_REQUEST"
+    http_status = 400
+
+
+class InvalidState(ServingError):
+    error_code = "INVALID_STATE"
+    http_status = 400
+
+
+class Unauthenticated(ServingError):
+    error_code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class ResourceDoesNotExist(ServingError):
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+    http_status = 404
+
+
+class EndpointNotFound(ServingError):
+    error_code = "ENDPOINT_NOT_FOUND"
+    http_status = 404
+
+
+class ResourceAlreadyExists(ServingError):
+    error_code = "RESOURCE_ALREADY_EXISTS"
+    http_status = 409
+
+
+class ResourceConflict(ServingError):
+    error_code = "RESOURCE_CONFLICT"
+    http_status = 409
+
+
+class PayloadTooLarge(ServingError):
+    error_code = "BAD_REQUEST"
+    http_status = 413
+
+
+class InternalError(ServingError):
+    error_code = "INTERNAL_ERROR"
+    http_status = 500
+
+
+class TemporarilyUnavailable(ServingError):
+    error_code = "TEMPORARILY_UNAVAILABLE"
+    http_status = 503
+
+
+class DeadlineExceeded(ServingError):
+    error_code = "DEADLINE_EXCEEDED"
+    http_status = 504

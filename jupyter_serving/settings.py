@@ -1,0 +1,130 @@
+"""Every server setting, in one traitlets class.
+
+Each trait tagged ``env=True`` is, in increasing precedence: its built-in default, the environment
+variable ``JUPYTER_SERVING_<NAME>``, and Jupyter config (``c.ServingSettings.<name>``) or the flag
+``--<name-with-dashes>`` of ``jupyter-serving serve``. Environment variables sit below explicit
+config the way ``JUPYTER_PORT`` does for ServerApp, so a config file always wins over a stray export.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from traitlets import Bool, Float, Int, List, TraitType, Unicode, default
+from traitlets.config import Configurable
+
+ENV_PREFIX = "JUPYTER_SERVING_"
+
+
+def env_name(trait_name: str) -> str:
+    return ENV_PREFIX + trait_name.upper()
+
+
+class ServingSettings(Configurable):
+    """Server-side settings shared by the Jupyter extension and the standalone server."""
+
+    state_dir = Unicode(
+        config=True,
+        help="Folder holding the endpoint store (SQLite), worker sockets and logs. "
+        "Env: JUPYTER_SERVING_STATE_DIR. Default: <jupyter data dir>/jupyter_serving.",
+    ).tag(env=True)
+
+    request_timeout_s = Float(
+        120.0,
+        config=True,
+        help="Longest a model may take to answer one invocation before the client gets 504 "
+        "DEADLINE_EXCEEDED (Databricks' limit is 120 s). Env: JUPYTER_SERVING_REQUEST_TIMEOUT_S.",
+    ).tag(env=True)
+
+    max_request_bytes = Int(
+        16 * 1024 * 1024,
+        config=True,
+        help="Largest invocation body accepted (Databricks: 16 MB for custom models). "
+        "Env: JUPYTER_SERVING_MAX_REQUEST_BYTES.",
+    ).tag(env=True)
+
+    replica_concurrency = Int(
+        4,
+        config=True,
+        help="Concurrent requests one worker replica is sized for; a served entity's provisioned "
+        "concurrency divided by this gives its replica count. Env: JUPYTER_SERVING_REPLICA_CONCURRENCY.",
+    ).tag(env=True)
+
+    warm_pool_size = Int(
+        1,
+        config=True,
+        help="Worker interpreters kept started with MLflow already imported, ready to load a model. "
+        "They make deploys and cold starts skip the ~2 s import. Env: JUPYTER_SERVING_WARM_POOL_SIZE.",
+    ).tag(env=True)
+
+    deploy_timeout_s = Float(
+        600.0,
+        config=True,
+        help="Longest a replica may take to load its model before the deployment is marked failed. "
+        "Env: JUPYTER_SERVING_DEPLOY_TIMEOUT_S.",
+    ).tag(env=True)
+
+    max_batch_size = Int(
+        64,
+        config=True,
+        help="Most concurrent requests a worker coalesces into one predict call. 1 turns "
+        "micro-batching off. Env: JUPYTER_SERVING_MAX_BATCH_SIZE.",
+    ).tag(env=True)
+
+    fast_path = Bool(
+        True,
+        config=True,
+        help="Let workers score scikit-learn models with purely numeric signatures directly on "
+        "NumPy arrays, skipping pandas; any request the fast path cannot handle exactly takes "
+        "MLflow's own path. Env: JUPYTER_SERVING_FAST_PATH.",
+    ).tag(env=True)
+
+    scale_down_delay_s = Float(
+        300.0,
+        config=True,
+        help="Seconds of lower demand before a served entity loses one replica. "
+        "Env: JUPYTER_SERVING_SCALE_DOWN_DELAY_S.",
+    ).tag(env=True)
+
+    scale_to_zero_idle_s = Float(
+        1800.0,
+        config=True,
+        help="Seconds without requests before an entity with scale_to_zero_enabled drops to zero "
+        "replicas. Env: JUPYTER_SERVING_SCALE_TO_ZERO_IDLE_S.",
+    ).tag(env=True)
+
+    gpus = List(
+        Int(),
+        default_value=None,
+        allow_none=True,
+        config=True,
+        help="GPU device indices this server may place replicas on, e.g. 0,1; empty means none. "
+        "Unset: discovered with NVML. Env: JUPYTER_SERVING_GPUS.",
+    ).tag(env=True)
+
+    @default("state_dir")
+    def _state_dir_default(self) -> str:
+        return str(Path(jupyter_data_dir()) / "jupyter_serving")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        configured = set(self.config.get(type(self).__name__, {})) | set(kwargs)
+        for name, trait in self.traits(env=True).items():
+            raw = os.environ.get(env_name(name))
+            if raw is not None and name not in configured:
+                setattr(self, name, parse_env(trait, raw))
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).expanduser()
+
+
+def parse_env(trait: TraitType, raw: str) -> Any:
+    """Parse an environment value the way the command line parses a flag of the same trait."""
+    if isinstance(trait, List):
+        items = [part.strip() for part in raw.split(",") if part.strip()]
+        return [trait._trait.from_string(item) for item in items]
+    return trait.from_string(raw)

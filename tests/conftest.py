@@ -1,0 +1,50 @@
+"""Shared fixtures: one real MLflow registry and one real standalone server for the session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from serving_support import MlflowEnv, ServingServer, build_registry
+
+
+@pytest.fixture(scope="session")
+def mlflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowEnv]:
+    root = tmp_path_factory.mktemp("mlflow")
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    env = build_registry(root)
+    os.environ.update(env.env)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def serving_server(
+    mlflow_env: MlflowEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServingServer]:
+    server = ServingServer(tmp_path_factory.mktemp("serving") / "state", mlflow_env.env).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_server(mlflow_env: MlflowEnv, tmp_path: Path) -> Iterator[Callable[..., ServingServer]]:
+    """Start extra servers with their own settings (flags), stopped at the end of the test."""
+    servers: list[ServingServer] = []
+
+    def start(*args: str, state_dir: Path | None = None) -> ServingServer:
+        server = ServingServer(
+            state_dir or tmp_path / f"state{len(servers)}", mlflow_env.env, list(args)
+        ).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

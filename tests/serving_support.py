@@ -1,0 +1,199 @@
+"""Test support: a real MLflow registry with tiny models, and real serving servers in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+MODEL_CODE = Path(__file__).parent / "model_code"
+IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+STARTUP_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 90.0
+
+
+@dataclass
+class MlflowEnv:
+    uri: str
+    root: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_REGISTRY_URI": self.uri}
+
+
+def build_registry(root: Path) -> MlflowEnv:
+    """Register every fixture model once: iris-lr v1/v2, pyfunc fixtures, a UC-style name, a torch MLP."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("fixtures")
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    sk_reqs = ["scikit-learn", "pandas"]
+    for name, model in (
+        ("iris-lr", LogisticRegression(max_iter=500).fit(X, y)),
+        ("iris-lr", DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y)),
+        ("main.default.iris", LogisticRegression(max_iter=500).fit(X, y)),
+    ):
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(X, model.predict(X)),
+                registered_model_name=name,
+                serialization_format="cloudpickle",
+                pip_requirements=sk_reqs,
+            )
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    code_models = {
+        "echo": (frame, frame, {"scale": 1.0}),
+        "fail-load": (frame, frame, None),
+        "slow": (pd.DataFrame({"delay": [0.1]}), [0.1], None),
+        "boom": (pd.DataFrame({"x": [1.0]}), [2.0], None),
+    }
+    for name, (example, output, params) in code_models.items():
+        with mlflow.start_run():
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODEL_CODE / f"{name.replace('-', '_')}.py"),
+                signature=infer_signature(example, output, params=params),
+                registered_model_name=name,
+                pip_requirements=["mlflow", "pandas"],
+            )
+    _register_torch(mlflow, np)
+    return MlflowEnv(uri, root)
+
+
+def _register_torch(mlflow: Any, np: Any) -> None:
+    import torch
+    from mlflow.models import infer_signature
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    example = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    with torch.no_grad():
+        out = net(torch.from_numpy(example)).numpy()
+    with mlflow.start_run():
+        mlflow.pytorch.log_model(
+            net,
+            name="model",
+            signature=infer_signature(example, out),
+            input_example=example,
+            registered_model_name="torch-mlp",
+            pip_requirements=["torch"],
+        )
+
+
+@dataclass
+class ServingServer:
+    """A `jupyter-serving serve` subprocess and an authenticated HTTP session to it."""
+
+    state_dir: Path
+    env: dict[str, str]
+    args: list[str] = field(default_factory=list)
+    token: str = "test-token"
+    proc: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def start(self) -> ServingServer:
+        info = self.state_dir.parent / f"{self.state_dir.name}-info.json"
+        info.unlink(missing_ok=True)
+        log = open(self.state_dir.parent / f"{self.state_dir.name}-server.log", "ab")  # noqa: SIM115
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyter_serving",
+            "serve",
+            "--port",
+            "0",
+            "--token",
+            self.token,
+            "--state-dir",
+            str(self.state_dir),
+            "--info-file",
+            str(info),
+            *self.args,
+        ]
+        self.proc = subprocess.Popen(
+            cmd, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not info.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {log.name}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not start")
+            time.sleep(0.05)
+        self.url = json.loads(info.read_text())["url"]
+        self.session.headers["Authorization"] = f"Bearer {self.token}"
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=60)
+
+    # -- REST helpers
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.request(method, self.url + path.lstrip("/"), timeout=120, **kwargs)
+
+    def create(self, name: str, config: dict[str, Any], **extra: Any) -> requests.Response:
+        return self.api("POST", "api/2.0/serving-endpoints", json={"name": name, "config": config, **extra})
+
+    def get(self, name: str) -> dict[str, Any]:
+        response = self.api("GET", f"api/2.0/serving-endpoints/{name}")
+        response.raise_for_status()
+        return response.json()
+
+    def wait_settled(self, name: str, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
+        """Poll like the Databricks SDK waiter until the config update is no longer in progress."""
+        deadline = time.monotonic() + timeout
+        while (endpoint := self.get(name))["state"]["config_update"] == "IN_PROGRESS":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"endpoint {name} still updating: {endpoint}")
+            time.sleep(0.1)
+        return endpoint
+
+    def create_ready(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        response = self.create(name, config)
+        assert response.status_code == 200, response.text
+        endpoint = self.wait_settled(name)
+        assert endpoint["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}, endpoint
+        return endpoint
+
+    def invoke(
+        self, name: str, payload: Any = None, served: str | None = None, **kwargs: Any
+    ) -> requests.Response:
+        path = f"serving-endpoints/{name}" + (f"/served-models/{served}" if served else "") + "/invocations"
+        if payload is not None:
+            kwargs["json"] = payload
+        return self.api("POST", path, **kwargs)
+
+    def delete(self, name: str) -> requests.Response:
+        return self.api("DELETE", f"api/2.0/serving-endpoints/{name}")
+
+
+def entity(name: str, version: str | int = "1", **extra: Any) -> dict[str, Any]:
+    return {"entity_name": name, "entity_version": str(version), "workload_size": "Small", **extra}
+
+
+def iris_split(rows: list[list[float]] | None = None) -> dict[str, Any]:
+    return {"dataframe_split": {"columns": IRIS_COLUMNS, "data": rows or IRIS_ROWS}}
