@@ -67,6 +67,7 @@ def build_registry(root: Path) -> MlflowEnv:
         "fail-load": (frame, frame, None),
         "slow": (pd.DataFrame({"delay": [0.1]}), [0.1], None),
         "boom": (pd.DataFrame({"x": [1.0]}), [2.0], None),
+        "batch-size": (pd.DataFrame({"delay": [0.1]}), [1], None),
     }
     for name, (example, output, params) in code_models.items():
         with mlflow.start_run():

@@ -169,20 +169,25 @@ class Scorer:
                 data, content_type or "application/json", self.model, self.input_schema
             )
             status, text = out.status, out.response
-            if out.mimetype != "application/json":
-                status, text = out.status, json.dumps({"error_code": "BAD_REQUEST", "message": out.response})
+            if out.mimetype != "application/json":  # MLflow answers 415 in plain text; clients expect JSON
+                status, text = 400, json.dumps({"error_code": "BAD_REQUEST", "message": out.response})
         except MlflowException as exc:
-            log.warning("invocation failed: %s\n%s", exc.message, getattr(exc, "stack_trace", "") or "")
+            trace = (getattr(exc, "json_kwargs", None) or {}).get("stack_trace") or ""
+            log.warning("invocation failed: %s\n%s", exc.message, trace)
             status = exc.get_http_status_code()
-            text = json.dumps({"error_code": exc.error_code, "message": exc.message})
+            text = json.dumps({"error_code": exc.error_code, "message": _with_cause(exc.message, trace)})
         except Exception as exc:
             log.error("model raised while scoring:\n%s", traceback.format_exc())
-            status, text = (
-                500,
-                json.dumps({"error_code": "INTERNAL_ERROR", "message": f"Model error: {exc!r}"}),
-            )
+            message = f"Model error: {type(exc).__name__}: {exc}"
+            status, text = 500, json.dumps({"error_code": "INTERNAL_ERROR", "message": message})
         elapsed = (time.perf_counter() - started) * 1000
         return Result(status, text.encode(), item.client_request_id, elapsed)
+
+
+def _with_cause(message: str, stack_trace: str) -> str:
+    """MLflow's generic predict-failure message plus the model's own exception line, which says why."""
+    lines = stack_trace.strip().splitlines()
+    return f"{message} Model error: {lines[-1].strip()}" if lines else message
 
 
 class NumericFastPath:
