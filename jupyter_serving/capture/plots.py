@@ -1,0 +1,129 @@
+"""Matplotlib figures for an inference table: latency, predictions, and quality over time.
+
+Each function draws on the given Axes (or a new figure) and returns the Axes, so notebooks can
+compose them; nothing is shown or saved here. Entities keep one colour across all plots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from jupyter_serving.capture.analysis import (
+    ENTITY,
+    choose_metric,
+    is_discrete,
+    join_labels,
+    per_request,
+    quality_table,
+    successful,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+
+def _axes(ax: Axes | None) -> Axes:
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(7, 4))[1]
+
+
+def _colours(entities: list[str]) -> dict[str, Any]:
+    import matplotlib as mpl
+
+    cycle = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {e: cycle[i % len(cycle)] for i, e in enumerate(sorted(entities))}
+
+
+def plot_latency(frame: pd.DataFrame, *, ax: Axes | None = None, bins: int = 40) -> Axes:
+    """Histogram of model execution time per entity (log scale), p50 and p95 in the legend."""
+    ax = _axes(ax)
+    requests = per_request(frame)
+    latency = requests["execution_time_ms"].astype(float).clip(lower=0.1)
+    edges = np.geomspace(latency.min(), max(latency.max(), latency.min() * 1.01), bins + 1)
+    colours = _colours(list(requests[ENTITY].dropna().unique()))
+    for entity, group in requests.groupby(ENTITY, sort=True):
+        values = group["execution_time_ms"].astype(float).clip(lower=0.1)
+        p50, p95 = values.quantile(0.5), values.quantile(0.95)
+        ax.hist(
+            values,
+            bins=edges,
+            histtype="step",
+            density=True,
+            color=colours[entity],
+            label=f"{entity} (p50 {p50:.0f} ms, p95 {p95:.0f} ms)",
+        )
+        ax.axvline(p95, color=colours[entity], linestyle="--", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set(xlabel="execution time (ms)", ylabel="density", title="Latency by served entity")
+    ax.legend()
+    return ax
+
+
+def plot_predictions(frame: pd.DataFrame, *, ax: Axes | None = None, prediction: str = "prediction") -> Axes:
+    """Share of each predicted class (grouped bars) or the density of a numeric prediction."""
+    ax = _axes(ax)
+    ok = successful(frame, prediction)
+    colours = _colours(list(ok[ENTITY].dropna().unique()))
+    if is_discrete(ok[prediction]):
+        shares = pd.crosstab(ok[prediction].astype(str), ok[ENTITY], normalize="columns")
+        width = 0.8 / max(len(shares.columns), 1)
+        x = np.arange(len(shares.index))
+        for i, entity in enumerate(shares.columns):
+            ax.bar(x + i * width, shares[entity], width, label=entity, color=colours[entity])
+        ax.set_xticks(x + width * (len(shares.columns) - 1) / 2, shares.index)
+        ax.set(xlabel=prediction, ylabel="share of predictions")
+    else:
+        for entity, group in ok.groupby(ENTITY, sort=True):
+            ax.hist(
+                group[prediction].astype(float),
+                bins=40,
+                histtype="step",
+                density=True,
+                label=entity,
+                color=colours[entity],
+            )
+        ax.set(xlabel=prediction, ylabel="density")
+    ax.set_title("Predictions by served entity")
+    ax.legend()
+    return ax
+
+
+def plot_metric_over_time(
+    frame: pd.DataFrame,
+    labels: pd.DataFrame | pd.Series | Mapping[str, Any],
+    *,
+    freq: str = "1h",
+    metric: str | None = None,
+    label_column: str = "label",
+    alpha: float = 0.05,
+    ax: Axes | None = None,
+) -> Axes:
+    """The quality metric per entity per `freq` window, with confidence intervals as error bars."""
+    ax = _axes(ax)
+    joined = join_labels(frame, labels, label_column)
+    metric = metric or choose_metric(joined)
+    joined["window"] = joined["timestamp"].dt.floor(freq)
+    table = quality_table(joined, metric, alpha, by=[ENTITY, "window"])
+    colours = _colours(list(table[ENTITY].unique()))
+    for entity, group in table.groupby(ENTITY, sort=True):
+        errors = np.vstack([group[metric] - group["ci_low"], group["ci_high"] - group[metric]])
+        ax.errorbar(
+            group["window"],
+            group[metric],
+            yerr=np.nan_to_num(errors),
+            marker="o",
+            capsize=3,
+            label=entity,
+            color=colours[entity],
+        )
+    title = f"{metric} over time ({1 - alpha:.0%} CI)"
+    ax.set(xlabel=f"time (UTC, {freq} windows)", ylabel=metric, title=title)
+    ax.legend()
+    return ax
