@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from serving_support import MlflowEnv, ServingServer, build_registry
 
+pytest_plugins = ("pytest_jupyter.jupyter_server",)
+
 
 @pytest.fixture(scope="session")
 def mlflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowEnv]:

@@ -54,6 +54,8 @@ class ServingHandler(APIHandler):
         return self.settings[MANAGER_KEY]
 
     async def prepare(self) -> None:  # type: ignore[override]
+        if not self.manager.started:
+            await self.manager.start()
         _accept_basic_token(self.request.headers)
         if self._bearer_token_matches():
             # Same decision Jupyter's stock IdentityProvider makes for this header, minus minting an
@@ -211,7 +213,7 @@ class InvocationsHandler(ServingHandler):
         result = await self.manager.invoke(
             name,
             served,
-            headers.get("Content-Type", "application/json"),
+            _scoring_content_type(headers.get("Content-Type")),
             body,
             headers.get(ROUTING_KEY_HEADER),
         )
@@ -219,6 +221,13 @@ class InvocationsHandler(ServingHandler):
         self.set_header("served-model-name", result.served_entity)
         self.set_header("x-request-id", uuid.uuid4().hex)
         self.finish(result.body)
+
+
+def _scoring_content_type(header: str | None) -> str:
+    """`curl -d` without -H sends a form content type; Databricks documents JSON bodies: read it as JSON."""
+    if not header or header.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+        return "application/json"
+    return header
 
 
 class NotFoundHandler(ServingHandler):

@@ -113,9 +113,21 @@ class EndpointManager:
         self.pool: WarmPool | None = None
         self.spawner: Spawner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._starting: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
+    @property
+    def started(self) -> bool:
+        return self._starting is not None and self._starting.done()
+
     async def start(self) -> None:
+        """Start once, whoever asks first: the host's start hook, or the first request if a host
+        (such as pytest-jupyter's server) never runs extension start hooks."""
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = EndpointStore(self.state_dir / "endpoints.sqlite")
         log_dir = self.state_dir / "logs"
@@ -243,6 +255,8 @@ class EndpointManager:
             raise ResourceDoesNotExist(f"Served entity '{served}' does not exist in endpoint '{name}'.")
         assert self.spawner is not None
         path = self.spawner.log_path(name, served)
+        if not path.exists():  # no replica of it has started yet
+            return ""
         with open(path, "rb") as f:
             f.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
             return f.read().decode("utf-8", errors="replace")

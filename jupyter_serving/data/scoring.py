@@ -175,13 +175,20 @@ class Scorer:
             trace = (getattr(exc, "json_kwargs", None) or {}).get("stack_trace") or ""
             log.warning("invocation failed: %s\n%s", exc.message, trace)
             status = exc.get_http_status_code()
-            text = json.dumps({"error_code": exc.error_code, "message": _with_cause(exc.message, trace)})
+            text = json.dumps(
+                {"error_code": exc.error_code, "message": client_safe(_with_cause(exc.message, trace))}
+            )
         except Exception as exc:
             log.error("model raised while scoring:\n%s", traceback.format_exc())
-            message = f"Model error: {type(exc).__name__}: {exc}"
+            message = client_safe(f"Model error: {type(exc).__name__}: {exc}")
             status, text = 500, json.dumps({"error_code": "INTERNAL_ERROR", "message": message})
         elapsed = (time.perf_counter() - started) * 1000
         return Result(status, text.encode(), item.client_request_id, elapsed)
+
+
+def client_safe(message: str) -> str:
+    """The Databricks SDK retries, for minutes, any error whose message contains "Unexpected error"."""
+    return message.replace("Unexpected error", "unexpected error")
 
 
 def _with_cause(message: str, stack_trace: str) -> str:
