@@ -1,0 +1,121 @@
+"""Databricks' config rules as pure functions: naming defaults, sizing, traffic."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_serving.api.schema import default_served_name, parse_config, parse_create, validate_endpoint_name
+from jupyter_serving.errors import InvalidParameterValue
+
+
+def entity(**extra):
+    return {"entity_name": "iris", "entity_version": "1", **extra}
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "expected"),
+    [
+        ("ads1", "1", "ads1-1"),
+        ("catalog.schema.my_model", "3", "my_model-3"),
+        ("models:/iris/2", None, "iris-2"),
+        ("models:/iris@champion", None, "iris-champion"),
+        ("models:/iris", "4", "iris-4"),
+    ],
+)
+def test_default_served_entity_names(name: str, version: str | None, expected: str) -> None:
+    assert default_served_name(name, version) == expected
+
+
+def test_single_entity_gets_a_full_route_and_small_default() -> None:
+    config = parse_config({"served_entities": [entity()]})
+    assert [(r.served_model_name, r.traffic_percentage) for r in config.routes] == [("iris-1", 100)]
+    assert config.served_entities[0].workload_size == "Small"
+    assert config.served_entities[0].concurrency_range == (4, 4)
+    assert config.served_entities[0].model_uri == "models:/iris/1"
+
+
+def test_string_percentages_int_versions_and_round_trip() -> None:
+    raw = {
+        "served_entities": [
+            entity(name="a"),
+            {
+                "entity_name": "iris",
+                "entity_version": 2,
+                "name": "b",
+                "workload_size": "medium",
+                "scale_to_zero_enabled": True,
+            },
+        ],
+        "traffic_config": {
+            "routes": [
+                {"served_model_name": "a", "traffic_percentage": "90"},
+                {"served_entity_name": "b", "traffic_percentage": 10},
+            ]
+        },
+    }
+    config = parse_config(raw)
+    assert [r.traffic_percentage for r in config.routes] == [90, 10]
+    b = config.entity("b")
+    assert (b.entity_version, b.workload_size, b.concurrency_range) == ("2", "Medium", (0, 16))
+    assert parse_config(config.to_json()) == config
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (
+            {"served_entities": [entity(min_provisioned_concurrency=3, max_provisioned_concurrency=8)]},
+            "multiple of 4",
+        ),
+        (
+            {"served_entities": [entity(min_provisioned_concurrency=12, max_provisioned_concurrency=8)]},
+            "must not exceed",
+        ),
+        ({"served_entities": [entity(workload_size="Huge")]}, "Small, Medium or Large"),
+        ({"served_entities": [entity(workload_type="TPU")]}, "workload_type"),
+        ({"served_entities": [entity(), entity(entity_version="2")]}, "traffic_config is required"),
+        ({"served_entities": [entity(environment_vars={"A": 1})]}, "strings to strings"),
+        ({"served_entities": [entity(name="bad name")]}, "alphanumeric"),
+        (
+            {
+                "served_entities": [entity()],
+                "traffic_config": {"routes": [{"served_model_name": "iris-1", "traffic_percentage": 101}]},
+            },
+            "between 0 and 100",
+        ),
+        ({"served_entities": [entity()] * 16}, "at most 15"),
+        ({"served_entities": [entity()], "served_models": [{"model_name": "x"}]}, "not both"),
+    ],
+)
+def test_invalid_configs_name_the_problem(raw: dict, fragment: str) -> None:
+    with pytest.raises(InvalidParameterValue, match=fragment):
+        parse_config(raw)
+
+
+@pytest.mark.parametrize("name", ["", "a.b", "databricks-gte", "DATABRICKS-x", "x" * 64, "sp ace", 7])
+def test_invalid_endpoint_names(name) -> None:
+    with pytest.raises(InvalidParameterValue):
+        validate_endpoint_name(name)
+
+
+def test_create_accepts_and_ignores_config_name_and_unknown_fields() -> None:
+    request = parse_create(
+        {
+            "name": "ep",
+            "route_optimized": False,
+            "budget_policy_id": "x",
+            "config": {"name": "ep", "served_entities": [entity(instance_profile_arn="arn")]},
+        }
+    )
+    assert request.name == "ep"
+    assert request.config.served_entities[0].to_json()["instance_profile_arn"] == "arn"
+
+
+def test_runtime_key_changes_with_what_a_replica_runs_only() -> None:
+    base = parse_config({"served_entities": [entity()]}).served_entities[0]
+    resized = parse_config({"served_entities": [entity(workload_size="Large")]}).served_entities[0]
+    other_version = parse_config(
+        {"served_entities": [entity(entity_version="2", name="iris-1")]}
+    ).served_entities[0]
+    assert base.runtime_key == resized.runtime_key
+    assert base.runtime_key != other_version.runtime_key
