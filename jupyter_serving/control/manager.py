@@ -141,6 +141,7 @@ class EndpointManager:
             {"max_batch_size": self.settings.max_batch_size, "fast_path": self.settings.fast_path},
         )
         self.pool.start()
+        self.registry.warm_up()
         for record in self.store.load_all():
             endpoint = Endpoint(record)
             self.endpoints[record.name] = endpoint

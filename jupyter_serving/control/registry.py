@@ -19,6 +19,10 @@ class ModelRegistry:
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="mlflow-registry")
         self._client: Any = None
 
+    def warm_up(self) -> None:
+        """Import MLflow on a registry thread once the server is up, so the first create skips it."""
+        self._executor.submit(self._mlflow)
+
     async def validate(self, config: EndpointConfig) -> None:
         """Raise a Databricks-style error if any served entity names a model that does not exist."""
         loop = asyncio.get_running_loop()
