@@ -105,6 +105,27 @@ class ServingSettings(Configurable):
         "Unset: discovered with NVML. Env: JUPYTER_SERVING_GPUS.",
     ).tag(env=True)
 
+    catalog_root = Unicode(
+        "",
+        config=True,
+        help="Root folder of inference tables: <catalog_root>/<catalog>/<schema>/<prefix>_payload. "
+        "Env: JUPYTER_SERVING_CATALOG_ROOT. Default: <state dir>/catalog.",
+    ).tag(env=True)
+
+    capture_flush_s = Float(
+        2.0,
+        config=True,
+        help="Seconds between commits of spooled inference-table rows to Delta. "
+        "Env: JUPYTER_SERVING_CAPTURE_FLUSH_S.",
+    ).tag(env=True)
+
+    capture_flush_rows = Int(
+        5000,
+        config=True,
+        help="Spooled rows that trigger a Delta commit before the interval ends. "
+        "Env: JUPYTER_SERVING_CAPTURE_FLUSH_ROWS.",
+    ).tag(env=True)
+
     @default("state_dir")
     def _state_dir_default(self) -> str:
         return str(Path(jupyter_data_dir()) / "jupyter_serving")
@@ -120,6 +141,10 @@ class ServingSettings(Configurable):
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir).expanduser()
+
+    @property
+    def catalog_path(self) -> Path:
+        return Path(self.catalog_root).expanduser() if self.catalog_root else self.state_path / "catalog"
 
 
 def parse_env(trait: TraitType, raw: str) -> Any:

@@ -49,6 +49,8 @@ _STATUS_CODES = {
 class ServingHandler(APIHandler):
     """Base: Databricks auth forms, Databricks error bodies."""
 
+    request_id: str | None = None  # set on invocations; returned as x-request-id, errors included
+
     @property
     def manager(self) -> EndpointManager:
         return self.settings[MANAGER_KEY]
@@ -108,6 +110,8 @@ class ServingHandler(APIHandler):
         self.set_status(status)
         for key, value in error.headers.items():
             self.set_header(key, value)
+        if self.request_id:
+            self.set_header("x-request-id", self.request_id)
         self.finish(json.dumps(error.to_json()))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
@@ -148,13 +152,13 @@ class EndpointsHandler(ServingHandler):
     @web.authenticated
     async def post(self) -> None:
         endpoint = await self.manager.create(self.json_body())
-        self.write_json(endpoint_detail(endpoint))
+        self.write_json(endpoint_detail(endpoint, self.manager.describe_capture))
 
 
 class EndpointHandler(ServingHandler):
     @web.authenticated
     def get(self, name: str) -> None:
-        self.write_json(endpoint_detail(self.manager.get(name)))
+        self.write_json(endpoint_detail(self.manager.get(name), self.manager.describe_capture))
 
     @web.authenticated
     async def delete(self, name: str) -> None:
@@ -166,14 +170,14 @@ class ConfigHandler(ServingHandler):
     @web.authenticated
     async def put(self, name: str) -> None:
         endpoint = await self.manager.update_config(name, self.json_body())
-        self.write_json(endpoint_detail(endpoint))
+        self.write_json(endpoint_detail(endpoint, self.manager.describe_capture))
 
 
 class CancelUpdateHandler(ServingHandler):
     @web.authenticated
     async def post(self, name: str) -> None:
         endpoint = await self.manager.cancel_update(name)
-        self.write_json(endpoint_detail(endpoint))
+        self.write_json(endpoint_detail(endpoint, self.manager.describe_capture))
 
 
 class LogsHandler(ServingHandler):
@@ -205,6 +209,7 @@ class InvocationsHandler(ServingHandler):
 
     @web.authenticated
     async def post(self, name: str, served: str | None = None) -> None:
+        self.request_id = uuid.uuid4().hex
         body = self.request.body
         limit = self.manager.settings.max_request_bytes
         if len(body) > limit:
@@ -216,10 +221,11 @@ class InvocationsHandler(ServingHandler):
             _scoring_content_type(headers.get("Content-Type")),
             body,
             headers.get(ROUTING_KEY_HEADER),
+            self.request_id,
         )
         self.set_status(result.status)
         self.set_header("served-model-name", result.served_entity)
-        self.set_header("x-request-id", uuid.uuid4().hex)
+        self.set_header("x-request-id", self.request_id)
         self.finish(result.body)
 
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from jupyter_serving.control.manager import Endpoint
 from jupyter_serving.control.store import IN_PROGRESS, UPDATE_FAILED
 
 READY, NOT_READY = "READY", "NOT_READY"
+Describe = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def endpoint_detail(endpoint: Endpoint) -> dict[str, Any]:
+def endpoint_detail(endpoint: Endpoint, describe_capture: Describe | None = None) -> dict[str, Any]:
+    """`describe_capture` adds the payload table's state to an auto_capture_config."""
     record = endpoint.record
+    describe = describe_capture or (lambda capture: capture)
     out = _base(endpoint)
     if record.config is not None:
-        out["config"] = _config(endpoint, record.config, record.config_version, pending=False)
+        out["config"] = _config(endpoint, record.config, record.config_version, describe, pending=False)
     if record.pending is not None and record.config_update in (IN_PROGRESS, UPDATE_FAILED):
-        pending = _config(endpoint, record.pending, record.pending_version or 0, pending=True)
+        pending = _config(endpoint, record.pending, record.pending_version or 0, describe, pending=True)
         pending["start_time"] = record.pending_start_time
         out["pending_config"] = pending
     out["permission_level"] = "CAN_MANAGE"
@@ -53,7 +57,9 @@ def _base(endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
-def _config(endpoint: Endpoint, cfg: dict[str, Any], version: int, *, pending: bool) -> dict[str, Any]:
+def _config(
+    endpoint: Endpoint, cfg: dict[str, Any], version: int, describe: Describe, *, pending: bool
+) -> dict[str, Any]:
     record = endpoint.record
     key = "served_models" if "served_models" in cfg else "served_entities"
     entities = []
@@ -70,5 +76,5 @@ def _config(endpoint: Endpoint, cfg: dict[str, Any], version: int, *, pending: b
         )
     out: dict[str, Any] = {key: entities, "traffic_config": cfg["traffic_config"], "config_version": version}
     if cfg.get("auto_capture_config") is not None:
-        out["auto_capture_config"] = cfg["auto_capture_config"]
+        out["auto_capture_config"] = describe(cfg["auto_capture_config"])
     return out

@@ -16,6 +16,7 @@ from typing import Any
 from jupyter_serving.errors import InvalidParameterValue
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+CAPTURE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")
 MAX_ENDPOINT_NAME = 63
 MAX_SERVED_ENTITIES = 15
 RESERVED_PREFIX = "databricks-"
@@ -211,10 +212,33 @@ def parse_config(cfg: Any) -> EndpointConfig:
             )
         seen.add(e.name)
     routes = parse_routes(cfg.get("traffic_config"), entities)
-    capture = cfg.get("auto_capture_config")
-    if capture is not None and not isinstance(capture, dict):
+    return EndpointConfig(entities, routes, parse_capture(cfg.get("auto_capture_config")))
+
+
+def parse_capture(raw: Any) -> dict[str, Any] | None:
+    """auto_capture_config; its names become folders, so they are held to a strict alphabet."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
         raise InvalidParameterValue("Field 'auto_capture_config' must be a JSON object.")
-    return EndpointConfig(entities, routes, capture)
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise InvalidParameterValue("auto_capture_config.enabled must be true or false.")
+    out: dict[str, Any] = {"enabled": enabled}
+    for key in ("catalog_name", "schema_name", "table_name_prefix"):
+        value = raw.get(key)
+        if value is None:
+            if key != "table_name_prefix" and enabled:
+                raise InvalidParameterValue(
+                    f"auto_capture_config.{key} is required to enable the inference table."
+                )
+            continue
+        if not isinstance(value, str) or not CAPTURE_NAME_RE.match(value):
+            raise InvalidParameterValue(
+                f"auto_capture_config.{key} '{value}' is invalid: use letters, digits, '_' and '-'."
+            )
+        out[key] = value
+    return out
 
 
 def parse_entity(item: Any, legacy: bool, index: int) -> ServedEntity:

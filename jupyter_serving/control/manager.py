@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import getpass
+import json
 import logging
 import math
 import secrets
@@ -23,7 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jupyter_serving.api.schema import EndpointConfig, parse_config, parse_create
+from jupyter_serving.api.schema import EndpointConfig, ServedEntity, parse_config, parse_create
+from jupyter_serving.capture import (
+    InferenceCapture,
+    PayloadRow,
+    SpoolWriteError,
+    payload_table_path,
+    request_metadata,
+)
 from jupyter_serving.control.registry import ModelRegistry
 from jupyter_serving.control.store import (
     IN_PROGRESS,
@@ -42,6 +51,7 @@ from jupyter_serving.errors import (
     ResourceAlreadyExists,
     ResourceConflict,
     ResourceDoesNotExist,
+    ServingError,
     TemporarilyUnavailable,
 )
 from jupyter_serving.settings import ServingSettings
@@ -112,6 +122,7 @@ class EndpointManager:
         self.store: EndpointStore | None = None
         self.pool: WarmPool | None = None
         self.spawner: Spawner | None = None
+        self.capture: InferenceCapture | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: asyncio.Task[None] | None = None
 
@@ -142,6 +153,12 @@ class EndpointManager:
         )
         self.pool.start()
         self.registry.warm_up()
+        self.capture = InferenceCapture(
+            self.state_dir / "capture-spool",
+            flush_interval_s=self.settings.capture_flush_s,
+            flush_rows=self.settings.capture_flush_rows,
+        )
+        await self.capture.start()  # commits rows a killed predecessor spooled but never committed
         for record in self.store.load_all():
             endpoint = Endpoint(record)
             self.endpoints[record.name] = endpoint
@@ -165,6 +182,8 @@ class EndpointManager:
         )
         if self.pool is not None:
             await self.pool.stop()
+        if self.capture is not None:
+            await self.capture.stop()
         self.registry.close()
         if self.store is not None:
             self.store.close()
@@ -192,6 +211,7 @@ class EndpointManager:
 
     async def create(self, body: Any, creator: str | None = None) -> Endpoint:
         request = parse_create(body)
+        request = dataclasses.replace(request, config=_capture_defaults(request.config, request.name))
         if request.name in self.endpoints:
             raise ResourceAlreadyExists(f"Endpoint with name '{request.name}' already exists.")
         await self.registry.validate(request.config)
@@ -218,7 +238,7 @@ class EndpointManager:
             raise ResourceConflict(
                 f"Endpoint '{name}' already has an update in progress; wait for it to finish or cancel it."
             )
-        config = parse_config(_with_previous_capture(body, endpoint.record.config))
+        config = _capture_defaults(parse_config(_with_previous_capture(body, endpoint.record.config)), name)
         await self.registry.validate(config)
         if endpoint.record.config_update == IN_PROGRESS:
             raise ResourceConflict(f"Endpoint '{name}' already has an update in progress.")
@@ -298,6 +318,7 @@ class EndpointManager:
         except DeployFailed as exc:
             await self._end_rollout(endpoint, started, UPDATE_FAILED, str(exc))
             return
+        await self._ensure_table(config)
         self._activate(endpoint, config, version, new_sets)
 
     async def _deploy_all(self, sets: list[ReplicaSet]) -> None:
@@ -323,9 +344,7 @@ class EndpointManager:
     ) -> None:
         """Swap routing to the new config in one step, then retire what it no longer uses."""
         retired = [s for s in endpoint.active_sets.values() if all(s is not n for n in new_sets.values())]
-        endpoint.routing = RoutingTable(
-            version, new_sets, tuple((r.served_model_name, r.traffic_percentage) for r in config.routes)
-        )
+        endpoint.routing = self._routing_table(config, version, new_sets)
         endpoint.active_sets, endpoint.pending_sets = new_sets, {}
         endpoint.settled.set()
         record = endpoint.record
@@ -363,16 +382,51 @@ class EndpointManager:
                 log.error("endpoint %s could not be restored: %s", endpoint.name, exc)
                 endpoint.settled.set()
                 return
-            endpoint.routing = RoutingTable(
-                record.config_version,
-                sets,
-                tuple((r.served_model_name, r.traffic_percentage) for r in config.routes),
-            )
+            await self._ensure_table(config)
+            endpoint.routing = self._routing_table(config, record.config_version, sets)
             endpoint.settled.set()
         if record.config_update == IN_PROGRESS and record.pending is not None:
             pending = parse_config(record.pending)
             endpoint.rollout = asyncio.current_task()  # type: ignore[assignment]
             await self._rollout(endpoint, pending, record.pending_version or record.config_version + 1)
+
+    def _routing_table(
+        self, config: EndpointConfig, version: int, sets: dict[str, ReplicaSet]
+    ) -> RoutingTable:
+        routes = tuple((r.served_model_name, r.traffic_percentage) for r in config.routes)
+        return RoutingTable(version, sets, routes, self.table_path(config.auto_capture_config))
+
+    def table_path(self, capture: dict[str, Any] | None) -> Path | None:
+        """Where an enabled auto_capture_config writes: <catalog root>/<catalog>/<schema>/<prefix>_payload."""
+        if not capture or not capture.get("enabled", True):
+            return None
+        return payload_table_path(
+            self.settings.catalog_path,
+            capture["catalog_name"],
+            capture["schema_name"],
+            capture["table_name_prefix"],
+        )
+
+    async def _ensure_table(self, config: EndpointConfig) -> None:
+        path = self.table_path(config.auto_capture_config)
+        if path is not None and self.capture is not None:
+            try:
+                await self.capture.ensure_table(path)
+            except Exception:  # reported as the table's status; serving goes on
+                log.exception("could not create the inference table %s", path)
+
+    def describe_capture(self, capture: dict[str, Any]) -> dict[str, Any]:
+        """auto_capture_config as Databricks reports it, with the payload table's state (and local path)."""
+        prefix = capture.get("table_name_prefix", "")
+        table: dict[str, Any] = {"name": f"{prefix}_payload"}
+        path = self.table_path(capture)
+        if path is None:
+            table["status"] = "DISABLED"
+        else:
+            assert self.capture is not None
+            table["status"], table["status_message"] = self.capture.table_status(path)
+            table["path"] = str(path)
+        return {**capture, "state": {"payload_table": table}}
 
     @property
     def _spawner(self) -> Spawner:
@@ -381,29 +435,69 @@ class EndpointManager:
 
     # ----------------------------------------------------------------- data plane
     async def invoke(
-        self, name: str, served: str | None, content_type: str, body: bytes, routing_key: str | None = None
+        self,
+        name: str,
+        served: str | None,
+        content_type: str,
+        body: bytes,
+        routing_key: str | None = None,
+        request_id: str = "",
     ) -> Invocation:
         endpoint = self.get(name)
         timeout = self.settings.request_timeout_s
-        started = time.perf_counter()
+        arrived_ms, started = now_ms(), time.perf_counter()
         table = endpoint.routing or await self._wait_routable(endpoint, timeout)
         if served is None:
             rset = table.choose(routing_key)
         elif (rset := table.sets.get(served)) is None:
             raise ResourceDoesNotExist(f"Served entity '{served}' does not exist in endpoint '{name}'.")
-        status = 500
         try:
             replica = await rset.acquire(timeout)
             reply = await replica.invoke(content_type, body, timeout - (time.perf_counter() - started))
-            status = reply.status
-            return Invocation(
-                reply.status, reply.body, rset.name, reply.execution_ms, reply.client_request_id
-            )
-        except Exception as exc:
-            status = getattr(exc, "http_status", 500)
+        except ServingError as exc:
+            elapsed = time.perf_counter() - started
+            endpoint.metrics.observe(rset.name, exc.http_status, elapsed)
+            if table.capture_path is not None:
+                row = _row(
+                    endpoint,
+                    rset.entity,
+                    request_id,
+                    arrived_ms,
+                    exc.http_status,
+                    body,
+                    json.dumps(exc.to_json()),
+                    elapsed * 1000,
+                    None,
+                )
+                await self._capture(table.capture_path, row)
             raise
-        finally:
-            endpoint.metrics.observe(rset.name, status, time.perf_counter() - started)
+        endpoint.metrics.observe(rset.name, reply.status, time.perf_counter() - started)
+        if table.capture_path is not None:
+            row = _row(
+                endpoint,
+                rset.entity,
+                request_id,
+                arrived_ms,
+                reply.status,
+                body,
+                reply.body.decode("utf-8", "replace"),
+                reply.execution_ms,
+                reply.client_request_id,
+            )
+            await self._capture(table.capture_path, row)
+        return Invocation(reply.status, reply.body, rset.name, reply.execution_ms, reply.client_request_id)
+
+    async def _capture(self, path: Path, row: PayloadRow) -> None:
+        """Spool the inference-table row durably before the client hears back (group commit)."""
+        assert self.capture is not None
+        try:
+            await self.capture.record(path, row)
+        except SpoolWriteError as exc:
+            log.error("inference table spool failed: %s", exc)
+            raise TemporarilyUnavailable(
+                "The request was scored, but its inference-table row could not be stored durably; retry.",
+                headers={"Retry-After": "1"},
+            ) from None
 
     async def _wait_routable(self, endpoint: Endpoint, timeout: float) -> RoutingTable:
         """Hold a request while the endpoint's first config deploys, instead of failing it."""
@@ -437,13 +531,58 @@ def _entities(config: dict[str, Any]) -> list[dict[str, Any]]:
     return config.get("served_entities") or config.get("served_models") or []
 
 
+def _row(
+    endpoint: Endpoint,
+    entity: ServedEntity,
+    request_id: str,
+    arrived_ms: int,
+    status: int,
+    body: bytes,
+    response: str,
+    execution_ms: float,
+    client_request_id: str | None,
+) -> PayloadRow:
+    """One payload-table row, in Databricks' legacy inference-table columns."""
+    return PayloadRow(
+        databricks_request_id=request_id,
+        client_request_id=client_request_id if client_request_id is not None else _client_request_id(body),
+        timestamp_ms=arrived_ms,
+        status_code=status,
+        execution_time_ms=round(execution_ms),
+        request=body.decode("utf-8", "replace"),
+        response=response,
+        request_metadata=request_metadata(
+            endpoint.name, entity.entity_name, entity.entity_version or "", entity.name
+        ),
+    )
+
+
+def _client_request_id(body: bytes) -> str | None:
+    try:
+        value = json.loads(body).get("client_request_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def _with_previous_capture(body: Any, previous: dict[str, Any] | None) -> Any:
-    """Databricks keeps the previous auto_capture_config when an update omits it."""
-    if (
-        isinstance(body, dict)
-        and "auto_capture_config" not in body
-        and previous
-        and previous.get("auto_capture_config")
-    ):
-        return {**body, "auto_capture_config": previous["auto_capture_config"]}
+    """Databricks keeps the previous auto_capture_config when an update omits it, and `{"enabled": false}`
+    alone disables it in place; the table's names carry over either way."""
+    prev = (previous or {}).get("auto_capture_config")
+    if not isinstance(body, dict) or not prev:
+        return body
+    capture = body.get("auto_capture_config")
+    if capture is None:
+        return {**body, "auto_capture_config": prev}
+    if isinstance(capture, dict):
+        names = {k: v for k, v in prev.items() if k != "enabled"}
+        return {**body, "auto_capture_config": {**names, **capture}}
     return body
+
+
+def _capture_defaults(config: EndpointConfig, endpoint_name: str) -> EndpointConfig:
+    """table_name_prefix defaults to the endpoint name, as on Databricks."""
+    capture = config.auto_capture_config
+    if capture is None or "table_name_prefix" in capture:
+        return config
+    return dataclasses.replace(config, auto_capture_config={**capture, "table_name_prefix": endpoint_name})

@@ -7,6 +7,7 @@ MLflow is imported lazily, in a worker thread, the first time a control-plane ca
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,6 +19,7 @@ class ModelRegistry:
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="mlflow-registry")
         self._client: Any = None
+        self._import_lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Import MLflow on a registry thread once the server is up, so the first create skips it."""
@@ -34,17 +36,19 @@ class ModelRegistry:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._list)
 
     def _mlflow(self) -> Any:
-        if self._client is None:
-            from mlflow import MlflowClient
+        # One importer at a time: two threads importing MLflow at once race in protobuf's descriptor pool.
+        with self._import_lock:
+            if self._client is None:
+                from mlflow import MlflowClient
 
-            self._client = MlflowClient()
+                self._client = MlflowClient()
         return self._client
 
     def _check(self, entity: ServedEntity) -> None:
+        client = self._mlflow()  # first: it holds the import lock while MLflow is imported
         from mlflow.exceptions import MlflowException
 
         name, version, alias = _parse_target(entity)
-        client = self._mlflow()
         try:
             if alias is not None:
                 client.get_model_version_by_alias(name, alias)

@@ -10,6 +10,7 @@ import bisect
 import random
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from jupyter_serving.data.replica_set import ReplicaSet
 
@@ -21,6 +22,7 @@ class RoutingTable:
     config_version: int
     sets: dict[str, ReplicaSet]
     routes: tuple[tuple[str, int], ...]
+    capture_path: Path | None = None  # the payload table of this config version, if capture is on
     _names: tuple[str, ...] = field(init=False)
     _bounds: tuple[int, ...] = field(init=False)
 
