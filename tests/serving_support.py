@@ -68,6 +68,7 @@ def build_registry(root: Path) -> MlflowEnv:
         "slow": (pd.DataFrame({"delay": [0.1]}), [0.1], None),
         "boom": (pd.DataFrame({"x": [1.0]}), [2.0], None),
         "batch-size": (pd.DataFrame({"delay": [0.1]}), [1], None),
+        "slow-load": (pd.DataFrame({"x": [1.0]}), [2.0], None),
     }
     for name, (example, output, params) in code_models.items():
         with mlflow.start_run():
@@ -192,8 +193,8 @@ class ServingServer:
         return self.api("DELETE", f"api/2.0/serving-endpoints/{name}")
 
 
-def entity(name: str, version: str | int = "1", **extra: Any) -> dict[str, Any]:
-    return {"entity_name": name, "entity_version": str(version), "workload_size": "Small", **extra}
+def entity(model: str, version: str | int = "1", **extra: Any) -> dict[str, Any]:
+    return {"entity_name": model, "entity_version": str(version), "workload_size": "Small", **extra}
 
 
 def iris_split(rows: list[list[float]] | None = None) -> dict[str, Any]:

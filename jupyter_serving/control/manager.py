@@ -44,7 +44,15 @@ from jupyter_serving.control.store import (
 )
 from jupyter_serving.data.metrics import EndpointMetrics
 from jupyter_serving.data.replica import WarmPool
-from jupyter_serving.data.replica_set import ABORTED, FAILED, READY, DeployFailed, ReplicaSet, Spawner
+from jupyter_serving.data.replica_set import (
+    ABORTED,
+    FAILED,
+    READY,
+    DeployFailed,
+    ReplicaSet,
+    Retired,
+    Spawner,
+)
 from jupyter_serving.data.router import RoutingTable
 from jupyter_serving.errors import (
     InvalidState,
@@ -452,7 +460,16 @@ class EndpointManager:
         elif (rset := table.sets.get(served)) is None:
             raise ResourceDoesNotExist(f"Served entity '{served}' does not exist in endpoint '{name}'.")
         try:
-            replica = await rset.acquire(timeout)
+            try:
+                replica = await rset.acquire(timeout)
+            except Retired:  # an update swapped routing after this request chose its entity
+                table = endpoint.routing or table
+                rset = table.sets.get(served) if served else table.choose(routing_key)
+                if rset is None:
+                    raise ResourceDoesNotExist(
+                        f"Served entity '{served}' was removed from endpoint '{name}'."
+                    ) from None
+                replica = await rset.acquire(timeout)
             reply = await replica.invoke(content_type, body, timeout - (time.perf_counter() - started))
         except ServingError as exc:
             elapsed = time.perf_counter() - started

@@ -36,6 +36,10 @@ class DeployFailed(Exception):
     """A replica could not be brought up; the message is shown as deployment_state_message."""
 
 
+class Retired(Exception):
+    """The set was retired by a config update after the request chose it: route it again."""
+
+
 @dataclass
 class Spawner:
     """What starting a replica needs: the warm pool and where sockets and logs go."""
@@ -131,7 +135,9 @@ class ReplicaSet:
         """A replica for one request, waiting while one is (re)starting rather than failing it."""
         deadline = time.monotonic() + timeout_s
         while (replica := self.pick()) is None:
-            if self.state in (FAILED, ABORTED) or self._stopping:
+            if self._stopping:
+                raise Retired(self.name)
+            if self.state in (FAILED, ABORTED):
                 raise InternalError(
                     f"Served entity '{self.name}' is not running: {self.message or self.state}"
                 )

@@ -1,0 +1,200 @@
+"""Several models behind one endpoint: traffic splits, direct queries, zero-downtime config updates."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from scipy.stats import chisquare
+from serving_support import ServingServer, entity, iris_split
+
+
+def split(*routes: tuple[str, int | str]) -> dict:
+    return {"routes": [{"served_model_name": n, "traffic_percentage": p} for n, p in routes]}
+
+
+AB = {
+    "served_entities": [entity("iris-lr", 1, name="current"), entity("iris-lr", 2, name="challenger")],
+    "traffic_config": split(("current", "80"), ("challenger", "20")),
+}
+
+
+def test_split_follows_the_configured_percentages_and_direct_queries_ignore_it(
+    serving_server: ServingServer,
+) -> None:
+    serving_server.create_ready("upd-ab", AB)
+    counts = Counter(
+        serving_server.invoke("upd-ab", iris_split()).headers["served-model-name"] for _ in range(1500)
+    )
+    assert chisquare([counts["current"], counts["challenger"]], [1200, 300]).pvalue > 0.001, counts
+    direct = {
+        serving_server.invoke("upd-ab", iris_split(), served="challenger").headers["served-model-name"]
+        for _ in range(20)
+    }
+    assert direct == {"challenger"}
+    sticky = {
+        serving_server.invoke(
+            "upd-ab", iris_split(), headers={"X-Serving-Routing-Key": "customer-7"}
+        ).headers["served-model-name"]
+        for _ in range(30)
+    }
+    assert len(sticky) == 1  # one customer sees one model for a given split
+    serving_server.delete("upd-ab")
+
+
+def test_a_zero_percent_entity_is_reachable_only_directly(serving_server: ServingServer) -> None:
+    config = {
+        "served_entities": [entity("iris-lr", 1, name="live"), entity("iris-lr", 2, name="shadow")],
+        "traffic_config": split(("live", 100), ("shadow", 0)),
+    }
+    serving_server.create_ready("upd-shadow", config)
+    assert {
+        serving_server.invoke("upd-shadow", iris_split()).headers["served-model-name"] for _ in range(50)
+    } == {"live"}
+    shadow = serving_server.invoke("upd-shadow", iris_split(), served="shadow")
+    assert (shadow.status_code, shadow.headers["served-model-name"]) == (200, "shadow")
+    serving_server.delete("upd-shadow")
+
+
+def test_no_request_fails_across_updates_under_load(serving_server: ServingServer) -> None:
+    serving_server.create_ready("upd-load", AB)
+    failures: list[str] = []
+    served: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            response = serving_server.invoke("upd-load", iris_split())
+            if response.status_code != 200:
+                failures.append(response.text)
+            served[response.headers.get("served-model-name", "?")] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        updates = [
+            {**AB, "traffic_config": split(("current", 50), ("challenger", 50))},  # split change
+            {
+                "served_entities": [
+                    entity("iris-lr", 2, name="current"),
+                    entity("iris-lr", 2, name="challenger"),
+                ],
+                "traffic_config": split(("current", 50), ("challenger", 50)),
+            },  # version swap
+            {
+                "served_entities": [
+                    entity("main.default.iris", 1, name="replacement"),
+                    entity("iris-lr", 2, name="challenger"),
+                ],
+                "traffic_config": split(("replacement", 70), ("challenger", 30)),
+            },  # entity replaced
+        ]
+        for version, config in enumerate(updates, start=2):
+            response = serving_server.api("PUT", "api/2.0/serving-endpoints/upd-load/config", json=config)
+            assert response.status_code == 200, response.text
+            assert response.json()["pending_config"]["config_version"] == version
+            endpoint = serving_server.wait_settled("upd-load")
+            assert endpoint["config"]["config_version"] == version
+            assert endpoint["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert served["replacement"] > 0 and sum(served.values()) > 100
+    serving_server.delete("upd-load")
+
+
+def test_unchanged_entities_keep_their_replicas(serving_server: ServingServer) -> None:
+    serving_server.create_ready("upd-reuse", AB)
+    before = serving_server.api(
+        "GET", "api/2.0/serving-endpoints/upd-reuse/served-models/current/logs"
+    ).json()["logs"]
+    response = serving_server.api(
+        "PUT",
+        "api/2.0/serving-endpoints/upd-reuse/config",
+        json={**AB, "traffic_config": split(("current", 10), ("challenger", 90))},
+    )
+    assert response.status_code == 200
+    serving_server.wait_settled("upd-reuse")
+    after = serving_server.api(
+        "GET", "api/2.0/serving-endpoints/upd-reuse/served-models/current/logs"
+    ).json()["logs"]
+    assert after.count("model loaded") == before.count("model loaded") == 1  # no replica was restarted
+    serving_server.delete("upd-reuse")
+
+
+def test_failed_update_keeps_the_old_config_serving_and_the_next_update_proceeds(
+    serving_server: ServingServer,
+) -> None:
+    serving_server.create_ready("upd-fail", {"served_entities": [entity("iris-lr", 1)]})
+    bad = {
+        "served_entities": [entity("iris-lr", 1), entity("fail-load", 1)],
+        "traffic_config": split(("iris-lr-1", 50), ("fail-load-1", 50)),
+    }
+    assert serving_server.api("PUT", "api/2.0/serving-endpoints/upd-fail/config", json=bad).status_code == 200
+    failed = serving_server.wait_settled("upd-fail")
+    assert failed["state"] == {"ready": "READY", "config_update": "UPDATE_FAILED"}
+    assert failed["config"]["config_version"] == 1
+    states = {e["name"]: e["state"]["deployment"] for e in failed["pending_config"]["served_entities"]}
+    assert states["fail-load-1"] == "DEPLOYMENT_FAILED"
+    assert serving_server.invoke("upd-fail", iris_split()).headers["served-model-name"] == "iris-lr-1"
+    good = {"served_entities": [entity("iris-lr", 2)]}
+    assert (
+        serving_server.api("PUT", "api/2.0/serving-endpoints/upd-fail/config", json=good).status_code == 200
+    )
+    done = serving_server.wait_settled("upd-fail")
+    assert (done["config"]["config_version"], done["state"]["config_update"]) == (2, "NOT_UPDATING")
+    assert "pending_config" not in done
+    serving_server.delete("upd-fail")
+
+
+def test_one_update_at_a_time_and_cancel_keeps_the_old_config(serving_server: ServingServer) -> None:
+    serving_server.create_ready("upd-cancel", {"served_entities": [entity("iris-lr", 1)]})
+    slow = {"served_entities": [entity("slow-load", 1)]}
+    assert (
+        serving_server.api("PUT", "api/2.0/serving-endpoints/upd-cancel/config", json=slow).status_code == 200
+    )
+    second = serving_server.api(
+        "PUT", "api/2.0/serving-endpoints/upd-cancel/config", json={"served_entities": [entity("iris-lr", 2)]}
+    )
+    assert second.status_code == 409
+    assert second.json()["error_code"] == "RESOURCE_CONFLICT"
+    cancelled = serving_server.api("POST", "api/2.0/serving-endpoints/upd-cancel/cancel-update")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["state"]["config_update"] == "UPDATE_CANCELED"
+    assert "pending_config" not in cancelled.json()
+    assert serving_server.invoke("upd-cancel", iris_split()).headers["served-model-name"] == "iris-lr-1"
+    again = serving_server.api("POST", "api/2.0/serving-endpoints/upd-cancel/cancel-update")
+    assert again.status_code == 400 and again.json()["error_code"] == "INVALID_STATE"
+    serving_server.delete("upd-cancel")
+
+
+def test_restart_in_the_middle_of_an_update_resumes_it(
+    start_server: Callable[..., ServingServer], tmp_path: Path
+) -> None:
+    state = tmp_path / "mid-update"
+    server = start_server(state_dir=state)
+    server.create_ready("upd-restart", {"served_entities": [entity("iris-lr", 1)]})
+    update = {"served_entities": [entity("slow-load", 1)]}
+    assert server.api("PUT", "api/2.0/serving-endpoints/upd-restart/config", json=update).status_code == 200
+    assert server.get("upd-restart")["state"]["config_update"] == "IN_PROGRESS"
+    server.stop(signal.SIGKILL)
+    restarted = start_server(state_dir=state)
+    during = restarted.get("upd-restart")
+    assert during["config"]["config_version"] == 1  # never half-applied: v1 is what serves
+    deadline = time.monotonic() + 90
+    while (endpoint := restarted.get("upd-restart"))["state"]["config_update"] == "IN_PROGRESS":
+        assert time.monotonic() < deadline
+        response = restarted.invoke("upd-restart", iris_split())
+        assert response.status_code == 200 and response.headers["served-model-name"] == "iris-lr-1"
+        time.sleep(0.1)
+    assert endpoint["config"]["config_version"] == 2
+    assert restarted.invoke("upd-restart", {"dataframe_records": [{"x": 2.0}]}).json() == {
+        "predictions": [4.0]
+    }
