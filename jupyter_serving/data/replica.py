@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,23 +92,30 @@ class WorkerProcess:
 
 
 class WarmPool:
-    """Keeps `size` warm worker interpreters ready so a deploy skips MLflow's import time."""
+    """Keeps `size` warm worker interpreters ready so a deploy skips MLflow's import time.
+
+    Spares are tasks, so a deploy that arrives while a spare is still importing waits for it
+    rather than starting a second interpreter that would compete with it for the CPU.
+    """
 
     def __init__(self, size: int, log_path: Path) -> None:
         self.size = size
         self.log_path = log_path
-        self._ready: asyncio.Queue[WorkerProcess] = asyncio.Queue()
-        self._filling: set[asyncio.Task[None]] = set()
+        self._spares: deque[asyncio.Task[WorkerProcess]] = deque()
         self._closed = False
 
     def start(self) -> None:
-        for _ in range(self.size):
-            self._refill()
+        self._refill()
 
     async def acquire(self) -> WorkerProcess:
-        """A warm worker: a spare if one is ready, else a freshly spawned one."""
-        while not self._ready.empty():
-            worker = self._ready.get_nowait()
+        """A warm worker: the oldest spare (waiting for it if it is still starting), else a new one."""
+        while self._spares:
+            spare = self._spares.popleft()
+            try:
+                worker = await spare
+            except Exception:
+                log.exception("a warm worker failed to start")
+                continue
             if worker.alive:
                 self._refill()
                 return worker
@@ -116,30 +124,16 @@ class WarmPool:
         return worker
 
     def _refill(self) -> None:
-        if self._closed or self._ready.qsize() + len(self._filling) >= self.size:
-            return
-        task = asyncio.get_running_loop().create_task(self._spawn_spare())
-        self._filling.add(task)
-        task.add_done_callback(self._filling.discard)
-
-    async def _spawn_spare(self) -> None:
-        try:
-            worker = await WorkerProcess.spawn(self.log_path)
-        except Exception:
-            log.exception("could not start a warm worker")
-            return
-        if self._closed:
-            await worker.kill()
-        else:
-            self._ready.put_nowait(worker)
+        loop = asyncio.get_running_loop()
+        while not self._closed and len(self._spares) < self.size:
+            self._spares.append(loop.create_task(WorkerProcess.spawn(self.log_path)))
 
     async def stop(self) -> None:
         self._closed = True
-        for task in list(self._filling):
-            task.cancel()
-        await asyncio.gather(*self._filling, return_exceptions=True)
-        while not self._ready.empty():
-            await self._ready.get_nowait().kill()
+        spares, self._spares = list(self._spares), deque()
+        for result in await asyncio.gather(*spares, return_exceptions=True):
+            if isinstance(result, WorkerProcess):
+                await result.kill()
 
 
 class Replica:

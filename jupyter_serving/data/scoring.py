@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,6 +218,9 @@ class NumericFastPath:
         specs = schema.inputs
         if any(not s.required or s.type not in _NUMERIC for s in specs):
             return None
+        # Fitted on a DataFrame, scored with an array in the same column order: the warning is moot,
+        # and left on it would add a log line per request.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
         predict_fn = model._predict_fn  # the bound method pyfunc itself would call
         raw = model.get_raw_model()
         if getattr(predict_fn, "__self__", None) is not raw:
