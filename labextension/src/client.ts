@@ -1,0 +1,123 @@
+/**
+ * Typed client for the serving REST API (docs/CONTRACT.md).
+ *
+ * It depends only on a `Transport`; the plugin passes one built on `ServerConnection.makeRequest`
+ * (Jupyter's token or cookie + XSRF header), and unit tests pass a fake, so no JupyterLab module is
+ * needed to test how URLs, bodies and errors are handled.
+ */
+
+import { parseErrorBody } from './errors';
+import type { ConfigInput, CreateRequest, Endpoint, QueryResult, RegisteredModel } from './types';
+
+/** Sends a request to a path relative to the server's base URL. */
+export type Transport = (path: string, init: RequestInit) => Promise<Response>;
+
+const API = 'api/2.0/serving-endpoints';
+
+export class ServingClient {
+  constructor(
+    private readonly transport: Transport,
+    private readonly now: () => number = () => Date.now()
+  ) {}
+
+  async listEndpoints(): Promise<Endpoint[]> {
+    const body = await this.json<{ endpoints?: Endpoint[] }>(API, { method: 'GET' });
+    return body.endpoints ?? [];
+  }
+
+  getEndpoint(name: string): Promise<Endpoint> {
+    return this.json<Endpoint>(endpointPath(name), { method: 'GET' });
+  }
+
+  /**
+   * The list answers summaries; the panel shows replicas, routes and tables, which only the full
+   * endpoint carries, so each one is fetched. An endpoint deleted in between is just left out.
+   */
+  async listEndpointDetails(): Promise<Endpoint[]> {
+    const summaries = await this.listEndpoints();
+    const details = await Promise.all(
+      summaries.map(s =>
+        this.getEndpoint(s.name).catch(err => {
+          if (err?.status === 404) {
+            return null;
+          }
+          throw err;
+        })
+      )
+    );
+    return details.filter((e): e is Endpoint => e !== null);
+  }
+
+  createEndpoint(request: CreateRequest): Promise<Endpoint> {
+    return this.json<Endpoint>(API, { method: 'POST', body: JSON.stringify(request) });
+  }
+
+  updateConfig(name: string, config: ConfigInput): Promise<Endpoint> {
+    return this.json<Endpoint>(`${endpointPath(name)}/config`, {
+      method: 'PUT',
+      body: JSON.stringify(config)
+    });
+  }
+
+  cancelUpdate(name: string): Promise<Endpoint> {
+    return this.json<Endpoint>(`${endpointPath(name)}/cancel-update`, { method: 'POST' });
+  }
+
+  async deleteEndpoint(name: string): Promise<void> {
+    await this.json<unknown>(endpointPath(name), { method: 'DELETE' });
+  }
+
+  async logs(name: string, served: string): Promise<string> {
+    const path = `${endpointPath(name)}/served-models/${encodeURIComponent(served)}/logs`;
+    const body = await this.json<{ logs?: string }>(path, { method: 'GET' });
+    return body.logs ?? '';
+  }
+
+  async registeredModels(): Promise<RegisteredModel[]> {
+    const body = await this.json<{ registered_models?: RegisteredModel[] }>(
+      'api/2.0/jupyter-serving/registered-models',
+      { method: 'GET' }
+    );
+    return body.registered_models ?? [];
+  }
+
+  /**
+   * Query the endpoint (or one served entity, bypassing the split). Non-2xx answers are results,
+   * not exceptions: the playground shows the server's error body as the response.
+   */
+  async query(name: string, body: string, served?: string): Promise<QueryResult> {
+    const base = `serving-endpoints/${encodeURIComponent(name)}`;
+    const path = served
+      ? `${base}/served-models/${encodeURIComponent(served)}/invocations`
+      : `${base}/invocations`;
+    const started = this.now();
+    const response = await this.transport(path, {
+      method: 'POST',
+      body,
+      headers: { 'Content-Type': 'application/json' }
+    });
+    const text = await response.text();
+    return {
+      status: response.status,
+      ok: response.ok,
+      body: text,
+      servedModelName: response.headers.get('served-model-name'),
+      requestId: response.headers.get('x-request-id'),
+      elapsedMs: this.now() - started
+    };
+  }
+
+  private async json<T>(path: string, init: RequestInit): Promise<T> {
+    const headers = init.body ? { 'Content-Type': 'application/json' } : undefined;
+    const response = await this.transport(path, { ...init, headers });
+    const text = await response.text();
+    if (!response.ok) {
+      throw parseErrorBody(response.status, response.statusText, text);
+    }
+    return (text ? JSON.parse(text) : {}) as T;
+  }
+}
+
+function endpointPath(name: string): string {
+  return `${API}/${encodeURIComponent(name)}`;
+}
