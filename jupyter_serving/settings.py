@@ -96,6 +96,27 @@ class ServingSettings(Configurable):
         "replicas. Env: JUPYTER_SERVING_SCALE_TO_ZERO_IDLE_S.",
     ).tag(env=True)
 
+    autoscale_interval_s = Float(
+        1.0,
+        config=True,
+        help="Seconds between autoscaler ticks (scale-down and scale-to-zero checks; scale-up happens on "
+        "the request path). Env: JUPYTER_SERVING_AUTOSCALE_INTERVAL_S.",
+    ).tag(env=True)
+
+    cold_start_queue_size = Int(
+        256,
+        config=True,
+        help="Requests one served entity holds while a replica starts (scale from zero, recovery); "
+        "beyond it they get 503 with Retry-After. Env: JUPYTER_SERVING_COLD_START_QUEUE_SIZE.",
+    ).tag(env=True)
+
+    memory_headroom_bytes = Int(
+        512 * 1024 * 1024,
+        config=True,
+        help="Memory left free when scaling out: a replica is added only if free memory minus this "
+        "still holds one. Env: JUPYTER_SERVING_MEMORY_HEADROOM_BYTES.",
+    ).tag(env=True)
+
     gpus = List(
         Int(),
         default_value=None,

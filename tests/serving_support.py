@@ -69,6 +69,7 @@ def build_registry(root: Path) -> MlflowEnv:
         "boom": (pd.DataFrame({"x": [1.0]}), [2.0], None),
         "batch-size": (pd.DataFrame({"delay": [0.1]}), [1], None),
         "slow-load": (pd.DataFrame({"x": [1.0]}), [2.0], None),
+        "crash": (pd.DataFrame({"x": [1.0]}), [2.0], None),
     }
     for name, (example, output, params) in code_models.items():
         with mlflow.start_run():

@@ -15,7 +15,6 @@ import dataclasses
 import getpass
 import json
 import logging
-import math
 import secrets
 import stat
 import tempfile
@@ -42,6 +41,7 @@ from jupyter_serving.control.store import (
     EndpointRecord,
     EndpointStore,
 )
+from jupyter_serving.data.autoscaler import ScalingPolicy
 from jupyter_serving.data.metrics import EndpointMetrics
 from jupyter_serving.data.replica import WarmPool
 from jupyter_serving.data.replica_set import (
@@ -51,6 +51,7 @@ from jupyter_serving.data.replica_set import (
     DeployFailed,
     ReplicaSet,
     Retired,
+    SetOptions,
     Spawner,
 )
 from jupyter_serving.data.router import RoutingTable
@@ -167,6 +168,7 @@ class EndpointManager:
             flush_rows=self.settings.capture_flush_rows,
         )
         await self.capture.start()  # commits rows a killed predecessor spooled but never committed
+        self._spawn(self._autoscale_loop())
         for record in self.store.load_all():
             endpoint = Endpoint(record)
             self.endpoints[record.name] = endpoint
@@ -313,9 +315,9 @@ class EndpointManager:
         for entity in config.served_entities:
             rset = reusable.pop(entity.runtime_key, None)
             if rset is None:
-                rset = ReplicaSet(endpoint.name, entity, self._spawner)
+                rset = self._new_set(endpoint.name, entity)
                 started.append(rset)
-            rset.entity = entity
+            rset.entity, rset.policy = entity, self._policy(entity)
             new_sets[entity.name] = rset
         endpoint.pending_sets = new_sets
         try:
@@ -330,9 +332,7 @@ class EndpointManager:
         self._activate(endpoint, config, version, new_sets)
 
     async def _deploy_all(self, sets: list[ReplicaSet]) -> None:
-        results = await asyncio.gather(
-            *(s.deploy(self._replica_count(s)) for s in sets), return_exceptions=True
-        )
+        results = await asyncio.gather(*(s.deploy() for s in sets), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             for rset in sets:
@@ -343,9 +343,29 @@ class EndpointManager:
             first = failed[0]
             raise first if isinstance(first, DeployFailed) else DeployFailed(repr(first))
 
-    def _replica_count(self, rset: ReplicaSet) -> int:
-        low, _ = rset.entity.concurrency_range
-        return max(1, math.ceil(low / max(1, self.settings.replica_concurrency)))
+    def _new_set(self, endpoint: str, entity: ServedEntity) -> ReplicaSet:
+        options = SetOptions(self.settings.cold_start_queue_size, self.settings.memory_headroom_bytes)
+        return ReplicaSet(endpoint, entity, self._spawner, self._policy(entity), options)
+
+    def _policy(self, entity: ServedEntity) -> ScalingPolicy:
+        low, high = entity.concurrency_range
+        return ScalingPolicy.from_range(
+            low,
+            high,
+            concurrency=self.settings.replica_concurrency,
+            scale_to_zero=entity.scale_to_zero_enabled,
+            scale_down_delay_s=self.settings.scale_down_delay_s,
+            idle_s=self.settings.scale_to_zero_idle_s,
+        )
+
+    async def _autoscale_loop(self) -> None:
+        """The periodic half of autoscaling (scale-down, scale-to-zero); scale-up is on the request path."""
+        while True:
+            await asyncio.sleep(self.settings.autoscale_interval_s)
+            now = time.monotonic()
+            for endpoint in list(self.endpoints.values()):
+                for rset in endpoint.active_sets.values():
+                    rset.autoscale(now)
 
     def _activate(
         self, endpoint: Endpoint, config: EndpointConfig, version: int, new_sets: dict[str, ReplicaSet]
@@ -382,7 +402,7 @@ class EndpointManager:
         record = endpoint.record
         if record.config is not None:
             config = parse_config(record.config)
-            sets = {e.name: ReplicaSet(endpoint.name, e, self._spawner) for e in config.served_entities}
+            sets = {e.name: self._new_set(endpoint.name, e) for e in config.served_entities}
             endpoint.active_sets = sets
             try:
                 await self._deploy_all(list(sets.values()))

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -46,11 +46,20 @@ class _LiveGauges:
         inflight = GaugeMetricFamily(
             "inflight_requests", "Requests in flight per served entity", labels=["served_entity"]
         )
+        queued = GaugeMetricFamily(
+            "queued_requests",
+            "Requests waiting for a replica to start, per served entity",
+            labels=["served_entity"],
+        )
+        cold = CounterMetricFamily(
+            "cold_starts", "Replicas started for a request that found none", labels=["served_entity"]
+        )
         for rset in self._sets():
             replicas.add_metric([rset.name], len(rset.replicas))
-            inflight.add_metric([rset.name], sum(r.inflight for r in rset.replicas))
-        yield replicas
-        yield inflight
+            inflight.add_metric([rset.name], rset.inflight)
+            queued.add_metric([rset.name], rset.waiting)
+            cold.add_metric([rset.name], rset.cold_starts)
+        yield from (replicas, inflight, queued, cold)
 
 
 class EndpointMetrics:

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,9 +148,11 @@ class Replica:
         self.label = label
         self.inflight = 0
         self.draining = False
+        self.broken = False  # the connection ended: the worker is gone, even before its exit is reaped
         self._pending: dict[int, asyncio.Future[WorkerReply]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self.on_broken: Callable[[], None] | None = None
 
     @property
     def pid(self) -> int:
@@ -169,7 +172,10 @@ class Replica:
         except (ConnectionError, OSError):
             pass
         finally:
+            self.broken = True
             self._fail_pending()
+            if self.on_broken is not None:
+                self.on_broken()
 
     def _fail_pending(self) -> None:
         code = self.worker.proc.returncode
@@ -182,8 +188,12 @@ class Replica:
                 fut.set_exception(error)
         self._pending.clear()
 
+    @property
+    def usable(self) -> bool:
+        return not (self.draining or self.broken)
+
     async def invoke(self, content_type: str, body: bytes, timeout_s: float) -> WorkerReply:
-        if self._writer is None or self._writer.is_closing():
+        if self.broken or self._writer is None or self._writer.is_closing():
             raise InternalError(f"The replica {self.label} is not connected.")
         request_id = next(self._ids) & 0xFFFFFFFF
         fut: asyncio.Future[WorkerReply] = asyncio.get_running_loop().create_future()

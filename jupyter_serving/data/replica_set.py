@@ -1,4 +1,4 @@
-"""The replicas of one served entity: starting them, choosing one per request, replacing crashed ones.
+"""The replicas of one served entity: starting, choosing one per request, autoscaling, replacing crashes.
 
 A ReplicaSet is keyed by the entity's runtime key, so an unchanged entity keeps its set (and its
 warm replicas) across config updates.
@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from jupyter_serving.api.schema import ServedEntity
+from jupyter_serving.data.autoscaler import DOWN, ZERO, ScalingPolicy, replicas_to_add, tick
 from jupyter_serving.data.replica import Replica, WarmPool
-from jupyter_serving.errors import DeadlineExceeded, InternalError
+from jupyter_serving.errors import DeadlineExceeded, InternalError, TemporarilyUnavailable
 
 log = logging.getLogger("jupyter_serving")
 
@@ -85,18 +88,42 @@ class Spawner:
         return replica
 
 
-class ReplicaSet:
-    """The running replicas of one served entity, with their deployment state."""
+@dataclass(frozen=True)
+class SetOptions:
+    """Server-wide knobs a replica set needs besides its entity's own scaling policy."""
 
-    def __init__(self, endpoint: str, entity: ServedEntity, spawner: Spawner) -> None:
+    queue_limit: int = 256
+    memory_headroom_bytes: int = 512 * 1024 * 1024
+
+
+class ReplicaSet:
+    """The running replicas of one served entity: deployment state, autoscaling, supervision."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        entity: ServedEntity,
+        spawner: Spawner,
+        policy: ScalingPolicy,
+        options: SetOptions,
+    ) -> None:
         self.endpoint = endpoint
         self.entity = entity
         self.key = entity.runtime_key
         self.spawner = spawner
+        self.policy = policy
+        self.options = options
         self.state = CREATING
         self.message = "Creating the served entity."
         self.replicas: list[Replica] = []
         self.env: dict[str, str] = {}
+        self.starting = 0
+        self.waiting = 0
+        self.cold_starts = 0
+        self.capped = ""
+        self.last_request = time.monotonic()
+        self._peak = 0
+        self._low_since: float | None = None
         self._changed = asyncio.Event()
         self._crashes: deque[float] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -106,11 +133,14 @@ class ReplicaSet:
     def name(self) -> str:
         return self.entity.name
 
-    async def deploy(self, count: int) -> None:
-        """Start `count` replicas; raise DeployFailed (state FAILED) if any cannot load."""
-        results = await asyncio.gather(
-            *(self._start_one() for _ in range(max(1, count))), return_exceptions=True
-        )
+    @property
+    def inflight(self) -> int:
+        return sum(r.inflight for r in self.replicas)
+
+    async def deploy(self) -> None:
+        """Start the initial replicas; raise DeployFailed (state FAILED) if any cannot load."""
+        count = self.policy.initial_replicas
+        results = await asyncio.gather(*(self._start_one() for _ in range(count)), return_exceptions=True)
         self.replicas.extend(r for r in results if isinstance(r, Replica))
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -120,19 +150,44 @@ class ReplicaSet:
             )
             self._set_state(FAILED, message)
             raise DeployFailed(message) from error
+        self.last_request = time.monotonic()
         self._set_state(READY, "")
 
     async def _start_one(self) -> Replica:
         replica = await self.spawner.start(self.endpoint, self.entity, self.env)
+        replica.on_broken = self._changed.set  # waiting requests re-check at once
         self._spawn(self._supervise(replica))
         return replica
 
     def pick(self) -> Replica | None:
-        ready = [r for r in self.replicas if not r.draining]
+        ready = [r for r in self.replicas if r.usable]
         return min(ready, key=lambda r: r.inflight) if ready else None
 
+    # ------------------------------------------------------------- the request path
     async def acquire(self, timeout_s: float) -> Replica:
-        """A replica for one request, waiting while one is (re)starting rather than failing it."""
+        """A replica for one request. Scales up when demand exceeds capacity; with no replica ready
+        (scaled to zero, or recovering) the request waits in a bounded queue instead of failing."""
+        self.last_request = time.monotonic()
+        demand = self.inflight + self.waiting + 1
+        self._peak = max(self._peak, demand)
+        if demand > len(self.replicas) * self.policy.concurrency and self.state == READY:
+            self._scale_up(demand)
+        replica = self.pick()
+        if replica is not None:
+            return replica
+        if self.waiting >= self.options.queue_limit:
+            raise TemporarilyUnavailable(
+                f"Served entity '{self.name}' is starting a replica and its queue of "
+                f"{self.options.queue_limit} waiting requests is full; retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+        self.waiting += 1
+        try:
+            return await self._wait_for_replica(timeout_s)
+        finally:
+            self.waiting -= 1
+
+    async def _wait_for_replica(self, timeout_s: float) -> Replica:
         deadline = time.monotonic() + timeout_s
         while (replica := self.pick()) is None:
             if self._stopping:
@@ -149,6 +204,82 @@ class ReplicaSet:
                 await asyncio.wait_for(self._changed.wait(), remaining)
         return replica
 
+    # ------------------------------------------------------------- scaling
+    def _scale_up(self, demand: int) -> None:
+        add = self._memory_cap(replicas_to_add(self.policy, demand, len(self.replicas), self.starting))
+        for _ in range(add):
+            cold = not self.replicas and not self.starting
+            if cold:
+                self.cold_starts += 1
+                self.message = "Cold start: starting a replica for a waiting request."
+            self.starting += 1
+            self._spawn(self._grow())
+
+    def _memory_cap(self, add: int) -> int:
+        """Start only as many replicas as free memory holds; the first one is never held back."""
+        if add <= 0 or not self.replicas:
+            return add
+        per_replica = max(_rss(r.pid) for r in self.replicas) or 1
+        free = psutil.virtual_memory().available - self.options.memory_headroom_bytes
+        fits = max(0, int(free // per_replica))
+        if fits >= add:
+            self.capped = ""
+            return add
+        total = len(self.replicas) + self.starting + fits
+        self.capped = (
+            f"Capped at {total} replica(s): this machine has {max(free, 0) // 2**20} MiB free beyond its "
+            f"{self.options.memory_headroom_bytes // 2**20} MiB headroom, and a replica uses about "
+            f"{per_replica // 2**20} MiB."
+        )
+        log.warning("%s/%s: %s", self.endpoint, self.name, self.capped)
+        self.message = self.capped
+        return fits
+
+    async def _grow(self) -> None:
+        try:
+            replica = await self._start_one()
+        except DeployFailed as exc:
+            if not self.replicas:
+                self._set_state(FAILED, str(exc))
+            log.error("%s/%s: could not add a replica: %s", self.endpoint, self.name, exc)
+            return
+        finally:
+            self.starting -= 1
+        self.replicas.append(replica)
+        self._set_state(READY, self.capped)
+
+    def autoscale(self, now: float) -> None:
+        """One tick of the periodic autoscaler: scale down after sustained low demand, or to zero."""
+        if self._stopping or self.state != READY or self.starting:
+            return
+        peak, self._peak = self._peak, self.inflight + self.waiting
+        decision, self._low_since = tick(
+            self.policy,
+            now=now,
+            running=len(self.replicas),
+            peak_demand=peak,
+            last_request=self.last_request,
+            low_since=self._low_since,
+        )
+        if decision == DOWN:
+            self._spawn(self._shrink(1, ""))
+        elif decision == ZERO:
+            idle = now - self.last_request
+            message = (
+                f"Scaled to zero after {idle:.0f} s without requests; the next request starts a replica."
+            )
+            self._spawn(self._shrink(len(self.replicas), message))
+
+    async def _shrink(self, count: int, message: str) -> None:
+        leaving = sorted(self.replicas, key=lambda r: r.inflight)[:count]
+        for replica in leaving:
+            replica.draining = True  # no new requests; the supervisor will not replace it
+            self.replicas.remove(replica)
+        self.message = message or self.capped
+        self._changed.set()
+        await asyncio.gather(*(r.stop(drain_timeout_s=60.0) for r in leaving), return_exceptions=True)
+
+    # ------------------------------------------------------------- supervision
     async def _supervise(self, replica: Replica) -> None:
         code = await replica.worker.proc.wait()
         if self._stopping or replica.draining:
@@ -171,11 +302,8 @@ class ReplicaSet:
             RECOVERING if not self.replicas else READY, f"Replacing a replica that exited with code {code}."
         )
         await asyncio.sleep(2 ** (len(self._crashes) - 1) - 1)  # backoff: 0, 1, 3, 7 s
-        try:
-            self.replicas.append(await self._start_one())
-            self._set_state(READY, "")
-        except DeployFailed as exc:
-            self._set_state(FAILED, str(exc))
+        self.starting += 1
+        await self._grow()
 
     def _set_state(self, state: str, message: str) -> None:
         self.state, self.message = state, message
@@ -202,5 +330,17 @@ class ReplicaSet:
     def describe(self) -> dict[str, Any]:
         return {
             "replicas": len(self.replicas),
-            "ready_replicas": len([r for r in self.replicas if not r.draining]),
+            "ready_replicas": len([r for r in self.replicas if r.usable]),
+            "starting_replicas": self.starting,
+            "min_replicas": self.policy.min_replicas,
+            "max_replicas": self.policy.max_replicas,
+            "queued_requests": self.waiting,
+            "cold_starts": self.cold_starts,
         }
+
+
+def _rss(pid: int) -> int:
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return 0

@@ -1,0 +1,186 @@
+"""Autoscaling, scale-to-zero and cold starts, supervision of crashing workers, on a real server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from serving_support import ServingServer, entity, iris_split
+
+FAST_TIMERS = ("--scale-to-zero-idle-s", "2", "--scale-down-delay-s", "1", "--autoscale-interval-s", "0.2")
+
+
+@pytest.fixture(scope="module")
+def fast_server(mlflow_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingServer]:
+    server = ServingServer(
+        tmp_path_factory.mktemp("autoscale") / "state", mlflow_env.env, list(FAST_TIMERS)
+    ).start()
+    yield server
+    server.stop()
+
+
+def local(server: ServingServer, name: str, served: str) -> dict[str, Any]:
+    endpoint = server.get(name)
+    entity_ = next(e for e in endpoint["config"]["served_entities"] if e["name"] == served)
+    return {
+        **entity_["local"],
+        "message": entity_["state"]["deployment_state_message"],
+        "state": entity_["state"],
+    }
+
+
+def wait_local(
+    server: ServingServer,
+    name: str,
+    served: str,
+    check: Callable[[dict[str, Any]], bool],
+    timeout: float = 90,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not check(info := local(server, name, served)):
+        assert time.monotonic() < deadline, info
+        time.sleep(0.1)
+    return info
+
+
+def metric(server: ServingServer, name: str, line_start: str) -> float:
+    text = server.api("GET", f"api/2.0/serving-endpoints/{name}/metrics").text
+    return float(next(line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(line_start)))
+
+
+def test_scale_to_zero_then_a_burst_of_first_requests_all_succeed(fast_server: ServingServer) -> None:
+    fast_server.create_ready(
+        "as-zero", {"served_entities": [entity("iris-lr", 1, scale_to_zero_enabled=True)]}
+    )
+    idle = wait_local(fast_server, "as-zero", "iris-lr-1", lambda i: i["replicas"] == 0)
+    assert "Scaled to zero" in idle["message"]
+    assert fast_server.get("as-zero")["state"]["ready"] == "READY"  # scaled to zero is still a ready endpoint
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: fast_server.invoke("as-zero", iris_split()), range(8)))
+    assert [a.status_code for a in answers] == [200] * 8
+    assert all(a.json()["predictions"] == [0, 2, 1] for a in answers)
+    assert local(fast_server, "as-zero", "iris-lr-1")["replicas"] == 1
+    assert metric(fast_server, "as-zero", 'cold_starts_total{served_entity="iris-lr-1"}') == 1.0
+    assert local(fast_server, "as-zero", "iris-lr-1")["cold_starts"] == 1
+    fast_server.delete("as-zero")
+
+
+def test_scale_up_under_load_then_down_when_it_stops(fast_server: ServingServer) -> None:
+    config = {
+        "served_entities": [
+            {
+                "entity_name": "slow",
+                "entity_version": "1",
+                "min_provisioned_concurrency": 4,
+                "max_provisioned_concurrency": 12,
+            }
+        ]
+    }
+    fast_server.create_ready("as-load", config)
+    assert local(fast_server, "as-load", "slow-1")["replicas"] == 1
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(
+            pool.map(
+                lambda _: fast_server.invoke("as-load", {"dataframe_records": [{"delay": 1.5}]}), range(36)
+            )
+        )
+        assert [a.status_code for a in answers] == [200] * 36
+        grown = local(fast_server, "as-load", "slow-1")
+    assert grown["replicas"] + grown["starting_replicas"] == 3  # 12 in flight / 4 per replica
+    assert metric(fast_server, "as-load", 'replicas{served_entity="slow-1"}') >= 2
+    wait_local(fast_server, "as-load", "slow-1", lambda i: i["replicas"] == 1 and i["starting_replicas"] == 0)
+    fast_server.delete("as-load")
+
+
+def test_killed_workers_are_replaced_and_traffic_recovers(fast_server: ServingServer) -> None:
+    fast_server.create_ready("as-kill", {"served_entities": [entity("iris-lr", 1)]})
+    worker = _worker_pid(fast_server, "as-kill")
+    statuses: list[int] = []
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(fast_server.invoke, "as-kill", iris_split()) for _ in range(200)]
+        os.kill(worker, signal.SIGKILL)
+        statuses = [f.result().status_code for f in futures]
+    assert set(statuses) <= {200, 500}  # in flight on the killed worker: a clear 5xx, never a hang
+    wait_local(
+        fast_server,
+        "as-kill",
+        "iris-lr-1",
+        lambda i: i["replicas"] == 1 and i["state"]["deployment"] == "DEPLOYMENT_READY",
+    )
+    assert _worker_pid(fast_server, "as-kill") != worker
+    assert [fast_server.invoke("as-kill", iris_split()).status_code for _ in range(20)] == [200] * 20
+    fast_server.delete("as-kill")
+
+
+def test_a_model_that_keeps_crashing_ends_failed_not_in_a_restart_loop(fast_server: ServingServer) -> None:
+    fast_server.create_ready("as-crash", {"served_entities": [entity("crash", 1)]})
+    deadline = time.monotonic() + 120
+    while (info := local(fast_server, "as-crash", "crash-1"))["state"]["deployment"] != "DEPLOYMENT_FAILED":
+        assert time.monotonic() < deadline, info
+        response = fast_server.invoke("as-crash", {"dataframe_records": [{"x": -1.0}]})
+        assert response.status_code >= 500
+    assert "crashed 5 times" in info["message"]
+    assert info["replicas"] == 0
+    fast_server.delete("as-crash")
+
+
+def test_cold_start_queue_overflow_answers_503_with_retry_after(
+    start_server: Callable[..., ServingServer],
+) -> None:
+    server = start_server(*FAST_TIMERS, "--cold-start-queue-size", "2")
+    server.create_ready("as-queue", {"served_entities": [entity("iris-lr", 1, scale_to_zero_enabled=True)]})
+    wait_local(server, "as-queue", "iris-lr-1", lambda i: i["replicas"] == 0)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: server.invoke("as-queue", iris_split()), range(8)))
+    codes = sorted(a.status_code for a in answers)
+    assert 200 in codes and 503 in codes, codes
+    rejected = next(a for a in answers if a.status_code == 503)
+    assert rejected.headers["Retry-After"] == "1"
+    assert rejected.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert "queue of 2 waiting requests is full" in rejected.json()["message"]
+
+
+def test_scale_out_is_capped_by_free_memory_and_says_so(start_server: Callable[..., ServingServer]) -> None:
+    server = start_server(*FAST_TIMERS, "--memory-headroom-bytes", str(10**15))
+    config = {
+        "served_entities": [
+            {
+                "entity_name": "slow",
+                "entity_version": "1",
+                "min_provisioned_concurrency": 4,
+                "max_provisioned_concurrency": 12,
+            }
+        ]
+    }
+    server.create_ready("as-mem", config)
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(
+            pool.map(lambda _: server.invoke("as-mem", {"dataframe_records": [{"delay": 1.0}]}), range(12))
+        )
+        capped = local(server, "as-mem", "slow-1")
+    assert [a.status_code for a in answers] == [200] * 12
+    assert (capped["replicas"], capped["starting_replicas"]) == (1, 0)
+    assert "Capped at 1 replica(s)" in capped["message"]
+
+
+def _worker_pid(server: ServingServer, name: str) -> int:
+    import psutil
+
+    assert server.proc is not None
+    children = [
+        p
+        for p in psutil.Process(server.proc.pid).children()
+        if "jupyter_serving.data.worker" in " ".join(p.cmdline())
+    ]
+    logs = server.api(
+        "GET",
+        f"api/2.0/serving-endpoints/{name}/served-models/{server.get(name)['config']['served_entities'][0]['name']}/logs",
+    ).json()["logs"]
+    serving = [p.pid for p in children if f"[{p.pid}]" in logs]
+    assert serving, "no worker of this endpoint found"
+    return serving[-1]
