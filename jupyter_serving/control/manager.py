@@ -332,6 +332,7 @@ class EndpointManager:
         self._activate(endpoint, config, version, new_sets)
 
     async def _deploy_all(self, sets: list[ReplicaSet]) -> None:
+        await self._resolve_models(sets)
         results = await asyncio.gather(*(s.deploy() for s in sets), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
@@ -342,6 +343,15 @@ class EndpointManager:
                     )
             first = failed[0]
             raise first if isinstance(first, DeployFailed) else DeployFailed(repr(first))
+
+    async def _resolve_models(self, sets: list[ReplicaSet]) -> None:
+        try:
+            uris = await self.registry.load_uris([s.entity for s in sets])
+        except Exception as exc:  # workers can still resolve models:/ URIs themselves, only slower
+            log.warning("could not resolve model locations, workers will: %s", exc)
+            return
+        for rset, uri in zip(sets, uris, strict=True):
+            rset.load_uri = uri
 
     def _new_set(self, endpoint: str, entity: ServedEntity) -> ReplicaSet:
         options = SetOptions(self.settings.cold_start_queue_size, self.settings.memory_headroom_bytes)

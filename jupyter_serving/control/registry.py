@@ -7,6 +7,7 @@ MLflow is imported lazily, in a worker thread, the first time a control-plane ca
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -30,6 +31,14 @@ class ModelRegistry:
         loop = asyncio.get_running_loop()
         await asyncio.gather(
             *(loop.run_in_executor(self._executor, self._check, e) for e in config.served_entities)
+        )
+
+    async def load_uris(self, entities: list[ServedEntity]) -> list[str]:
+        """Where each entity's model files are, so workers load them directly: resolving `models:/`
+        in a worker would cost it an MLflow client (seconds) on every cold start."""
+        loop = asyncio.get_running_loop()
+        return list(
+            await asyncio.gather(*(loop.run_in_executor(self._executor, self._load_uri, e) for e in entities))
         )
 
     async def registered_models(self) -> list[dict[str, Any]]:
@@ -65,6 +74,15 @@ class ModelRegistry:
                 what += f" alias '{alias}'" if alias else ""
                 raise ResourceDoesNotExist(f"{what} does not exist in the MLflow model registry.") from None
             raise InvalidParameterValue(f"Could not look up model '{name}': {exc.message}") from None
+
+    def _load_uri(self, entity: ServedEntity) -> str:
+        client = self._mlflow()
+        name, version, alias = _parse_target(entity)
+        if alias is not None:
+            version = client.get_model_version_by_alias(name, alias).version
+        uri = client.get_model_version_download_uri(name, version)
+        local = uri.removeprefix("file://")
+        return local if os.path.isdir(local) else entity.model_uri
 
     def _list(self) -> list[dict[str, Any]]:
         client = self._mlflow()

@@ -58,13 +58,15 @@ class Spawner:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    async def start(self, endpoint: str, entity: ServedEntity, env: dict[str, str]) -> Replica:
+    async def start(
+        self, endpoint: str, entity: ServedEntity, env: dict[str, str], load_uri: str | None = None
+    ) -> Replica:
         worker = await self.pool.acquire()
         socket_path = self.socket_dir / f"{uuid.uuid4().hex[:12]}.sock"
         label = f"{endpoint}/{entity.name}[{worker.pid}]"
         worker.assign(
             {
-                "model_uri": entity.model_uri,
+                "model_uri": load_uri or entity.model_uri,
                 "socket_path": str(socket_path),
                 "log_path": str(self.log_path(endpoint, entity.name)),
                 "label": label,
@@ -117,6 +119,7 @@ class ReplicaSet:
         self.message = "Creating the served entity."
         self.replicas: list[Replica] = []
         self.env: dict[str, str] = {}
+        self.load_uri: str | None = None  # the model's files, resolved once by the server
         self.starting = 0
         self.waiting = 0
         self.cold_starts = 0
@@ -154,7 +157,7 @@ class ReplicaSet:
         self._set_state(READY, "")
 
     async def _start_one(self) -> Replica:
-        replica = await self.spawner.start(self.endpoint, self.entity, self.env)
+        replica = await self.spawner.start(self.endpoint, self.entity, self.env, self.load_uri)
         replica.on_broken = self._changed.set  # waiting requests re-check at once
         self._spawn(self._supervise(replica))
         return replica

@@ -18,6 +18,8 @@ load, and the loop stays free to answer pings while a slow model computes.
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -30,6 +32,8 @@ from typing import Any, TextIO
 
 from jupyter_serving.data import protocol
 
+PRELOAD = ("sklearn.base", "mlflow.sklearn")
+
 
 def main() -> int:
     status = os.fdopen(os.dup(1), "w", buffering=1)
@@ -37,6 +41,8 @@ def main() -> int:
     import mlflow.pyfunc  # noqa: F401  (the slow import, done before the worker reports warm)
 
     from jupyter_serving.data import scoring  # noqa: F401
+
+    _preload()
 
     _send(status, event="warm", pid=os.getpid())
     line = sys.stdin.readline()
@@ -57,6 +63,20 @@ def main() -> int:
         return 1
     asyncio.run(_serve(scorer, assignment, status))
     return 0
+
+
+def _preload() -> None:
+    """Do while warm what every cold start would otherwise pay for: import what unpickling the
+    commonest models needs (scikit-learn's core, ~2 s), and build the installed-package map that
+    MLflow's dependency-mismatch check scans the whole environment for (seconds; cached per process)."""
+    for module in PRELOAD:
+        if importlib.util.find_spec(module.partition(".")[0]) is not None:
+            importlib.import_module(module)
+    from mlflow.utils import requirements_utils
+
+    init_map = getattr(requirements_utils, "_init_modules_to_packages_map", None)
+    if init_map is not None:  # private to MLflow: without it the check simply runs at load time
+        init_map()
 
 
 def _load(assignment: dict[str, Any]) -> Any:
