@@ -7,6 +7,7 @@ so flags, environment variables and config files name the same settings.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -55,18 +56,24 @@ def server_argv(args: argparse.Namespace) -> list[str]:
         # An API-only server: nothing here serves pages a browser could be tricked into using.
         "--ServerApp.allow_root=True",
         f"--ServerApp.log_level={args.log_level}",
+        # Standalone, the extension is the server: a failure to load it must stop the server.
+        "--ServerApp.reraise_server_extension_failures=True",
         f"--ServingApp.info_file={args.info_file}",
     ]
     if args.token is not None:
         argv.append(f"--IdentityProvider.token={args.token}")
     for name, trait in ServingSettings.class_traits(env=True).items():
         value = getattr(args, name)
-        if value is None:
-            continue
-        if isinstance(trait, List):
-            value = "[" + ",".join(v.strip() for v in str(value).split(",") if v.strip()) + "]"
-        argv.append(f"--ServingSettings.{name}={value}")
+        if value is not None and not isinstance(trait, List):
+            argv.append(f"--ServingSettings.{name}={value}")
     return argv
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """List settings travel as their JUPYTER_SERVING_* variable: ServerApp parses the command line
+    before it knows ServingSettings, and a deferred single value of a List(Int) never gets split."""
+    lists = [n for n, t in ServingSettings.class_traits(env=True).items() if isinstance(t, List)]
+    return {env_name(n): str(getattr(args, n)) for n in lists if getattr(args, n) is not None}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -74,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "serve":
         from jupyter_serving.app import ServingApp
 
+        os.environ.update(server_env(args))
         ServingApp.launch_instance(server_argv(args))
 
 

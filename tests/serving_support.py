@@ -70,6 +70,7 @@ def build_registry(root: Path) -> MlflowEnv:
         "batch-size": (pd.DataFrame({"delay": [0.1]}), [1], None),
         "slow-load": (pd.DataFrame({"x": [1.0]}), [2.0], None),
         "crash": (pd.DataFrame({"x": [1.0]}), [2.0], None),
+        "env-echo": (pd.DataFrame({"var": ["HOME"]}), ["/root"], None),
     }
     for name, (example, output, params) in code_models.items():
         with mlflow.start_run():

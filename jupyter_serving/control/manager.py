@@ -42,6 +42,8 @@ from jupyter_serving.control.store import (
     EndpointStore,
 )
 from jupyter_serving.data.autoscaler import ScalingPolicy
+from jupyter_serving.data.gpus import GpuAllocator
+from jupyter_serving.data.gpus import discover as discover_gpus
 from jupyter_serving.data.metrics import EndpointMetrics
 from jupyter_serving.data.replica import WarmPool
 from jupyter_serving.data.replica_set import (
@@ -159,6 +161,7 @@ class EndpointManager:
             log_dir,
             self.settings.deploy_timeout_s,
             {"max_batch_size": self.settings.max_batch_size, "fast_path": self.settings.fast_path},
+            GpuAllocator(discover_gpus(self.settings.gpus)),
         )
         self.pool.start()
         self.registry.warm_up()

@@ -12,6 +12,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from jupyter_serving.data.gpus import device_stats
+
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -60,6 +62,22 @@ class _LiveGauges:
             queued.add_metric([rset.name], rset.waiting)
             cold.add_metric([rset.name], rset.cold_starts)
         yield from (replicas, inflight, queued, cold)
+        yield from _gpu_gauges(d for rset in self._sets() for r in rset.replicas for d in r.gpus)
+
+
+def _gpu_gauges(devices: Iterable[int]) -> Iterable[Metric]:
+    """Memory and utilisation of the GPUs this endpoint's replicas hold (nothing without NVML)."""
+    stats = device_stats(sorted(set(devices)))
+    if not stats:
+        return
+    used = GaugeMetricFamily("gpu_memory_used_bytes", "GPU memory in use", labels=["device"])
+    total = GaugeMetricFamily("gpu_memory_total_bytes", "GPU memory", labels=["device"])
+    busy = GaugeMetricFamily("gpu_utilization_percent", "GPU utilisation", labels=["device"])
+    for index, mem_used, mem_total, utilisation in stats:
+        used.add_metric([str(index)], mem_used)
+        total.add_metric([str(index)], mem_total)
+        busy.add_metric([str(index)], utilisation)
+    yield from (used, total, busy)
 
 
 class EndpointMetrics:

@@ -153,6 +153,8 @@ class Replica:
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self.on_broken: Callable[[], None] | None = None
+        self.gpus: list[int] = []
+        self.on_release: Callable[[], None] | None = None
 
     @property
     def pid(self) -> int:
@@ -218,11 +220,18 @@ class Replica:
         if waiting:
             await asyncio.wait(waiting, timeout=timeout_s)
 
+    def release(self) -> None:
+        """Give back what the replica held (its GPUs), once."""
+        on_release, self.on_release = self.on_release, None
+        if on_release is not None:
+            on_release()
+
     async def stop(self, drain_timeout_s: float = 30.0) -> None:
         await self.drain(drain_timeout_s)
         if self._writer is not None:
             self._writer.close()
         await self.worker.kill()
+        self.release()
         if self._reader_task is not None:
             await asyncio.gather(self._reader_task, return_exceptions=True)
         with contextlib.suppress(FileNotFoundError):

@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import psutil
 
 from jupyter_serving.api.schema import ServedEntity
 from jupyter_serving.data.autoscaler import DOWN, ZERO, ScalingPolicy, replicas_to_add, tick
+from jupyter_serving.data.gpus import GpuAllocator, gpus_per_replica
 from jupyter_serving.data.replica import Replica, WarmPool
 from jupyter_serving.errors import DeadlineExceeded, InternalError, TemporarilyUnavailable
 
@@ -52,6 +54,7 @@ class Spawner:
     log_dir: Path
     deploy_timeout_s: float
     worker_options: dict[str, Any]
+    gpus: GpuAllocator
 
     def log_path(self, endpoint: str, served: str) -> Path:
         path = self.log_dir / endpoint / f"{served}.log"
@@ -59,8 +62,36 @@ class Spawner:
         return path
 
     async def start(
-        self, endpoint: str, entity: ServedEntity, env: dict[str, str], load_uri: str | None = None
+        self,
+        endpoint: str,
+        entity: ServedEntity,
+        env: dict[str, str],
+        load_uri: str | None = None,
+        waiting: Callable[[str], None] = lambda reason: None,
     ) -> Replica:
+        count = gpus_per_replica(entity.workload_type)
+        try:
+            devices = await self.gpus.allocate(count, f"{endpoint}/{entity.name}", waiting) if count else []
+        except ValueError as exc:
+            raise DeployFailed(f"Cannot place {entity.workload_type}: {exc}.") from None
+        try:
+            replica = await self._start_worker(endpoint, entity, env, load_uri, devices)
+        except BaseException:
+            self.gpus.release(devices)
+            raise
+        replica.gpus = devices
+        replica.on_release = lambda: self.gpus.release(devices)
+        return replica
+
+    async def _start_worker(
+        self,
+        endpoint: str,
+        entity: ServedEntity,
+        env: dict[str, str],
+        load_uri: str | None,
+        devices: list[int],
+    ) -> Replica:
+        env = {**env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))}  # CPU replicas see no GPU
         worker = await self.pool.acquire()
         socket_path = self.socket_dir / f"{uuid.uuid4().hex[:12]}.sock"
         label = f"{endpoint}/{entity.name}[{worker.pid}]"
@@ -157,10 +188,14 @@ class ReplicaSet:
         self._set_state(READY, "")
 
     async def _start_one(self) -> Replica:
-        replica = await self.spawner.start(self.endpoint, self.entity, self.env, self.load_uri)
+        replica = await self.spawner.start(self.endpoint, self.entity, self.env, self.load_uri, self._waiting)
         replica.on_broken = self._changed.set  # waiting requests re-check at once
         self._spawn(self._supervise(replica))
         return replica
+
+    def _waiting(self, reason: str) -> None:
+        self.message = reason
+        self._changed.set()
 
     def pick(self) -> Replica | None:
         ready = [r for r in self.replicas if r.usable]
@@ -209,7 +244,7 @@ class ReplicaSet:
 
     # ------------------------------------------------------------- scaling
     def _scale_up(self, demand: int) -> None:
-        add = self._memory_cap(replicas_to_add(self.policy, demand, len(self.replicas), self.starting))
+        add = self._capacity_cap(replicas_to_add(self.policy, demand, len(self.replicas), self.starting))
         for _ in range(add):
             cold = not self.replicas and not self.starting
             if cold:
@@ -218,10 +253,20 @@ class ReplicaSet:
             self.starting += 1
             self._spawn(self._grow())
 
-    def _memory_cap(self, add: int) -> int:
-        """Start only as many replicas as free memory holds; the first one is never held back."""
+    def _capacity_cap(self, add: int) -> int:
+        """Start only as many replicas as free memory and GPUs hold; the first one is never held back."""
         if add <= 0 or not self.replicas:
             return add
+        per_gpu = gpus_per_replica(self.entity.workload_type)
+        if per_gpu and len(self.spawner.gpus.free) // per_gpu < add:
+            fits = len(self.spawner.gpus.free) // per_gpu
+            self.capped = self.message = (
+                f"Capped at {len(self.replicas) + self.starting + fits} replica(s): each needs "
+                f"{per_gpu} GPU(s) and {len(self.spawner.gpus.free)} of this server's GPUs are free."
+            )
+            add = fits
+            if add <= 0:
+                return 0
         per_replica = max(_rss(r.pid) for r in self.replicas) or 1
         free = psutil.virtual_memory().available - self.options.memory_headroom_bytes
         fits = max(0, int(free // per_replica))
@@ -287,6 +332,7 @@ class ReplicaSet:
         code = await replica.worker.proc.wait()
         if self._stopping or replica.draining:
             return
+        replica.release()
         log.warning("replica %s exited with code %s; replacing it", replica.label, code)
         if replica in self.replicas:
             self.replicas.remove(replica)
@@ -339,6 +385,7 @@ class ReplicaSet:
             "max_replicas": self.policy.max_replicas,
             "queued_requests": self.waiting,
             "cold_starts": self.cold_starts,
+            "gpus": sorted(d for r in self.replicas for d in r.gpus),
         }
 
 

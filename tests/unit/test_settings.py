@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from traitlets.config import Config
 
-from jupyter_serving.cli import build_parser, server_argv
+from jupyter_serving.cli import build_parser, server_argv, server_env
 from jupyter_serving.settings import ServingSettings
 
 
@@ -49,7 +49,8 @@ def test_every_setting_is_a_flag_of_serve() -> None:
     argv = server_argv(args)
     assert "--ServingSettings.state_dir=/tmp/s" in argv
     assert "--ServingSettings.request_timeout_s=9" in argv
-    assert "--ServingSettings.gpus=[0,1]" in argv
+    assert server_env(args) == {"JUPYTER_SERVING_GPUS": "0,1"}
+    assert server_env(build_parser().parse_args(["serve", "--gpus", ""])) == {"JUPYTER_SERVING_GPUS": ""}
     assert "--ServingSettings.fast_path=False" in argv
     assert "--IdentityProvider.token=t" in argv
     flags = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["serve"]._actions}

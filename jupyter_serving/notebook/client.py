@@ -1,0 +1,470 @@
+"""The Python client for the serving REST API: one method per route, waiters, and DataFrame in/out.
+
+Everything on the notebook side (magics, widgets, the MLflow target) talks to the server through
+`Client`; nothing else here builds URLs. Errors form one small hierarchy:
+
+    ServingClientError
+    ├── ServingAPIError (status, error_code, message)   the server answered with an error
+    │   ├── BadRequestError          400
+    │   ├── AuthenticationError      401 / 403
+    │   ├── NotFoundError            404
+    │   ├── ConflictError            409 (RESOURCE_ALREADY_EXISTS, RESOURCE_CONFLICT)
+    │   └── ServerError              5xx
+    ├── ServingConnectionError       the server could not be reached
+    ├── EndpointUpdateFailed         a waiter saw UPDATE_FAILED / UPDATE_CANCELED
+    └── WaitTimeout                  a waiter ran out of time (also a TimeoutError)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import requests
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from jupyter_serving.notebook.discovery import ServerInfo
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "ConflictError",
+    "EndpointUpdateFailed",
+    "NotFoundError",
+    "ServerError",
+    "ServingAPIError",
+    "ServingClientError",
+    "ServingConnectionError",
+    "WaitTimeout",
+]
+
+API = "api/2.0/serving-endpoints"
+TARGET_STATES = ("NOT_UPDATING",)
+FAILURE_STATES = ("UPDATE_FAILED", "UPDATE_CANCELED")
+# Fields the server adds to a served entity on output; sending them back in a PUT would store them
+# as user extras, so `input_config` strips them.
+_OUTPUT_ONLY_ENTITY_FIELDS = frozenset(
+    {"state", "creator", "creation_timestamp", "local", "foundation_model"}
+)
+
+
+class ServingClientError(Exception):
+    """Root of every error the client raises."""
+
+
+class ServingAPIError(ServingClientError):
+    """The server answered with `{"error_code", "message"}` and a non-2xx status."""
+
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(f"{error_code}: {message}" if error_code else message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+
+class BadRequestError(ServingAPIError):
+    pass
+
+
+class AuthenticationError(ServingAPIError):
+    pass
+
+
+class NotFoundError(ServingAPIError):
+    pass
+
+
+class ConflictError(ServingAPIError):
+    pass
+
+
+class ServerError(ServingAPIError):
+    pass
+
+
+class ServingConnectionError(ServingClientError):
+    pass
+
+
+class EndpointUpdateFailed(ServingClientError):
+    """An endpoint's config update ended in UPDATE_FAILED or UPDATE_CANCELED; `.endpoint` is the last GET."""
+
+    def __init__(self, endpoint: dict[str, Any]) -> None:
+        self.endpoint = endpoint
+        state = endpoint.get("state", {}).get("config_update", "?")
+        reason = failure_message(endpoint) or "no deployment message was given"
+        super().__init__(f"Endpoint '{endpoint.get('name')}' ended in {state}: {reason}")
+
+
+class WaitTimeout(ServingClientError, TimeoutError):
+    pass
+
+
+_ERRORS_BY_STATUS: dict[int, type[ServingAPIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    409: ConflictError,
+}
+
+
+def api_error(status: int, body: str) -> ServingAPIError:
+    """Build the typed error for a failed response, keeping the server's own message."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and "message" in payload:
+        code, message = str(payload.get("error_code", "")), str(payload["message"])
+    else:
+        code, message = f"HTTP_{status}", body.strip() or f"HTTP {status}"
+    cls = ServerError if status >= 500 else _ERRORS_BY_STATUS.get(status, ServingAPIError)
+    return cls(status, code, message)
+
+
+class Client:
+    """A connection to one jupyter-serving server (standalone or inside Jupyter Server).
+
+    `Client()` finds the server the way `%load_ext jupyter_serving` does (see `discovery.discover`);
+    `Client(url, token)` talks to the one given.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.server: ServerInfo | None = None
+        if url is None:
+            from jupyter_serving.notebook.discovery import discover
+
+            self.server = discover()
+            url, token = self.server.url, self.server.token
+        self.url = url if url.endswith("/") else url + "/"
+        self.token = token or ""
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        if self.token:
+            self.session.headers["Authorization"] = f"Bearer {self.token}"
+
+    @classmethod
+    def from_server(cls, server: ServerInfo, **kwargs: Any) -> Client:
+        client = cls(server.url, server.token, **kwargs)
+        client.server = server
+        return client
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r})"
+
+    # -- transport --------------------------------------------------------------------------
+
+    def _request(
+        self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any
+    ) -> requests.Response:
+        try:
+            resp = self.session.request(method, self.url + path, timeout=timeout or self.timeout, **kwargs)
+        except requests.ConnectionError as exc:
+            raise ServingConnectionError(f"Cannot reach the serving server at {self.url}: {exc}") from exc
+        except requests.Timeout as exc:
+            raise ServingConnectionError(
+                f"The serving server at {self.url} did not answer in time: {exc}"
+            ) from exc
+        if resp.status_code >= 400:
+            raise api_error(resp.status_code, resp.text)
+        return resp
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    @staticmethod
+    def _ep(name: str) -> str:
+        return f"{API}/{quote(name, safe='')}"
+
+    # -- endpoints --------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        *,
+        tags: Iterable[Mapping[str, str]] | None = None,
+        description: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """POST a new endpoint; returns at once with `config_update` IN_PROGRESS (see `create_and_wait`)."""
+        body: dict[str, Any] = {"name": name, "config": dict(config), **extra}
+        if tags is not None:
+            body["tags"] = [dict(t) for t in tags]
+        if description is not None:
+            body["description"] = description
+        return self._json("POST", API, json=body)
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self._json("GET", self._ep(name))
+
+    def list(self) -> list[dict[str, Any]]:
+        return self._json("GET", API).get("endpoints", [])
+
+    def update_config(self, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT a whole new config (`served_entities`, `traffic_config`, `auto_capture_config`)."""
+        return self._json("PUT", f"{self._ep(name)}/config", json=dict(config))
+
+    def delete(self, name: str) -> None:
+        self._request("DELETE", self._ep(name))
+
+    def cancel_update(self, name: str) -> dict[str, Any]:
+        return self._json("POST", f"{self._ep(name)}/cancel-update")
+
+    def set_traffic(self, name: str, split: Mapping[str, int]) -> dict[str, Any]:
+        """Change only the traffic split of the deployed config, e.g. `{"current": 90, "challenger": 10}`."""
+        endpoint = self.get(name)
+        config = endpoint.get("config")
+        if not config:
+            raise ServingClientError(
+                f"Endpoint '{name}' has no deployed config yet; wait for it to be ready."
+            )
+        body = input_config(config)
+        body["traffic_config"] = {
+            "routes": [{"served_model_name": k, "traffic_percentage": int(v)} for k, v in split.items()]
+        }
+        return self.update_config(name, body)
+
+    # -- waiters ----------------------------------------------------------------------------
+
+    def wait(
+        self,
+        name: str,
+        *,
+        timeout: float = 1200.0,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+        poll_interval: float = 0.25,
+    ) -> dict[str, Any]:
+        """Poll GET until `config_update` is NOT_UPDATING, like the Databricks SDK's waiter.
+
+        Raises `EndpointUpdateFailed` on UPDATE_FAILED / UPDATE_CANCELED and `WaitTimeout` at the
+        deadline. `callback` sees every polled endpoint, the final one included.
+        """
+        deadline = time.monotonic() + timeout
+        interval = poll_interval
+        while True:
+            endpoint = self.get(name)
+            if callback is not None:
+                callback(endpoint)
+            status = endpoint.get("state", {}).get("config_update")
+            if status in TARGET_STATES:
+                return endpoint
+            if status in FAILURE_STATES:
+                raise EndpointUpdateFailed(endpoint)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(f"Endpoint '{name}' was still {status} after {timeout:g} s.")
+            # Local deploys take seconds, so start fast and back off gently rather than the SDK's 1-10 s.
+            time.sleep(min(interval, remaining))
+            interval = min(interval * 1.5, 2.0)
+
+    def create_and_wait(
+        self, name: str, config: Mapping[str, Any], *, timeout: float = 1200.0, **kwargs: Any
+    ) -> dict[str, Any]:
+        self.create(name, config, **kwargs)
+        return self.wait(name, timeout=timeout)
+
+    def update_config_and_wait(
+        self, name: str, config: Mapping[str, Any], *, timeout: float = 1200.0
+    ) -> dict[str, Any]:
+        self.update_config(name, config)
+        return self.wait(name, timeout=timeout)
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    def query_raw(
+        self, name: str, payload: Mapping[str, Any], served: str | None = None, *, timeout: float = 130.0
+    ) -> requests.Response:
+        """POST an invocation body verbatim; the response keeps the `served-model-name` header."""
+        path = f"serving-endpoints/{quote(name, safe='')}"
+        if served is not None:
+            path += f"/served-models/{quote(served, safe='')}"
+        return self._request("POST", f"{path}/invocations", json=dict(payload), timeout=timeout)
+
+    def query(
+        self,
+        name: str,
+        data: pd.DataFrame | Mapping[str, Any],
+        served: str | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: float = 130.0,
+    ) -> pd.DataFrame:
+        """Score a DataFrame (sent as `dataframe_split`) or a raw payload dict; predictions come back
+        as a DataFrame on the input's index. `.attrs` holds `served_model_name` and `request_id`."""
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            payload: dict[str, Any] = {"dataframe_split": frame_to_split(data)}
+            index: Any = data.index
+        elif isinstance(data, Mapping):
+            payload, index = dict(data), payload_index(data)
+        else:
+            raise TypeError(f"query() takes a pandas DataFrame or a payload dict, not {type(data).__name__}.")
+        if params:
+            payload["params"] = dict(params)
+        resp = self.query_raw(name, payload, served, timeout=timeout)
+        frame = predictions_to_frame(resp.json(), index)
+        frame.attrs.update(
+            served_model_name=resp.headers.get("served-model-name"),
+            request_id=resp.headers.get("x-request-id"),
+        )
+        return frame
+
+    # -- observability ----------------------------------------------------------------------
+
+    def logs(self, name: str, served: str | None = None) -> str:
+        """A served entity's worker logs; `served` may be left out when the endpoint serves one entity."""
+        if served is None:
+            served = self._only_entity(name)
+        path = f"{self._ep(name)}/served-models/{quote(served, safe='')}/logs"
+        return self._json("GET", path).get("logs", "")
+
+    def metrics(self, name: str) -> str:
+        """The endpoint's metrics in Prometheus text format (see `parse_metrics`)."""
+        return self._request("GET", f"{self._ep(name)}/metrics").text
+
+    def registered_models(self) -> list[dict[str, Any]]:
+        """Models in the server's MLflow registry, each with its `versions`."""
+        return self._json("GET", "api/2.0/jupyter-serving/registered-models").get("registered_models", [])
+
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "api/2.0/jupyter-serving/health")
+
+    def inference_table(self, name: str, *, unpack: bool = True, **bounds: Any) -> pd.DataFrame:
+        """The endpoint's inference (payload) table as a DataFrame, one row per input row.
+
+        Reads the Delta table at `auto_capture_config.state.payload_table.path` directly: the server
+        writes it on this machine. `unpack=False` gives one row per request with the raw JSON;
+        `start`/`end` (datetimes) bound the rows read. Capture is asynchronous, so the newest
+        requests may take a moment to appear.
+        """
+        capture = (self.get(name).get("config") or {}).get("auto_capture_config") or {}
+        table = (capture.get("state") or {}).get("payload_table") or {}
+        if not capture.get("enabled", False) or not table.get("path"):
+            raise ServingClientError(
+                f"Endpoint '{name}' has no inference table: enable auto_capture_config in its config."
+            )
+        from deltalake.exceptions import TableNotFoundError
+
+        from jupyter_serving.capture.reader import inference_table
+
+        try:
+            return inference_table(table["path"], unpack=unpack, **bounds)
+        except TableNotFoundError as exc:
+            raise ServingClientError(
+                f"The inference table of '{name}' ({table.get('name')}) has no data yet: "
+                "query the endpoint first."
+            ) from exc
+
+    def _only_entity(self, name: str) -> str:
+        endpoint = self.get(name)
+        names = [e["name"] for e in served_entities(endpoint)]
+        if len(names) != 1:
+            raise ServingClientError(
+                f"Endpoint '{name}' serves {len(names)} entities ({', '.join(names)}); say which one."
+            )
+        return names[0]
+
+
+# -- pure helpers (unit-tested without a server) ------------------------------------------------
+
+
+def served_entities(endpoint: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The entities of the deployed config, else of the pending one (a first create not yet ready)."""
+    cfg = endpoint.get("config") or endpoint.get("pending_config") or {}
+    return list(cfg.get("served_entities") or cfg.get("served_models") or [])
+
+
+def input_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn a config as GET shows it back into a body PUT accepts (output-only fields dropped)."""
+    key = "served_models" if config.get("served_models") else "served_entities"
+    out: dict[str, Any] = {
+        key: [
+            {k: v for k, v in e.items() if k not in _OUTPUT_ONLY_ENTITY_FIELDS} for e in config.get(key, [])
+        ]
+    }
+    if config.get("traffic_config"):
+        out["traffic_config"] = config["traffic_config"]
+    capture = config.get("auto_capture_config")
+    if capture:
+        out["auto_capture_config"] = {k: v for k, v in capture.items() if k != "state"}
+    return out
+
+
+def failure_message(endpoint: Mapping[str, Any]) -> str:
+    """The deployment_state_message of every failed entity, pending config first."""
+    messages: list[str] = []
+    for key in ("pending_config", "config"):
+        for e in (endpoint.get(key) or {}).get("served_entities") or []:
+            state = e.get("state") or {}
+            if state.get("deployment") in ("DEPLOYMENT_FAILED", "DEPLOYMENT_ABORTED"):
+                text = state.get("deployment_state_message") or state["deployment"]
+                messages.append(f"{e.get('name')}: {text}")
+    return "; ".join(dict.fromkeys(messages))
+
+
+def frame_to_split(df: pd.DataFrame) -> dict[str, Any]:
+    """`dataframe_split` without the index (pandas' JSON writer handles NumPy scalars, NaN and dates)."""
+    return json.loads(df.to_json(orient="split", index=False, date_format="iso"))
+
+
+def payload_index(payload: Mapping[str, Any]) -> Any:
+    split = payload.get("dataframe_split")
+    if isinstance(split, Mapping) and split.get("index") is not None:
+        return split["index"]
+    return None
+
+
+def predictions_to_frame(body: Any, index: Any = None) -> pd.DataFrame:
+    """Frame an invocation answer (`predictions` or `outputs`) on `index`, one row per input row."""
+    import pandas as pd
+
+    if not isinstance(body, dict) or not ({"predictions", "outputs"} & body.keys()):
+        raise ServingClientError(f"The answer has no 'predictions': {str(body)[:200]}")
+    preds = body["predictions"] if "predictions" in body else body["outputs"]
+    if isinstance(preds, dict):
+        frame = pd.DataFrame(preds)
+    elif isinstance(preds, list) and preds and all(isinstance(p, dict) for p in preds):
+        frame = pd.DataFrame.from_records(preds)
+    elif isinstance(preds, list) and preds and all(isinstance(p, list) for p in preds):
+        frame = pd.DataFrame(preds)
+    elif isinstance(preds, list):
+        frame = pd.DataFrame({"prediction": preds})
+    else:
+        raise ServingClientError(
+            f"The predictions are a {type(preds).__name__}, not one per row; use query_raw() for them."
+        )
+    if index is not None:
+        if len(index) != len(frame):
+            raise ServingClientError(
+                f"The model returned {len(frame)} predictions for {len(index)} rows; "
+                "use query_raw() for them."
+            )
+        frame.index = index
+    return frame
+
+
+def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """Samples `(name, labels, value)` of a Prometheus text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [
+        (s.name, dict(s.labels), float(s.value))
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    ]

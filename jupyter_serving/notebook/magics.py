@@ -1,0 +1,553 @@
+"""The `%serve` / `%%serve` magics, and the HTML they (and the widgets) show for endpoints.
+
+One line/cell magic dispatches on its first word to a subcommand with its own argparse parser.
+Every failure a user can cause (bad arguments, bad YAML, an error answer from the server) surfaces
+as an IPython `UsageError`: the server's message, no traceback.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shlex
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, needs_local_scope
+from IPython.core.magic_arguments import MagicArgumentParser
+from IPython.display import display
+
+from jupyter_serving.notebook.client import (
+    Client,
+    EndpointUpdateFailed,
+    ServingAPIError,
+    ServingClientError,
+    WaitTimeout,
+    failure_message,
+    served_entities,
+)
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.display import DisplayHandle
+
+    from jupyter_serving.notebook.discovery import ServerInfo
+
+__all__ = ["ServeMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+DEFAULT_TIMEOUT_S = 1200.0
+
+
+# -- rendering (pure: endpoint JSON in, HTML/text out) -------------------------------------------
+
+_TONES = {"ok": "#1a7f37", "busy": "#9a6700", "bad": "#cf222e", "idle": "#6e7781"}
+_CARD = "font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;margin:4px 0"
+_CELL = "padding:2px 8px;text-align:left;vertical-align:middle"
+
+
+def endpoint_status(endpoint: Mapping[str, Any]) -> tuple[str, str]:
+    """The Serving UI's status words for an endpoint, and a tone (ok/busy/bad/idle) for the badge."""
+    state = endpoint.get("state") or {}
+    ready = state.get("ready") == "READY"
+    update = state.get("config_update", "NOT_UPDATING")
+    head = "Ready" if ready else "Not ready"
+    if update == "IN_PROGRESS":
+        return f"{head} (Updating)", "busy"
+    if update == "UPDATE_FAILED":
+        return f"{head} (Update failed)", "bad"
+    if update == "UPDATE_CANCELED":
+        return f"{head} (Update canceled)", "ok" if ready else "bad"
+    return (head, "ok") if ready else ("Not ready (Stopped)", "idle")
+
+
+def badge(label: str, tone: str) -> str:
+    color = _TONES.get(tone, _TONES["idle"])
+    return (
+        f'<span style="background:{color};color:#fff;border-radius:10px;padding:1px 8px;'
+        f'font-size:11px;white-space:nowrap">{html.escape(label)}</span>'
+    )
+
+
+def traffic_bar(percent: int | None) -> str:
+    if percent is None:
+        return ""
+    return (
+        '<div style="display:flex;align-items:center;gap:6px">'
+        '<div style="width:120px;height:8px;background:#d0d7de;border-radius:4px;overflow:hidden">'
+        f'<div style="width:{int(percent)}%;height:100%;background:#0969da"></div></div>'
+        f"<span>{int(percent)}%</span></div>"
+    )
+
+
+def _routes(config: Mapping[str, Any]) -> dict[str, int]:
+    routes = (config.get("traffic_config") or {}).get("routes") or []
+    return {
+        r.get("served_model_name") or r.get("served_entity_name"): r.get("traffic_percentage", 0)
+        for r in routes
+    }
+
+
+_DEPLOY_TONES = {"DEPLOYMENT_READY": "ok", "DEPLOYMENT_CREATING": "busy", "DEPLOYMENT_RECOVERING": "busy"}
+
+
+def _entity_row(entity: Mapping[str, Any], percent: int | None) -> str:
+    state = entity.get("state") or {}
+    deployment = state.get("deployment", "")
+    local = entity.get("local") or {}
+    model = entity.get("entity_name") or entity.get("model_name") or ""
+    version = entity.get("entity_version") or entity.get("model_version")
+    compute = f"{entity.get('workload_type', 'CPU')} · {entity.get('workload_size') or 'custom'}"
+    if entity.get("scale_to_zero_enabled"):
+        compute += " · scale to zero"
+    replicas = f"{local.get('ready_replicas', 0)}/{local.get('replicas', 0)}" if local else ""
+    gpus = f" (GPU {', '.join(map(str, local['gpus']))})" if local.get("gpus") else ""
+    message = state.get("deployment_state_message") or ""
+    cells = [
+        f"<b>{html.escape(str(entity.get('name', '')))}</b>",
+        html.escape(f"{model} v{version}" if version else model),
+        html.escape(compute),
+        badge(
+            deployment.removeprefix("DEPLOYMENT_").capitalize() or "?", _DEPLOY_TONES.get(deployment, "bad")
+        )
+        + (f'<div style="color:#57606a;font-size:11px">{html.escape(message)}</div>' if message else ""),
+        html.escape(replicas + gpus),
+        traffic_bar(percent),
+    ]
+    return "<tr>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>"
+
+
+def _entities_table(config: Mapping[str, Any]) -> str:
+    routes = _routes(config)
+    head = "".join(
+        f'<th style="{_CELL}">{h}</th>'
+        for h in ("Served entity", "Model", "Compute", "State", "Replicas", "Traffic")
+    )
+    rows = "".join(
+        _entity_row(e, routes.get(e.get("name")))
+        for e in config.get("served_entities") or config.get("served_models") or []
+    )
+    return (
+        f'<table style="border-collapse:collapse"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    )
+
+
+def render_endpoint(endpoint: Mapping[str, Any], *, note: str = "") -> str:
+    """An endpoint card: state badge, entities with versions, replicas and traffic bars, pending update."""
+    label, tone = endpoint_status(endpoint)
+    name = html.escape(str(endpoint.get("name", "")))
+    parts = [f'<div style="{_CARD}"><div><b style="font-size:14px">{name}</b> {badge(label, tone)}']
+    config, pending = endpoint.get("config"), endpoint.get("pending_config")
+    if config:
+        parts.append(f' <span style="color:#57606a">config v{config.get("config_version", "?")}</span>')
+    parts.append("</div>")
+    if config:
+        parts.append(_entities_table(config))
+    if pending:
+        parts.append(
+            '<div style="margin-top:4px;color:#57606a">'
+            f"Pending config v{pending.get('config_version', '?')}:</div>"
+        )
+        parts.append(_entities_table(pending))
+    capture = (config or {}).get("auto_capture_config") or {}
+    table = (capture.get("state") or {}).get("payload_table") or {}
+    if capture.get("enabled") and table:
+        parts.append(
+            f'<div style="color:#57606a">Inference table {html.escape(str(table.get("name", "")))} '
+            f"({html.escape(str(table.get('status', '')))})</div>"
+        )
+    failure = failure_message(endpoint) if tone == "bad" else ""
+    if failure:
+        parts.append(f'<div style="color:{_TONES["bad"]};margin-top:4px">{html.escape(failure)}</div>')
+    if note:
+        parts.append(f'<div style="color:#57606a;margin-top:4px">{html.escape(note)}</div>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def render_endpoint_text(endpoint: Mapping[str, Any], *, note: str = "") -> str:
+    label, tone = endpoint_status(endpoint)
+    lines = [f"{endpoint.get('name')}: {label}"]
+    config = endpoint.get("config") or endpoint.get("pending_config") or {}
+    routes = _routes(config)
+    for e in served_entities(endpoint):
+        local = e.get("local") or {}
+        deployment = (e.get("state") or {}).get("deployment", "")
+        version = e.get("entity_version") or e.get("model_version") or ""
+        model = e.get("entity_name") or e.get("model_name")
+        replicas = f" replicas {local.get('ready_replicas', 0)}/{local.get('replicas', 0)}" if local else ""
+        traffic = f" traffic {routes[e['name']]}%" if e.get("name") in routes else ""
+        lines.append(f"  {e.get('name')}: {model} v{version} {deployment}{replicas}{traffic}")
+    failure = failure_message(endpoint) if tone == "bad" else ""
+    lines += [f"  {failure}"] if failure else []
+    lines += [f"  {note}"] if note else []
+    return "\n".join(lines)
+
+
+def render_list(endpoints: list[Mapping[str, Any]]) -> str:
+    if not endpoints:
+        hint = "No serving endpoints yet; create one with <code>%%serve create</code>."
+        return f'<div style="{_CARD}">{hint}</div>'
+    head = "".join(f'<th style="{_CELL}">{h}</th>' for h in ("Name", "State", "Served entities", "Traffic"))
+    rows = []
+    for ep in endpoints:
+        config = ep.get("config") or ep.get("pending_config") or {}
+        routes = _routes(config)
+        entities = served_entities(ep)
+        served = "<br>".join(
+            html.escape(f"{e.get('name')}: {e.get('entity_name') or e.get('model_name')} v"
+                        f"{e.get('entity_version') or e.get('model_version') or ''}")
+            for e in entities
+        )  # fmt: skip
+        bars = "".join(traffic_bar(routes[e.get("name")]) for e in entities if e.get("name") in routes)
+        cells = [f"<b>{html.escape(str(ep.get('name')))}</b>", badge(*endpoint_status(ep)), served, bars]
+        rows.append("<tr>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>")
+    return (
+        f'<table style="border-collapse:collapse;{_CARD}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+class EndpointCard:
+    """What `%serve get` returns: the endpoint JSON (`.endpoint`), shown as a card."""
+
+    def __init__(self, endpoint: dict[str, Any]) -> None:
+        self.endpoint = endpoint
+
+    def _repr_html_(self) -> str:
+        return render_endpoint(self.endpoint)
+
+    def __repr__(self) -> str:
+        return render_endpoint_text(self.endpoint)
+
+
+class EndpointList:
+    """What `%serve list` returns: the endpoint summaries (`.endpoints`), shown as a table."""
+
+    def __init__(self, endpoints: list[dict[str, Any]]) -> None:
+        self.endpoints = endpoints
+
+    @property
+    def names(self) -> list[str]:
+        return [e["name"] for e in self.endpoints]
+
+    def _repr_html_(self) -> str:
+        return render_list(self.endpoints)
+
+    def __repr__(self) -> str:
+        if not self.endpoints:
+            return "No serving endpoints."
+        return "\n".join(render_endpoint_text(e).splitlines()[0] for e in self.endpoints)
+
+
+# -- argument parsing ----------------------------------------------------------------------------
+
+
+def _parser(prog: str, *names: str) -> MagicArgumentParser:
+    parser = MagicArgumentParser(prog=f"%serve {prog}")
+    for name in names:
+        parser.add_argument(name)
+    return parser
+
+
+def _with_wait(parser: MagicArgumentParser) -> MagicArgumentParser:
+    parser.add_argument("--no-wait", action="store_true", help="return once the server accepted the change")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for READY")
+    return parser
+
+
+def _build_parsers() -> dict[str, MagicArgumentParser]:
+    create = _with_wait(_parser("create"))
+    create.add_argument("name", nargs="?", help="endpoint name (else the body's `name`)")
+    traffic = _with_wait(_parser("traffic", "name"))
+    traffic.add_argument("split", nargs="+", metavar="SERVED=PERCENT")
+    logs = _parser("logs", "name")
+    logs.add_argument("served", nargs="?")
+    query = _parser("query", "name")
+    query.add_argument("-d", "--data", metavar="VAR", help="a pandas DataFrame variable to score")
+    query.add_argument("--served", help="score this served entity, ignoring the traffic split")
+    wait = _parser("wait", "name")
+    wait.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    return {
+        "create": create,
+        "update": _with_wait(_parser("update", "name")),
+        "list": _parser("list"),
+        "get": _parser("get", "name"),
+        "wait": wait,
+        "delete": _parser("delete", "name"),
+        "cancel": _parser("cancel", "name"),
+        "logs": logs,
+        "traffic": traffic,
+        "query": query,
+        "table": _parser("table", "name"),
+    }
+
+
+def parse_body(cell: str | None, what: str) -> dict[str, Any]:
+    """A cell body in JSON or YAML, which must be a mapping."""
+    if not cell or not cell.strip():
+        raise UsageError(f"%%serve {what} needs a cell body (YAML or JSON); see %serve?")
+    try:
+        body = json.loads(cell)
+    except ValueError:
+        import yaml
+
+        try:
+            body = yaml.safe_load(cell)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"The cell body is neither JSON nor valid YAML: {exc}") from None
+    if not isinstance(body, dict):
+        raise UsageError(f"The cell body must be a mapping (YAML or JSON object), not {type(body).__name__}.")
+    return body
+
+
+def parse_split(items: list[str]) -> dict[str, int]:
+    """`["current=90", "challenger=10"]` -> `{"current": 90, "challenger": 10}`."""
+    split: dict[str, int] = {}
+    for item in items:
+        served, sep, percent = item.partition("=")
+        if not sep or not served or not percent.strip().isdigit():
+            raise UsageError(f"Traffic must be given as SERVED=PERCENT (e.g. current=90); got {item!r}.")
+        split[served] = int(percent)
+    return split
+
+
+# -- the magics -------------------------------------------------------------------------------
+
+
+@magics_class
+class ServeMagics(Magics):
+    """Deploy, query and watch jupyter-serving endpoints from notebook cells (see `%serve?`)."""
+
+    def __init__(self, shell: InteractiveShell | None = None, client: Client | None = None) -> None:
+        super().__init__(shell)
+        self._client = client
+        self._parsers = _build_parsers()
+        self._commands: dict[str, Callable[..., Any]] = {
+            name: getattr(self, f"_cmd_{name}") for name in self._parsers
+        }
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self.connect()
+        assert self._client is not None
+        return self._client
+
+    def connect(self) -> ServerInfo:
+        """Find (or start) the server, and say in one line which one this kernel uses."""
+        from jupyter_serving.notebook import discovery
+
+        info = discovery.from_env(os.environ) or discovery.from_parent_jupyter(os.environ)
+        if info is None:
+            # Starting a server takes seconds: say so at once, then replace the line with the outcome.
+            waiting = "jupyter-serving: no server found; starting an embedded server for this kernel..."
+            handle = display({"text/plain": waiting}, raw=True, display_id=True)
+            try:
+                info = discovery.embedded_server()
+            except Exception as exc:
+                handle.update(
+                    {"text/plain": f"jupyter-serving: could not start an embedded server: {exc}"}, raw=True
+                )
+                raise
+            handle.update({"text/plain": info.describe()}, raw=True)
+        else:
+            print(info.describe())
+        self._client = Client.from_server(info)
+        return info
+
+    @needs_local_scope
+    @line_cell_magic
+    def serve(self, line: str, cell: str | None = None, local_ns: dict[str, Any] | None = None) -> Any:
+        """Manage jupyter-serving model endpoints (Databricks Model Serving, locally).
+
+        Cell magics (the body is YAML or JSON, exactly the REST schema):
+
+          %%serve create [NAME] [--no-wait] [--timeout S]
+              Body: the create request, `name` + `config` (+ `tags`, `description`). With NAME on
+              the line, the body may be just the config. Shows progress, updated in place, until
+              the endpoint is READY or the update fails (then the error is shown).
+                  %%serve create
+                  name: iris
+                  config:
+                    served_entities:
+                      - entity_name: iris-lr
+                        entity_version: "1"
+                        workload_size: Small
+                        scale_to_zero_enabled: false
+          %%serve update NAME [--no-wait] [--timeout S]
+              Body: the new config (`served_entities`, `traffic_config`, `auto_capture_config`).
+          %%serve query NAME [--served SERVED]
+              Body: an invocation payload (`dataframe_split`, `dataframe_records`, `instances`,
+              `inputs`, with optional `params`). Returns the predictions as a DataFrame.
+
+        Line magics:
+
+          %serve list                  all endpoints: state, served entities, traffic
+          %serve get NAME              one endpoint: state, entities, versions, replicas, traffic
+          %serve wait NAME [--timeout S]
+                                       wait until the running update finishes (progress display)
+          %serve delete NAME           delete the endpoint and stop its replicas
+          %serve cancel NAME           cancel the update in progress
+          %serve logs NAME [SERVED]    a served entity's logs (SERVED optional with one entity)
+          %serve traffic NAME A=90 B=10 [--no-wait]
+                                       change only the traffic split (percentages sum to 100)
+          %serve query NAME -d VAR [--served SERVED]
+                                       score the pandas DataFrame VAR; returns the predictions
+                                       as a DataFrame on VAR's index (`served_model_name` in .attrs)
+          %serve table NAME            the endpoint's inference table as a pandas DataFrame
+
+        `get` and `list` return objects whose `.endpoint` / `.endpoints` hold the JSON. Errors
+        show the server's message. The server is found when the extension loads:
+        $JUPYTER_SERVING_URL and $JUPYTER_SERVING_TOKEN; else the Jupyter server this kernel runs
+        under; else an embedded server started for this kernel, which stops with it. In Python,
+        `jupyter_serving.Client()` offers the same operations.
+        """
+        words = line.strip().split(None, 1)
+        if not words:
+            raise UsageError(f"Say what to do: %serve {{{'|'.join(self._commands)}}} ...; see %serve?")
+        command, rest = words[0], words[1] if len(words) > 1 else ""
+        if command not in self._commands:
+            raise UsageError(f"Unknown subcommand {command!r}; use one of: {', '.join(self._commands)}.")
+        try:
+            argv = shlex.split(rest)
+        except ValueError as exc:  # e.g. an unclosed quote
+            raise UsageError(f"Cannot read the arguments of %serve {command}: {exc}") from None
+        args = self._parsers[command].parse_args(argv)
+        try:
+            return self._commands[command](
+                args, cell, local_ns if local_ns is not None else self.shell.user_ns
+            )
+        except ServingAPIError as exc:
+            raise UsageError(f"{exc.error_code}: {exc.message}") from None
+        except ServingClientError as exc:
+            raise UsageError(str(exc)) from None
+
+    # -- subcommands --------------------------------------------------------------------------
+
+    def _cmd_create(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
+        body = parse_body(cell, "create")
+        if args.name and "config" not in body:
+            body = {"name": args.name, "config": body}
+        name = args.name or body.get("name")
+        if not name:
+            raise UsageError("Name the endpoint: `%%serve create NAME` or a `name:` in the body.")
+        extra = {k: v for k, v in body.items() if k not in ("name", "config")}
+        if "config" not in body:
+            raise UsageError("The body needs a `config` with `served_entities`; see %serve?")
+        self._deploy(name, lambda: self.client.create(name, body["config"], **extra), args)
+
+    def _cmd_update(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
+        config = parse_body(cell, "update")
+        self._deploy(args.name, lambda: self.client.update_config(args.name, config), args)
+
+    def _cmd_traffic(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
+        split = parse_split(args.split)
+        self._deploy(args.name, lambda: self.client.set_traffic(args.name, split), args)
+
+    def _cmd_wait(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
+        args.no_wait = False
+        self._deploy(args.name, lambda: self.client.get(args.name), args)
+
+    def _cmd_list(self, args: Any, cell: str | None, ns: dict[str, Any]) -> EndpointList:
+        return EndpointList(self.client.list())
+
+    def _cmd_get(self, args: Any, cell: str | None, ns: dict[str, Any]) -> EndpointCard:
+        return EndpointCard(self.client.get(args.name))
+
+    def _cmd_delete(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
+        self.client.delete(args.name)
+        print(f"Deleted endpoint '{args.name}'.")
+
+    def _cmd_cancel(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
+        endpoint = self.client.cancel_update(args.name)
+        display(_bundle(endpoint, note="Update canceled."), raw=True)
+
+    def _cmd_logs(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
+        print(self.client.logs(args.name, args.served) or "(no log lines yet)")
+
+    def _cmd_query(self, args: Any, cell: str | None, ns: dict[str, Any]) -> Any:
+        has_body = bool(cell and cell.strip())
+        if has_body == bool(args.data):
+            raise UsageError("Give the input either as `-d VAR` (a DataFrame) or as the cell body, not both.")
+        if args.data:
+            if args.data not in ns:
+                raise UsageError(f"No variable named {args.data!r} in the notebook.")
+            data = ns[args.data]
+        else:
+            data = parse_body(cell, "query")
+        try:
+            return self.client.query(args.name, data, args.served)
+        except TypeError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _cmd_table(self, args: Any, cell: str | None, ns: dict[str, Any]) -> Any:
+        return self.client.inference_table(args.name)
+
+    # -- progress -----------------------------------------------------------------------------
+
+    def _deploy(self, name: str, start: Callable[[], dict[str, Any]], args: Any) -> None:
+        """Run `start`, then show the endpoint in one display updated in place until it settles."""
+        started = time.monotonic()
+        endpoint = start()
+        handle: DisplayHandle = display(_bundle(endpoint), raw=True, display_id=True)
+        if args.no_wait:
+            return
+        shown = [_signature(endpoint)]
+
+        def show(ep: dict[str, Any]) -> None:
+            if _signature(ep) != shown[0]:
+                shown[0] = _signature(ep)
+                handle.update(_bundle(ep, note=_elapsed(started)), raw=True)
+
+        try:
+            final = self.client.wait(name, timeout=args.timeout, callback=show)
+        except EndpointUpdateFailed as exc:
+            handle.update(
+                _bundle(exc.endpoint, note=f"Failed after {time.monotonic() - started:.1f} s."), raw=True
+            )
+            raise UsageError(str(exc)) from None
+        except WaitTimeout as exc:
+            raise UsageError(f"{exc} The update goes on; `%serve wait {name}` waits again.") from None
+        except KeyboardInterrupt:
+            raise UsageError(
+                f"Stopped waiting for '{name}'; its update goes on. `%serve cancel {name}` cancels it."
+            ) from None
+        handle.update(_bundle(final, note=f"Done in {time.monotonic() - started:.1f} s."), raw=True)
+
+
+def _bundle(endpoint: Mapping[str, Any], note: str = "") -> dict[str, str]:
+    return {
+        "text/html": render_endpoint(endpoint, note=note),
+        "text/plain": render_endpoint_text(endpoint, note=note),
+    }
+
+
+def _signature(endpoint: Mapping[str, Any]) -> str:
+    # What the progress display shows, minus timestamps: redraw only when it changes, so terminal
+    # front ends (which print every update) see one line per state change.
+    return render_endpoint_text(endpoint)
+
+
+def _elapsed(started: float) -> str:
+    return f"{time.monotonic() - started:.1f} s elapsed."
+
+
+# -- extension entry points --------------------------------------------------------------------
+
+
+def load_ipython_extension(ip: InteractiveShell) -> None:
+    """`%load_ext jupyter_serving`: register the magics and connect to (or start) the server."""
+    magics = ServeMagics(ip)
+    ip.register_magics(magics)
+    try:
+        magics.connect()
+    except Exception as exc:  # the magics stay usable and retry discovery on first use
+        print(f"jupyter-serving: no server yet; %serve will try again. ({exc})")
+
+
+def unload_ipython_extension(ip: InteractiveShell) -> None:
+    for kind in ("line", "cell"):
+        ip.magics_manager.magics[kind].pop("serve", None)

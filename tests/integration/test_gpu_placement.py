@@ -1,0 +1,92 @@
+"""GPU placement with a declared inventory (JUPYTER_SERVING_GPUS): exclusive devices, waiting, release.
+
+No GPU is needed: what a replica is given is observed through CUDA_VISIBLE_DEVICES inside the
+worker (the env-echo fixture model answers with the variable's value).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from serving_support import ServingServer, entity
+
+
+def visible_devices(server: ServingServer, name: str, served: str | None = None) -> str:
+    response = server.invoke(name, {"dataframe_records": [{"var": "CUDA_VISIBLE_DEVICES"}]}, served=served)
+    assert response.status_code == 200, response.text
+    return response.json()["predictions"][0]
+
+
+def served(server: ServingServer, name: str, pending: bool = False) -> dict[str, Any]:
+    return server.get(name)["pending_config" if pending else "config"]["served_entities"][0]
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return result
+
+
+def test_gpu_replicas_get_exclusive_devices_wait_for_them_and_release_them(
+    start_server: Callable[..., ServingServer],
+) -> None:
+    server = start_server("--gpus", "0,1", "--scale-to-zero-idle-s", "5", "--autoscale-interval-s", "0.2")
+    server.create_ready("gpu-a", {"served_entities": [entity("env-echo", 1, workload_type="GPU_SMALL")]})
+    server.create_ready(
+        "gpu-b",
+        {"served_entities": [entity("env-echo", 1, workload_type="GPU_SMALL", scale_to_zero_enabled=True)]},
+    )
+    a, b = served(server, "gpu-a")["local"]["gpus"], served(server, "gpu-b")["local"]["gpus"]
+    assert sorted(a + b) == [0, 1]
+    assert visible_devices(server, "gpu-a") == str(a[0])
+    assert visible_devices(server, "gpu-b") == str(b[0])
+
+    server.create_ready("cpu-ep", {"served_entities": [entity("env-echo", 1)]})
+    assert visible_devices(server, "cpu-ep") == ""  # CPU replicas see no GPU
+    assert served(server, "cpu-ep")["local"]["gpus"] == []
+
+    assert (
+        server.create(
+            "gpu-c", {"served_entities": [entity("env-echo", 1, workload_type="GPU_SMALL")]}
+        ).status_code
+        == 200
+    )
+    waiting = wait_for(
+        lambda: (
+            (s := served(server, "gpu-c", pending=True))["state"]["deployment_state_message"].startswith(
+                "Waiting"
+            )
+            and s
+        )
+    )
+    assert waiting["state"]["deployment"] == "DEPLOYMENT_CREATING"
+    assert "needs 1 per replica; free: none of [0, 1]" in waiting["state"]["deployment_state_message"]
+    assert server.get("gpu-c")["state"] == {"ready": "NOT_READY", "config_update": "IN_PROGRESS"}
+
+    # gpu-b scales to zero after 5 idle seconds: its device goes to the waiting endpoint.
+    ready = server.wait_settled("gpu-c")
+    assert ready["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
+    assert served(server, "gpu-b")["local"]["replicas"] == 0
+    assert served(server, "gpu-c")["local"]["gpus"] == b
+    assert visible_devices(server, "gpu-c") == str(b[0])
+
+    server.delete("gpu-a")  # deleting frees its device for gpu-b's next cold start
+    assert visible_devices(server, "gpu-b") == str(a[0])
+
+
+def test_a_workload_larger_than_the_machine_fails_clearly(start_server: Callable[..., ServingServer]) -> None:
+    server = start_server("--gpus", "0")
+    assert (
+        server.create(
+            "gpu-big", {"served_entities": [entity("env-echo", 1, workload_type="GPU_LARGE_4")]}
+        ).status_code
+        == 200
+    )
+    failed = server.wait_settled("gpu-big")
+    message = failed["pending_config"]["served_entities"][0]["state"]["deployment_state_message"]
+    assert failed["state"]["config_update"] == "UPDATE_FAILED"
+    assert "needs 4 GPU(s) per replica, but this server has 1" in message
