@@ -521,7 +521,7 @@ class EndpointManager:
                 )
                 await self._capture(table.capture_path, row)
             raise
-        endpoint.metrics.observe(rset.name, reply.status, time.perf_counter() - started)
+        endpoint.metrics.observe(rset.name, reply.status, time.perf_counter() - started, reply.batch)
         if table.capture_path is not None:
             row = _row(
                 endpoint,

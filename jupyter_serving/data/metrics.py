@@ -96,11 +96,20 @@ class EndpointMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.batch = Histogram(
+            "batch_size",
+            "Requests scored together by one predict call (micro-batching)",
+            ["served_entity"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.registry.register(_LiveGauges(sets))  # type: ignore[arg-type]
 
-    def observe(self, served: str, status: int, seconds: float) -> None:
+    def observe(self, served: str, status: int, seconds: float, batch: int | None = None) -> None:
         self.requests.labels(served, str(status)).inc()
         self.latency.labels(served).observe(seconds)
+        if batch is not None:
+            self.batch.labels(served).observe(batch)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

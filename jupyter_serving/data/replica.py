@@ -34,6 +34,7 @@ class WorkerReply:
     body: bytes
     execution_ms: float
     client_request_id: str | None
+    batch: int = 1
 
 
 class WorkerProcess:
@@ -170,7 +171,11 @@ class Replica:
                 fut = self._pending.pop(frame.request_id, None)
                 if fut is not None and not fut.done():
                     meta = frame.meta_json()
-                    fut.set_result(WorkerReply(frame.code, frame.body, meta.get("ms", 0.0), meta.get("crid")))
+                    fut.set_result(
+                        WorkerReply(
+                            frame.code, frame.body, meta.get("ms", 0.0), meta.get("crid"), meta.get("b", 1)
+                        )
+                    )
         except (ConnectionError, OSError):
             pass
         finally:

@@ -3,6 +3,8 @@
 1. Micro-batching: requests that arrive together and share a tabular shape (``dataframe_split`` /
    ``dataframe_records`` with the same columns, no ``params``) are concatenated into one DataFrame
    and scored with one ``predict`` call, so schema enforcement and model overhead are paid once.
+   Tensor models (a single unnamed tensor input) get the same for ``inputs`` / ``instances``: arrays
+   of the same dtype and trailing shape are stacked into one forward pass and split back.
 2. A NumPy fast path for scikit-learn models whose signature is all-numeric columns: rows go
    straight into an array and the estimator, skipping pandas and schema enforcement. It accepts
    only requests whose every value already has the signature's type, so it cannot change a result;
@@ -34,6 +36,7 @@ log = logging.getLogger("jupyter_serving.worker")
 
 JSON_TYPES = ("application/json", "")
 TABULAR = ("dataframe_split", "dataframe_records")
+TENSOR = ("inputs", "instances")
 _INTEGER = (DataType.long, DataType.integer)
 _NUMERIC = (DataType.double, DataType.float, *_INTEGER)
 
@@ -44,6 +47,7 @@ class Result:
     body: bytes
     client_request_id: str | None = None
     execution_ms: float = 0.0
+    batch: int = 1  # requests scored by the same predict call
 
 
 @dataclass(slots=True)
@@ -54,6 +58,7 @@ class Prepared:
     client_request_id: str | None
     rows: np.ndarray | None = None
     frame: pd.DataFrame | None = None
+    tensor: np.ndarray | None = None
 
 
 class Scorer:
@@ -64,6 +69,8 @@ class Scorer:
         self.input_schema = model.metadata.get_input_schema()
         self.fast = NumericFastPath.build(model) if fast_path else None
         self.batchable = self._batchable(model)
+        schema = self.input_schema
+        self.tensor_input = schema is not None and schema.is_tensor_spec() and len(schema.inputs) == 1
 
     def _batchable(self, model: Any) -> bool:
         meta = model.metadata
@@ -77,6 +84,7 @@ class Scorer:
         results: list[Result | None] = [None] * len(requests)
         self._score_fast(prepared, results)
         self._score_frames(prepared, results)
+        self._score_tensors(prepared, results)
         for i, item in enumerate(prepared):
             if results[i] is None:
                 results[i] = self._score_one(requests[i], item)
@@ -97,13 +105,39 @@ class Scorer:
         crid = payload.get("client_request_id")
         item = Prepared(payload, crid if isinstance(crid, str) else None)
         fmt = [k for k in payload if k in scoring_server.SUPPORTED_FORMATS]
-        if len(fmt) != 1 or fmt[0] not in TABULAR or "params" in payload or not self.batchable:
+        if len(fmt) != 1 or "params" in payload or not self.batchable:
+            return item
+        if fmt[0] in TENSOR and self.tensor_input:
+            item.tensor = self._tensor(fmt[0], payload)
+            return item
+        if fmt[0] not in TABULAR:
             return item
         if self.fast is not None:
             item.rows = self.fast.rows(fmt[0], payload[fmt[0]])
         if item.rows is None:
             item.frame = self._frame(fmt[0], payload)
         return item
+
+    def _tensor(self, fmt: str, payload: dict[str, Any]) -> np.ndarray | None:
+        try:
+            data = scoring_server.infer_and_parse_data({fmt: payload[fmt]}, self.input_schema)
+        except Exception:
+            return None
+        return data if isinstance(data, np.ndarray) and data.ndim >= 1 else None
+
+    def _score_tensors(self, prepared: list[Prepared], results: list[Result | None]) -> None:
+        groups: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+        for i, p in enumerate(prepared):
+            if p.tensor is not None and results[i] is None:
+                groups.setdefault((p.tensor.dtype.str, p.tensor.shape[1:]), []).append(i)
+        for idx in groups.values():
+            arrays = [prepared[i].tensor for i in idx]
+            counts = [len(a) for a in arrays]  # type: ignore[arg-type]
+            try:
+                preds = self.model.predict(np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
+            except Exception:
+                continue  # scored one by one, so each request gets its own error
+            self._split_into(results, idx, prepared, preds, counts)
 
     def _frame(self, fmt: str, payload: dict[str, Any]) -> pd.DataFrame | None:
         try:
@@ -159,7 +193,7 @@ class Scorer:
             body = json.dumps(
                 {"predictions": _get_jsonable_obj(part, pandas_orient="records")}, cls=NumpyEncoder
             )
-            results[i] = Result(200, body.encode(), prepared[i].client_request_id)
+            results[i] = Result(200, body.encode(), prepared[i].client_request_id, batch=len(idx))
 
     def _score_one(self, request: tuple[str, bytes], item: Prepared) -> Result:
         content_type, body = request

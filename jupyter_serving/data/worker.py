@@ -98,7 +98,11 @@ def _load_error_message(exc: BaseException) -> str:
 
 
 async def _serve(scorer: Any, assignment: dict[str, Any], status: TextIO) -> None:
-    batcher = Batcher(scorer, assignment.get("max_batch_size", 64))
+    # Per served entity, through its environment_vars: JUPYTER_SERVING_MAX_BATCH_SIZE overrides the
+    # server-wide setting; JUPYTER_SERVING_BATCH_WAIT_MS > 0 waits that long for a batch to fill.
+    max_batch = int(os.environ.get("JUPYTER_SERVING_MAX_BATCH_SIZE", assignment.get("max_batch_size", 64)))
+    wait_ms = float(os.environ.get("JUPYTER_SERVING_BATCH_WAIT_MS", "0"))
+    batcher = Batcher(scorer, max_batch, wait_ms / 1000)
     server = await asyncio.start_unix_server(batcher.handle_connection, path=assignment["socket_path"])
     _send(status, event="ready", pid=os.getpid())
     async with server:
@@ -108,9 +112,10 @@ async def _serve(scorer: Any, assignment: dict[str, Any], status: TextIO) -> Non
 class Batcher:
     """Collects frames from all connections and scores whatever is waiting in one call."""
 
-    def __init__(self, scorer: Any, max_batch: int) -> None:
+    def __init__(self, scorer: Any, max_batch: int, wait_s: float = 0.0) -> None:
         self.scorer = scorer
         self.max_batch = max(1, max_batch)
+        self.wait_s = max(0.0, wait_s)
         self.queue: list[tuple[protocol.Frame, asyncio.StreamWriter]] = []
         self.wakeup = asyncio.Event()
 
@@ -128,6 +133,8 @@ class Batcher:
         with ThreadPoolExecutor(1, thread_name_prefix="scoring") as executor:
             while True:
                 await self.wakeup.wait()
+                if self.wait_s and len(self.queue) < self.max_batch:
+                    await asyncio.sleep(self.wait_s)  # the configured max wait for a fuller batch
                 batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
                 if not self.queue:
                     self.wakeup.clear()
@@ -146,7 +153,7 @@ class Batcher:
     def _reply(self, batch: list[tuple[protocol.Frame, asyncio.StreamWriter]], results: list[Any]) -> None:
         for (frame, writer), result in zip(batch, results, strict=True):
             meta = json.dumps(
-                {"ms": round(result.execution_ms, 3), "crid": result.client_request_id}
+                {"ms": round(result.execution_ms, 3), "crid": result.client_request_id, "b": result.batch}
             ).encode()
             writer.write(protocol.encode(frame.request_id, result.status, meta, result.body))
 

@@ -202,3 +202,28 @@ def test_timeout_is_504_and_oversized_body_is_413(start_server: Callable[..., Se
     while (fine := server.invoke("inv-slow", {"dataframe_records": [{"delay": 0.0}]})).status_code != 200:
         assert time.monotonic() < deadline, fine.text  # the busy worker frees up and serves again
     assert fine.json() == {"predictions": [0.0]}
+
+
+def test_tensor_requests_are_stacked_into_one_forward_pass(serving_server: ServingServer) -> None:
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model("models:/torch-mlp/1")
+    wait = {"JUPYTER_SERVING_BATCH_WAIT_MS": "50", "JUPYTER_SERVING_MAX_BATCH_SIZE": "32"}
+    serving_server.create_ready("inv-tensor", {"served_entities": [entity("torch-mlp", 1, environment_vars=wait)]})
+    rng = np.random.default_rng(7)
+    inputs = [rng.normal(size=(1 + i % 3, 4)).astype(np.float32) for i in range(16)]
+
+    def call(rows: np.ndarray) -> np.ndarray:
+        response = serving_server.invoke("inv-tensor", {"inputs": rows.tolist()})
+        assert response.status_code == 200, response.text
+        return np.array(response.json()["predictions"])
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(call, inputs))
+    for rows, answer in zip(inputs, answers, strict=True):  # each client gets its own rows' outputs back
+        np.testing.assert_allclose(answer, model.predict(rows), rtol=1e-5)
+    text = serving_server.api("GET", "api/2.0/serving-endpoints/inv-tensor/metrics").text
+    count = float(next(line.split()[-1] for line in text.splitlines() if line.startswith("batch_size_count")))
+    singles = float(next(line.split()[-1] for line in text.splitlines() if line.startswith("batch_size_bucket") and 'le="1.0"' in line))
+    assert count == 16 and singles < count  # some forward passes served several requests
+    serving_server.delete("inv-tensor")
