@@ -11,12 +11,14 @@ from typing import Any
 
 from jupyter_serving._version import __version__
 
-__all__ = ["Client", "ServingApp", "__version__", "inference_table"]
+__all__ = ["Client", "ServingApp", "__version__", "compare_entities", "drift", "inference_table"]
 
 _LAZY = {
     "Client": "jupyter_serving.notebook.client",
     "ServingApp": "jupyter_serving.app",
-    "inference_table": "jupyter_serving.capture.table",
+    "inference_table": "jupyter_serving.notebook.tables",
+    "compare_entities": "jupyter_serving.capture.analysis",
+    "drift": "jupyter_serving.capture.analysis",
 }
 
 
