@@ -45,7 +45,7 @@ from jupyter_serving.data.autoscaler import ScalingPolicy
 from jupyter_serving.data.gpus import GpuAllocator
 from jupyter_serving.data.gpus import discover as discover_gpus
 from jupyter_serving.data.metrics import EndpointMetrics
-from jupyter_serving.data.replica import WarmPool
+from jupyter_serving.data.replica import WarmPool, WorkerReply
 from jupyter_serving.data.replica_set import (
     ABORTED,
     FAILED,
@@ -505,37 +505,47 @@ class EndpointManager:
                 replica = await rset.acquire(timeout)
             reply = await replica.invoke(content_type, body, timeout - (time.perf_counter() - started))
         except ServingError as exc:
-            elapsed = time.perf_counter() - started
-            endpoint.metrics.observe(rset.name, exc.http_status, elapsed)
-            if table.capture_path is not None:
-                row = _row(
-                    endpoint,
-                    rset.entity,
-                    request_id,
-                    arrived_ms,
-                    exc.http_status,
-                    body,
-                    json.dumps(exc.to_json()),
-                    elapsed * 1000,
-                    None,
-                )
-                await self._capture(table.capture_path, row)
+            await self._account(endpoint, table, rset, request_id, arrived_ms, started, body, exc)
             raise
-        endpoint.metrics.observe(rset.name, reply.status, time.perf_counter() - started, reply.batch)
-        if table.capture_path is not None:
-            row = _row(
-                endpoint,
-                rset.entity,
-                request_id,
-                arrived_ms,
-                reply.status,
-                body,
-                reply.body.decode("utf-8", "replace"),
-                reply.execution_ms,
-                reply.client_request_id,
-            )
-            await self._capture(table.capture_path, row)
+        await self._account(endpoint, table, rset, request_id, arrived_ms, started, body, reply)
         return Invocation(reply.status, reply.body, rset.name, reply.execution_ms, reply.client_request_id)
+
+    async def _account(
+        self,
+        endpoint: Endpoint,
+        table: RoutingTable,
+        rset: ReplicaSet,
+        request_id: str,
+        arrived_ms: int,
+        started: float,
+        body: bytes,
+        outcome: WorkerReply | ServingError,
+    ) -> None:
+        """Metrics and the inference-table row for one answered request, whether it failed or not."""
+        elapsed = time.perf_counter() - started
+        if isinstance(outcome, ServingError):
+            status, response, batch = outcome.http_status, json.dumps(outcome.to_json()), None
+            execution_ms, client_request_id = elapsed * 1000, _client_request_id(body)
+        else:
+            status, response, batch = outcome.status, outcome.body.decode("utf-8", "replace"), outcome.batch
+            execution_ms, client_request_id = outcome.execution_ms, outcome.client_request_id
+        endpoint.metrics.observe(rset.name, status, elapsed, batch)
+        if table.capture_path is None:
+            return
+        entity = rset.entity
+        row = PayloadRow(
+            databricks_request_id=request_id,
+            client_request_id=client_request_id,
+            timestamp_ms=arrived_ms,
+            status_code=status,
+            execution_time_ms=round(execution_ms),
+            request=body.decode("utf-8", "replace"),
+            response=response,
+            request_metadata=request_metadata(
+                endpoint.name, entity.entity_name, entity.entity_version or "", entity.name
+            ),
+        )
+        await self._capture(table.capture_path, row)
 
     async def _capture(self, path: Path, row: PayloadRow) -> None:
         """Spool the inference-table row durably before the client hears back (group commit)."""
@@ -579,32 +589,6 @@ def _default_creator() -> str:
 
 def _entities(config: dict[str, Any]) -> list[dict[str, Any]]:
     return config.get("served_entities") or config.get("served_models") or []
-
-
-def _row(
-    endpoint: Endpoint,
-    entity: ServedEntity,
-    request_id: str,
-    arrived_ms: int,
-    status: int,
-    body: bytes,
-    response: str,
-    execution_ms: float,
-    client_request_id: str | None,
-) -> PayloadRow:
-    """One payload-table row, in Databricks' legacy inference-table columns."""
-    return PayloadRow(
-        databricks_request_id=request_id,
-        client_request_id=client_request_id if client_request_id is not None else _client_request_id(body),
-        timestamp_ms=arrived_ms,
-        status_code=status,
-        execution_time_ms=round(execution_ms),
-        request=body.decode("utf-8", "replace"),
-        response=response,
-        request_metadata=request_metadata(
-            endpoint.name, entity.entity_name, entity.entity_version or "", entity.name
-        ),
-    )
 
 
 def _client_request_id(body: bytes) -> str | None:
