@@ -8,12 +8,13 @@ carrying only this extension), so both speak the identical API with the identica
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Unicode
+from traitlets import Bool, Unicode
 
 from jupyter_serving.api.handlers import MANAGER_KEY, default_handlers
 from jupyter_serving.control.manager import EndpointManager
@@ -43,8 +44,22 @@ class ServingApp(ExtensionApp):
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
 
+    standalone = Bool(
+        False,
+        config=True,
+        help="Set by `jupyter-serving serve`: the server exists only for this API, so a failure to start "
+        "it ends the process instead of leaving a server that cannot serve.",
+    )
+
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        await self.manager.start()
+        try:
+            await self.manager.start()
+        except Exception as exc:
+            if not self.standalone:
+                raise  # inside JupyterLab: logged by Jupyter, and every API call reports it
+            self.log.critical("jupyter-serving could not start: %s", exc)
+            logging.shutdown()
+            os._exit(1)  # nothing of ours is running yet; workers follow their lifeline
         self.log.info("jupyter-serving: state in %s", self.serving_settings.state_path)
         if self.info_file:
             _write_info(Path(self.info_file), serverapp)

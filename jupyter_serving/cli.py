@@ -59,6 +59,7 @@ def server_argv(args: argparse.Namespace) -> list[str]:
         # Standalone, the extension is the server: a failure to load it must stop the server.
         "--ServerApp.reraise_server_extension_failures=True",
         f"--ServingApp.info_file={args.info_file}",
+        "--ServingApp.standalone=True",
     ]
     if args.token is not None:
         argv.append(f"--IdentityProvider.token={args.token}")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import getpass
 import json
 import logging
+import os
 import secrets
 import stat
 import tempfile
@@ -136,21 +138,26 @@ class EndpointManager:
         self.capture: InferenceCapture | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: asyncio.Task[None] | None = None
+        self._lock: Any = None
 
     # ----------------------------------------------------------------- lifecycle
     @property
     def started(self) -> bool:
-        return self._starting is not None and self._starting.done()
+        task = self._starting
+        return task is not None and task.done() and not task.cancelled() and task.exception() is None
 
     async def start(self) -> None:
         """Start once, whoever asks first: the host's start hook, or the first request if a host
-        (such as pytest-jupyter's server) never runs extension start hooks."""
-        if self._starting is None:
+        (such as pytest-jupyter's server) never runs extension start hooks. A failed start is tried
+        again by the next caller, so each request reports why the server cannot serve."""
+        task = self._starting
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             self._starting = asyncio.get_running_loop().create_task(self._start())
         await asyncio.shield(self._starting)
 
     async def _start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_state_dir()
         self.store = EndpointStore(self.state_dir / "endpoints.sqlite")
         log_dir = self.state_dir / "logs"
         log_dir.mkdir(exist_ok=True)
@@ -183,7 +190,23 @@ class EndpointManager:
             path = Path(tempfile.mkdtemp(prefix="jupyter-serving-"))
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.chmod(stat.S_IRWXU)  # workers' sockets are reachable by this user only
+        for stale in path.glob("*.sock"):  # left by a previous server of this state dir that was killed
+            stale.unlink(missing_ok=True)
         return path
+
+    def _lock_state_dir(self) -> None:
+        """One server per state dir: two would fight over endpoints, sockets and spools."""
+        self._lock = open(self.state_dir / "server.lock", "a+")  # noqa: SIM115 (held for the server's life)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.seek(0)
+            owner = self._lock.read().strip() or "another process"
+            raise RuntimeError(f"State dir {self.state_dir} is in use by another server ({owner}).") from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(f"pid {os.getpid()}")
+        self._lock.flush()
 
     async def stop(self) -> None:
         """Stop every worker; the desired state stays in the store for the next start."""
@@ -200,6 +223,8 @@ class EndpointManager:
         self.registry.close()
         if self.store is not None:
             self.store.close()
+        if self._lock is not None:
+            self._lock.close()  # releases the state dir for the next server
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)

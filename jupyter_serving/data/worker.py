@@ -88,7 +88,23 @@ def _load(assignment: dict[str, Any]) -> Any:
     logging.info("loading model %s", assignment["model_uri"])
     model = mlflow.pyfunc.load_model(assignment["model_uri"])
     logging.info("model loaded in %.2f s", time.perf_counter() - started)
+    _warm_up(model)
     return Scorer(model, fast_path=assignment.get("fast_path", True))
+
+
+def _warm_up(model: Any) -> None:
+    """Score the model's saved input example once before reporting ready, so the first real request
+    does not pay for lazy initialisation (CUDA context and kernels, JIT, caches)."""
+    example = getattr(model, "input_example", None)
+    if example is None:
+        return
+    started = time.perf_counter()
+    try:
+        model.predict(example)
+    except Exception as exc:  # the example is the model author's, not the user's request: warn only
+        logging.warning("warm-up on the model's input example failed: %r", exc)
+        return
+    logging.info("warm-up on the input example took %.3f s", time.perf_counter() - started)
 
 
 def _load_error_message(exc: BaseException) -> str:

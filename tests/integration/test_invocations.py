@@ -157,6 +157,10 @@ def test_pytorch_model(serving_server: ServingServer, mlflow_env: MlflowEnv) -> 
     response = serving_server.invoke("inv-torch", {"inputs": rows.tolist()})
     assert response.status_code == 200, response.text
     np.testing.assert_allclose(np.array(response.json()["predictions"]), expected, rtol=1e-5)
+    logs = serving_server.api(
+        "GET", "api/2.0/serving-endpoints/inv-torch/served-models/torch-mlp-1/logs"
+    ).json()["logs"]
+    assert "warm-up on the input example took" in logs  # warmed up before it reported ready
     serving_server.delete("inv-torch")
 
 
@@ -209,7 +213,9 @@ def test_tensor_requests_are_stacked_into_one_forward_pass(serving_server: Servi
 
     model = mlflow.pyfunc.load_model("models:/torch-mlp/1")
     wait = {"JUPYTER_SERVING_BATCH_WAIT_MS": "50", "JUPYTER_SERVING_MAX_BATCH_SIZE": "32"}
-    serving_server.create_ready("inv-tensor", {"served_entities": [entity("torch-mlp", 1, environment_vars=wait)]})
+    serving_server.create_ready(
+        "inv-tensor", {"served_entities": [entity("torch-mlp", 1, environment_vars=wait)]}
+    )
     rng = np.random.default_rng(7)
     inputs = [rng.normal(size=(1 + i % 3, 4)).astype(np.float32) for i in range(16)]
 
@@ -224,6 +230,12 @@ def test_tensor_requests_are_stacked_into_one_forward_pass(serving_server: Servi
         np.testing.assert_allclose(answer, model.predict(rows), rtol=1e-5)
     text = serving_server.api("GET", "api/2.0/serving-endpoints/inv-tensor/metrics").text
     count = float(next(line.split()[-1] for line in text.splitlines() if line.startswith("batch_size_count")))
-    singles = float(next(line.split()[-1] for line in text.splitlines() if line.startswith("batch_size_bucket") and 'le="1.0"' in line))
+    singles = float(
+        next(
+            line.split()[-1]
+            for line in text.splitlines()
+            if line.startswith("batch_size_bucket") and 'le="1.0"' in line
+        )
+    )
     assert count == 16 and singles < count  # some forward passes served several requests
     serving_server.delete("inv-tensor")

@@ -109,6 +109,7 @@ def test_installed_extension_serves_databricks_sdk_in_jupyter_server(
         )
         assert answer.predictions == [0, 2, 1]
         assert [e.name for e in w.serving_endpoints.list()] == ["jsrv-ep"]
+        _mlflow_databricks_target_predicts(info["url"], "jtoken", "jsrv-ep")
         workers = psutil.Process(proc.pid).children(recursive=True)
         assert workers, "the endpoint's workers run as children of the Jupyter server"
         proc.send_signal(signal.SIGTERM)
@@ -129,3 +130,24 @@ def _wait_for_server_info(runtime: Path, proc: subprocess.Popen[bytes]) -> dict[
         assert time.monotonic() < deadline, "jupyter server did not start"
         time.sleep(0.05)
     return json.loads(path.read_text())
+
+
+def _mlflow_databricks_target_predicts(url: str, token: str, endpoint: str) -> None:
+    """MLflow's get_deploy_client("databricks") against the same Jupyter server, as users configure it."""
+    from mlflow.deployments import get_deploy_client
+
+    saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_AUTH_TYPE")}
+    os.environ.update(DATABRICKS_HOST=url.rstrip("/"), DATABRICKS_TOKEN=token, DATABRICKS_AUTH_TYPE="pat")
+    try:
+        client = get_deploy_client("databricks")
+        assert endpoint in [e["name"] for e in client.list_endpoints()]
+        answer = client.predict(
+            endpoint=endpoint, inputs={"dataframe_split": {"columns": IRIS_COLUMNS, "data": IRIS_ROWS}}
+        )
+        assert answer["predictions"] == [0, 2, 1]
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

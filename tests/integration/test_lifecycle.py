@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import psutil
+import pytest
 from serving_support import ServingServer, entity, iris_split
 
 
@@ -84,3 +85,22 @@ def test_workers_exit_when_the_server_is_killed(start_server: Callable[..., Serv
     server.stop(signal.SIGKILL)
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, f"workers outlived a kill -9 of the server: {alive}"
+    sockets = server.state_dir / "sockets"
+    stale = set(sockets.glob("*.sock"))
+    assert stale  # what the killed server left behind
+    restarted = start_server(state_dir=server.state_dir)
+    assert not stale & set(sockets.glob("*.sock"))  # a restarted server cleans up after the dead one
+    deadline = time.monotonic() + 90
+    while restarted.get("orphan-check")["state"]["ready"] != "READY":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_a_state_dir_serves_one_server_at_a_time(
+    start_server: Callable[..., ServingServer], tmp_path
+) -> None:
+    start_server(state_dir=tmp_path / "shared")
+    with pytest.raises(RuntimeError, match="exited"):
+        start_server(state_dir=tmp_path / "shared")
+    log = (tmp_path / "shared-server.log").read_text()
+    assert "is in use by another server (pid" in log
