@@ -44,7 +44,7 @@ demo: install
 test: install browser
 	$(BIN)/ruff check jupyter_serving tests benchmarks
 	@if command -v node >/dev/null 2>&1; then cd labextension && $(JLPM) test; fi
-	$(BIN)/python -m pytest -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider --durations=15
 
 lint: install
 	$(BIN)/ruff check jupyter_serving tests benchmarks

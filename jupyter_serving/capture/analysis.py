@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,9 @@ HIGHER_IS_BETTER = {"accuracy": True, "mae": False}
 # -- small statistics --------------------------------------------------------------------------
 
 
+MAX_CLASSES = 50  # integer predictions with at most this many values are classes, not numbers
+
+
 def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     """Wilson score interval for a proportion; unlike the normal one it behaves near 0 and 1."""
     if n == 0:
@@ -37,7 +41,8 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
+    # Exactly at 0/n or n/n rounding leaves a bound a hair past p (1e-17): clamp to [0, p] and [p, 1].
+    return (max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p)))
 
 
 def mean_interval(values: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
@@ -462,6 +467,15 @@ def drift(
     return out
 
 
+def _categorical(name: str, ref: pd.Series, cur: pd.Series) -> bool:
+    """Strings and booleans are categories; so are a classifier's integer class predictions."""
+    if not pd.api.types.is_numeric_dtype(ref) or pd.api.types.is_bool_dtype(ref):
+        return True
+    if name != "prediction" or not pd.api.types.is_integer_dtype(ref):
+        return False
+    return pd.concat([ref, cur]).nunique() <= MAX_CLASSES
+
+
 def _drift_row(name: str, ref: pd.Series, cur: pd.Series, bins: int) -> dict[str, Any]:
     base = {"feature": name, "n_ref": len(ref), "n_cur": len(cur)}
     if len(ref) == 0 or len(cur) == 0:
@@ -473,7 +487,7 @@ def _drift_row(name: str, ref: pd.Series, cur: pd.Series, bins: int) -> dict[str
             "statistic": math.nan,
             "p_value": math.nan,
         }
-    if not pd.api.types.is_numeric_dtype(ref) or pd.api.types.is_bool_dtype(ref):
+    if _categorical(name, ref, cur):
         categories = sorted(set(ref.astype(str)) | set(cur.astype(str)))
         expected = ref.astype(str).value_counts().reindex(categories, fill_value=0).to_numpy()
         actual = cur.astype(str).value_counts().reindex(categories, fill_value=0).to_numpy()
@@ -487,7 +501,9 @@ def _drift_row(name: str, ref: pd.Series, cur: pd.Series, bins: int) -> dict[str
             "p_value": p_value,
         }
     r, c = ref.astype(float).to_numpy(), cur.astype(float).to_numpy()
-    result = stats.ks_2samp(r, c)
+    with warnings.catch_warnings():  # ties make scipy fall back from the exact to the asymptotic p-value
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ks_2samp(r, c)
     return {
         **base,
         "kind": "numeric",

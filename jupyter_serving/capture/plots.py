@@ -117,7 +117,7 @@ def plot_metric_over_time(
         ax.errorbar(
             group["window"],
             group[metric],
-            yerr=np.nan_to_num(errors),
+            yerr=np.clip(np.nan_to_num(errors), 0, None),
             marker="o",
             capsize=3,
             label=entity,

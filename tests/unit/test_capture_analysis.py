@@ -208,3 +208,25 @@ def test_plots_draw_one_series_per_entity(tmp_path) -> None:
     fig.savefig(tmp_path / "ab.png")
     plt.close(fig)
     assert (tmp_path / "ab.png").stat().st_size > 10_000
+
+
+def test_interval_bounds_never_leave_zero_to_one_or_cross_the_estimate() -> None:
+    from jupyter_serving.capture.analysis import wilson_interval
+
+    for n in range(1, 201):
+        for successes in (0, n):
+            low, high = wilson_interval(successes, n)
+            p = successes / n
+            assert 0.0 <= low <= p <= high <= 1.0
+
+
+def test_integer_class_predictions_drift_as_categories() -> None:
+    import pandas as pd
+
+    from jupyter_serving.capture.analysis import drift
+
+    ref = pd.DataFrame({"prediction": [0, 1, 2] * 50})
+    cur = pd.DataFrame({"prediction": [0] * 120 + [1] * 30})
+    row = drift(ref, cur).set_index("feature").loc["prediction"]
+    assert (row["kind"], row["test"] != "ks") == ("categorical", True)
+    assert bool(row["drifted"])
