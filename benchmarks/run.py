@@ -77,29 +77,48 @@ class Target:
 
 def register_model(root: Path) -> tuple[dict[str, str], list[Any]]:
     """Log + register iris-lr v1 in a fresh sqlite registry; the env for servers and local predictions."""
-    import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
-    from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
+
+    env, experiment = setup_registry(root)
+    X, y = iris()
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    return env, register_sklearn(model, MODEL, experiment)
+
+
+def setup_registry(root: Path) -> tuple[dict[str, str], str]:
+    """A fresh sqlite tracking + registry store in `root`: the env for servers, and an experiment id."""
+    import mlflow
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     experiment = mlflow.create_experiment("bench", artifact_location=(root / "artifacts").as_uri())
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    model = LogisticRegression(max_iter=500).fit(X, y)
+    return {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}, experiment
+
+
+def iris() -> tuple[Any, Any]:
+    from sklearn.datasets import load_iris
+
+    return load_iris(return_X_y=True, as_frame=True)
+
+
+def register_sklearn(model: Any, name: str, experiment: str) -> list[Any]:
+    """Log a fitted iris classifier as the next version of `name`; its local predictions for ROWS."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    X, _ = iris()
     with mlflow.start_run(experiment_id=experiment):
         mlflow.sklearn.log_model(
             model,
             name="model",
             signature=infer_signature(X, model.predict(X)),
-            registered_model_name=MODEL,
+            registered_model_name=name,
             serialization_format="cloudpickle",
             pip_requirements=["scikit-learn", "pandas"],
         )
-    local = [model.predict(pd.DataFrame([row], columns=COLUMNS)).tolist() for row in ROWS]
-    return {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}, local
+    return [model.predict(pd.DataFrame([row], columns=COLUMNS)).tolist() for row in ROWS]
 
 
 def request_bodies() -> list[bytes]:
@@ -218,18 +237,25 @@ def raw_request(target: Target, body: bytes) -> str:
     return "\r\n".join(head) + body.decode()
 
 
-def run_load(target: Target, bodies: list[bytes], clients: int, quickack: bool, plan: Plan) -> dict[str, Any]:
-    """One scenario through loadgen.py in its own interpreter; adds the server's CPU per request."""
-    spec = {
-        "quickack": quickack,
+def load_spec(
+    target: Target, bodies: list[bytes], clients: int, warmup_s: float, duration_s: float, **options: Any
+) -> dict[str, Any]:
+    """The JSON spec loadgen.py reads (see its docstring); `options` adds its optional keys."""
+    return {
         "host": target.host,
         "port": target.port,
         "requests": [raw_request(target, body) for body in bodies],
         "expected": [ref.decode() for ref in target.reference],
         "clients": clients,
-        "warmup_s": plan.warmup_s,
-        "duration_s": plan.duration_s,
+        "warmup_s": warmup_s,
+        "duration_s": duration_s,
+        **options,
     }
+
+
+def run_load(target: Target, bodies: list[bytes], clients: int, quickack: bool, plan: Plan) -> dict[str, Any]:
+    """One scenario through loadgen.py in its own interpreter; adds the server's CPU per request."""
+    spec = load_spec(target, bodies, clients, plan.warmup_s, plan.duration_s, quickack=quickack)
     cpu_before, root_before = tree_cpu_s(target.proc.pid), root_cpu_s(target.proc.pid)
     done = subprocess.run(
         [sys.executable, str(LOADGEN)],
@@ -305,10 +331,11 @@ class OursApi:
         self.session = session
         self.create_errors: list[str] = []
 
-    def create(self, name: str) -> None:
-        """POST the endpoint; 5xx answers are retried for a while (and kept in `create_errors`)."""
+    def create(self, name: str, config: dict[str, Any] | None = None) -> None:
+        """POST the endpoint (default: iris-lr v1, Small); 5xx answers are retried for a while (and kept
+        in `create_errors`)."""
         entity = {"entity_name": MODEL, "entity_version": "1", "workload_size": "Small"}
-        body = {"name": name, "config": {"served_entities": [entity]}}
+        body = {"name": name, "config": config or {"served_entities": [entity]}}
         deadline = time.perf_counter() + CREATE_RETRY_S
         while True:
             response = self.session.post(self.url + "api/2.0/serving-endpoints", json=body, timeout=60)
@@ -336,9 +363,9 @@ class OursApi:
             raise RuntimeError(f"endpoint {name} did not become ready: {json.dumps(endpoint)[:2000]}")
         return endpoint
 
-    def create_ready_s(self, name: str) -> float:
+    def create_ready_s(self, name: str, config: dict[str, Any] | None = None) -> float:
         started = time.perf_counter()
-        self.create(name)
+        self.create(name, config)
         self.wait_ready(name)
         return time.perf_counter() - started
 
