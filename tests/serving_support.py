@@ -144,7 +144,8 @@ class ServingServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}; see {log.name}")
             if time.monotonic() > deadline:
-                raise TimeoutError("server did not start")
+                self.stop(signal.SIGKILL)  # nobody else knows about this process yet
+                raise TimeoutError(f"server did not start; see {log.name}")
             time.sleep(0.05)
         self.url = json.loads(info.read_text())["url"]
         self.session.headers["Authorization"] = f"Bearer {self.token}"
