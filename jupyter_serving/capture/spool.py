@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
 import zlib
 from collections.abc import Iterable
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 SEGMENT_RE = re.compile(r"^segment-(\d{12})\.log$")
 ID_FILE = "spool-id"
+
+
+INLINE_SYNC_S = 0.002  # a write + sync slower than this moves spooling to the I/O thread
 
 
 class SpoolWriteError(OSError):
@@ -94,8 +98,12 @@ class Spool:
         self._fd = -1
         self._segment = 0
         self._segment_records = 0
-        self._queue: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._queue: list[tuple[bytes, asyncio.Future[None]]] = []
         self._drain_task: asyncio.Task[None] | None = None
+        # Every file operation holds this lock: writes may run on the event loop, rotation and
+        # closing on the I/O thread, and they must never interleave on the open segment.
+        self._io_lock = asyncio.Lock()
+        self._inline = True  # write + sync on the loop while that stays under INLINE_SYNC_S
 
     # -- lifecycle (sync) ------------------------------------------------------------------------
 
@@ -164,33 +172,46 @@ class Spool:
         """Return once `record` is on disk and synced, sharing the sync with concurrent callers."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._queue.append((record, done))
+        # Encoded here, not in the writer: the writer's batch then costs only a write and a sync,
+        # which is what every caller in the group commit waits for.
+        self._queue.append((encode_line(record), done))
         if self._drain_task is None:
             self._drain_task = loop.create_task(self._drain())
         await done
 
     async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._queue:
-                # Everything queued while the previous sync ran goes out in one write + sync.
-                batch, self._queue = self._queue, []
-                try:
-                    await loop.run_in_executor(self._executor, self._write_batch, [r for r, _ in batch])
-                except Exception as exc:
-                    log.error("spool: write failed: %s", exc)
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(SpoolWriteError(f"capture spool write failed: {exc}"))
-                else:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_result(None)
+                async with self._io_lock:
+                    # Everything appended since the last sync (in this loop iteration, or while
+                    # that sync ran) goes out in one write + sync.
+                    batch, self._queue = self._queue, []
+                    try:
+                        await self._write_lines([line for line, _ in batch])
+                    except Exception as exc:
+                        log.error("spool: write failed: %s", exc)
+                        for _, done in batch:
+                            if not done.done():
+                                done.set_exception(SpoolWriteError(f"capture spool write failed: {exc}"))
+                    else:
+                        for _, done in batch:
+                            if not done.done():
+                                done.set_result(None)
         finally:
             self._drain_task = None
 
-    def _write_batch(self, records: list[dict[str, Any]]) -> None:
-        data = memoryview(b"".join(encode_line(r) for r in records))
+    async def _write_lines(self, lines: list[bytes]) -> None:
+        """On the loop while a write + sync is fast (a thread round trip would cost the waiting
+        requests more than the sync itself); on the I/O thread once the disk proves slow."""
+        if not self._inline:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._write_batch, lines)
+            return
+        started = time.perf_counter()
+        self._write_batch(lines)
+        self._inline = time.perf_counter() - started < INLINE_SYNC_S
+
+    def _write_batch(self, lines: list[bytes]) -> None:
+        data = memoryview(b"".join(lines))
         try:
             while data:
                 data = data[os.write(self._fd, data) :]
@@ -200,15 +221,16 @@ class Spool:
             # record would be glued to the torn bytes and lost.
             self._open_segment(self._segment + 1)
             raise
-        self._segment_records += len(records)
-        self.stats.records += len(records)
+        self._segment_records += len(lines)
+        self.stats.records += len(lines)
         self.stats.writes += 1
         self.stats.syncs += 1
 
     async def rotate(self) -> int | None:
         """Close the open segment (if it holds records) and start the next; return the closed one."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._rotate)
+        async with self._io_lock:
+            return await loop.run_in_executor(self._executor, self._rotate)
 
     def _rotate(self) -> int | None:
         if self._segment_records == 0:
@@ -222,7 +244,8 @@ class Spool:
         while self._drain_task is not None:
             await asyncio.shield(self._drain_task)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._close_fd)
+        async with self._io_lock:
+            await loop.run_in_executor(self._executor, self._close_fd)
         self._executor.shutdown(wait=True)
 
     def _close_fd(self) -> None:
