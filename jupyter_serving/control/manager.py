@@ -233,6 +233,8 @@ class EndpointManager:
         return task
 
     def _save(self, endpoint: Endpoint) -> None:
+        if self.endpoints.get(endpoint.name) is not endpoint:
+            return  # deleted meanwhile (e.g. its cancelled rollout finishing): never resurrect it
         endpoint.record.last_updated_timestamp = now_ms()
         assert self.store is not None
         self.store.save(endpoint.record)

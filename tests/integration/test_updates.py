@@ -198,3 +198,24 @@ def test_restart_in_the_middle_of_an_update_resumes_it(
     assert restarted.invoke("upd-restart", {"dataframe_records": [{"x": 2.0}]}).json() == {
         "predictions": [4.0]
     }
+
+
+def test_deleting_an_endpoint_mid_update_deletes_it_for_good(
+    start_server: Callable[..., ServingServer], tmp_path: Path
+) -> None:
+    state = tmp_path / "delete-mid-update"
+    server = start_server(state_dir=state)
+    server.create_ready("upd-gone", {"served_entities": [entity("iris-lr", 1)]})
+    assert (
+        server.api(
+            "PUT",
+            "api/2.0/serving-endpoints/upd-gone/config",
+            json={"served_entities": [entity("slow-load", 1)]},
+        ).status_code
+        == 200
+    )
+    assert server.delete("upd-gone").json() == {}
+    assert server.api("GET", "api/2.0/serving-endpoints/upd-gone").status_code == 404
+    server.stop()
+    restarted = start_server(state_dir=state)
+    assert restarted.api("GET", "api/2.0/serving-endpoints/upd-gone").status_code == 404
