@@ -5,16 +5,13 @@ regexes, so a route added without documenting it (or documented and then removed
 other tests drive a real server through every state an endpoint goes through and validate each answer
 (status, content type, headers, JSON body) against the response the spec documents for it.
 
-A deployment is held in progress deterministically by pointing one served entity's worker at a
-registry that accepts connections and never answers (`stalled_registry`): the server validates the
-model against the real registry, then the worker blocks loading it until the test cancels the update.
+A deployment is held in progress deterministically with the `slow-load` fixture model told to take ten
+minutes to load (`stalled_entity`): the deployment stays IN_PROGRESS until the test cancels it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -155,22 +152,10 @@ def settle(server: ServingServer, name: str) -> dict[str, Any]:
     return endpoint
 
 
-@contextlib.contextmanager
-def stalled_registry() -> Iterator[str]:
-    """An MLflow registry URI whose server accepts connections and never answers."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-def stalled_entity(registry_uri: str) -> dict[str, Any]:
-    """iris-lr v1 (valid in the server's registry) whose worker loads it from a registry that stalls."""
-    return {
-        **entity("iris-lr", 1),
-        "name": "stalled",
-        "environment_vars": {"MLFLOW_REGISTRY_URI": registry_uri},
-    }
+def stalled_entity() -> dict[str, Any]:
+    """A served entity whose model takes ten minutes to load: its deployment stays in progress until
+    the test cancels it (cancelling stops the loading worker)."""
+    return {**entity("slow-load", 1), "name": "stalled", "environment_vars": {"SLOW_LOAD_S": "600"}}
 
 
 @pytest.fixture
@@ -438,21 +423,20 @@ def test_model_errors_and_an_update_in_progress(
     _, ok = call(serving_server, "POST", INVOKE, 200, name=name, json={"dataframe_records": [{"x": 2.0}]})
     assert ok == {"predictions": [4.0]}
 
-    with stalled_registry() as registry_uri:
-        update = {"served_entities": [stalled_entity(registry_uri)]}
-        _, updating = call(serving_server, "PUT", CONFIG, 200, name=name, json=update)
-        assert updating["state"] == {"ready": "READY", "config_update": "IN_PROGRESS"}
-        assert (updating["config"]["config_version"], updating["pending_config"]["config_version"]) == (1, 2)
-        _, polled = call(serving_server, "GET", ENDPOINT, 200, name=name)
-        assert polled["state"]["config_update"] == "IN_PROGRESS"
-        assert polled["pending_config"]["served_entities"][0]["state"]["deployment"] == "DEPLOYMENT_CREATING"
-        _, conflict = call(serving_server, "PUT", CONFIG, 409, name=name, json=update)
-        assert conflict["error_code"] == "RESOURCE_CONFLICT"
-        response, _ = call(
-            serving_server, "POST", INVOKE, 200, name=name, json={"dataframe_records": [{"x": 1.0}]}
-        )
-        assert response.headers["served-model-name"] == "boom-1"
-        _, canceled = call(serving_server, "POST", CANCEL, 200, name=name)
+    update = {"served_entities": [stalled_entity()]}
+    _, updating = call(serving_server, "PUT", CONFIG, 200, name=name, json=update)
+    assert updating["state"] == {"ready": "READY", "config_update": "IN_PROGRESS"}
+    assert (updating["config"]["config_version"], updating["pending_config"]["config_version"]) == (1, 2)
+    _, polled = call(serving_server, "GET", ENDPOINT, 200, name=name)
+    assert polled["state"]["config_update"] == "IN_PROGRESS"
+    assert polled["pending_config"]["served_entities"][0]["state"]["deployment"] == "DEPLOYMENT_CREATING"
+    _, conflict = call(serving_server, "PUT", CONFIG, 409, name=name, json=update)
+    assert conflict["error_code"] == "RESOURCE_CONFLICT"
+    response, _ = call(
+        serving_server, "POST", INVOKE, 200, name=name, json={"dataframe_records": [{"x": 1.0}]}
+    )
+    assert response.headers["served-model-name"] == "boom-1"
+    _, canceled = call(serving_server, "POST", CANCEL, 200, name=name)
     assert canceled["state"] == {"ready": "READY", "config_update": "UPDATE_CANCELED"}
     assert "pending_config" not in canceled and canceled["config"]["config_version"] == 1
     _, again = call(serving_server, "POST", CANCEL, 400, name=name)
@@ -464,18 +448,17 @@ def test_first_deployment_in_progress_canceled_and_failed(
     serving_server: ServingServer, endpoint_name: Callable[[str], str]
 ) -> None:
     stalled, broken = endpoint_name("stalled"), endpoint_name("failed")
-    with stalled_registry() as registry_uri:
-        config = {"served_entities": [stalled_entity(registry_uri)]}
-        call(serving_server, "POST", API, 200, json={"name": stalled, "config": config})
-        body = {"name": broken, "config": {"served_entities": [entity("fail-load", 1)]}}
-        call(serving_server, "POST", API, 200, json=body)
-        _, deploying = call(serving_server, "GET", ENDPOINT, 200, name=stalled)
-        assert deploying["state"] == {"ready": "NOT_READY", "config_update": "IN_PROGRESS"}
-        assert "config" not in deploying
-        _, listed = call(serving_server, "GET", API, 200)
-        summary = next(e for e in listed["endpoints"] if e["name"] == stalled)
-        assert summary["config"]["served_entities"][0]["name"] == "stalled"  # from the pending config
-        _, canceled = call(serving_server, "POST", CANCEL, 200, name=stalled)
+    config = {"served_entities": [stalled_entity()]}
+    call(serving_server, "POST", API, 200, json={"name": stalled, "config": config})
+    body = {"name": broken, "config": {"served_entities": [entity("fail-load", 1)]}}
+    call(serving_server, "POST", API, 200, json=body)
+    _, deploying = call(serving_server, "GET", ENDPOINT, 200, name=stalled)
+    assert deploying["state"] == {"ready": "NOT_READY", "config_update": "IN_PROGRESS"}
+    assert "config" not in deploying
+    _, listed = call(serving_server, "GET", API, 200)
+    summary = next(e for e in listed["endpoints"] if e["name"] == stalled)
+    assert summary["config"]["served_entities"][0]["name"] == "stalled"  # from the pending config
+    _, canceled = call(serving_server, "POST", CANCEL, 200, name=stalled)
     assert canceled["state"] == {"ready": "NOT_READY", "config_update": "UPDATE_CANCELED"}
     assert "config" not in canceled and "pending_config" not in canceled
     _, not_ready = call(serving_server, "POST", INVOKE, 400, name=stalled, json=iris_split())
@@ -501,13 +484,12 @@ def test_limits_answer_as_documented(start_server: Callable[..., ServingServer])
     _, too_large = call(server, "POST", INVOKE, 413, name="oas-any", data=b"x" * 5000, valid_request=False)
     assert too_large["error_code"] == "BAD_REQUEST"
 
-    with stalled_registry() as registry_uri:
-        config = {"served_entities": [stalled_entity(registry_uri)]}
-        call(server, "POST", API, 200, json={"name": "oas-held", "config": config})
-        response, unavailable = call(server, "POST", INVOKE, 503, name="oas-held", json=iris_split())
-        assert unavailable["error_code"] == "TEMPORARILY_UNAVAILABLE"
-        assert response.headers["Retry-After"] == "1"
-        call(server, "POST", CANCEL, 200, name="oas-held")
+    config = {"served_entities": [stalled_entity()]}
+    call(server, "POST", API, 200, json={"name": "oas-held", "config": config})
+    response, unavailable = call(server, "POST", INVOKE, 503, name="oas-held", json=iris_split())
+    assert unavailable["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert response.headers["Retry-After"] == "1"
+    call(server, "POST", CANCEL, 200, name="oas-held")
 
     call(
         server,

@@ -156,7 +156,7 @@ def test_failed_update_keeps_the_old_config_serving_and_the_next_update_proceeds
 
 def test_one_update_at_a_time_and_cancel_keeps_the_old_config(serving_server: ServingServer) -> None:
     serving_server.create_ready("upd-cancel", {"served_entities": [entity("iris-lr", 1)]})
-    slow = {"served_entities": [entity("slow-load", 1)]}
+    slow = {"served_entities": [entity("slow-load", 1, environment_vars={"SLOW_LOAD_S": "600"})]}
     assert (
         serving_server.api("PUT", "api/2.0/serving-endpoints/upd-cancel/config", json=slow).status_code == 200
     )

@@ -159,11 +159,9 @@ traffic_config:
 def test_cancel_an_update_in_progress(shell: Any, client: Client, new_name: Callable[[], str]) -> None:
     name = new_name()
     client.create_and_wait(name, {"served_entities": [{"entity_name": "iris-lr", "entity_version": "1"}]})
-    # torch-mlp takes a while to import and load, so the update is still running when we cancel.
-    client.update_config(
-        name,
-        {"served_entities": [{"entity_name": "torch-mlp", "entity_version": "1", "workload_size": "Medium"}]},
-    )
+    # The slow-load fixture told to take ten minutes to load: the update is still running when we cancel.
+    slow = {"entity_name": "slow-load", "entity_version": "1", "environment_vars": {"SLOW_LOAD_S": "600"}}
+    client.update_config(name, {"served_entities": [slow]})
     result, cap = run(shell, f"%serve cancel {name}")
     assert result.success, result.error_in_exec
     assert "Update canceled" in html_outputs(cap)[0]

@@ -225,15 +225,18 @@ try {
     });
 
     await step('update-canceled', async () => {
-      // A new environment variable needs a new replica (a model load of several seconds), long
-      // enough to cancel; the old config must keep serving with its split.
+      // Entity 2 becomes the slow-load fixture told (through an environment variable set in the
+      // form) to take ten minutes to load, so the update is reliably still running when cancelled;
+      // the old config must keep serving with its split.
       await card.locator('button[name="edit"]').click();
       await panel.locator('form.jp-serving-form').waitFor();
+      await panel.locator('select[name="entities.1.model"]').selectOption('slow-load');
+      await panel.locator('select[name="entities.1.version"]').selectOption('1');
       const advanced = panel.locator('[data-entity-index="1"] details.jp-serving-advanced');
       await advanced.locator('summary').click();
       await advanced.locator('button[name="entities.1.addEnvVar"]').click();
-      await advanced.locator('input[aria-label="variable name"]').fill('UI_TEST');
-      await advanced.locator('input[aria-label="variable value"]').fill('1');
+      await advanced.locator('input[aria-label="variable name"]').fill('SLOW_LOAD_S');
+      await advanced.locator('input[aria-label="variable value"]').fill('600');
       await panel.locator('button[name="submit"]').click();
       await card.locator('.jp-serving-badge[data-badge="updating"]').waitFor();
       await card.locator('.jp-serving-pending').waitFor();
