@@ -84,14 +84,15 @@ def test_scale_up_under_load_then_down_when_it_stops(fast_server: ServingServer)
     fast_server.create_ready("as-load", config)
     assert local(fast_server, "as-load", "slow-1")["replicas"] == 1
     with ThreadPoolExecutor(12) as pool:
-        answers = list(
-            pool.map(
-                lambda _: fast_server.invoke("as-load", {"dataframe_records": [{"delay": 1.5}]}), range(36)
-            )
+        load = pool.map(
+            lambda _: fast_server.invoke("as-load", {"dataframe_records": [{"delay": 1.5}]}), range(36)
         )
-        assert [a.status_code for a in answers] == [200] * 36
-        grown = local(fast_server, "as-load", "slow-1")
-    assert grown["replicas"] + grown["starting_replicas"] == 3  # 12 in flight / 4 per replica
+        # Watched while the load runs: once it stops, the 1 s scale-down delay starts removing replicas.
+        grown = wait_local(
+            fast_server, "as-load", "slow-1", lambda i: i["replicas"] + i["starting_replicas"] == 3, 30
+        )
+        assert [a.status_code for a in load] == [200] * 36
+    assert grown["max_replicas"] == 3  # 12 in flight / 4 per replica
     assert metric(fast_server, "as-load", 'replicas{served_entity="slow-1"}') >= 2
     wait_local(fast_server, "as-load", "slow-1", lambda i: i["replicas"] == 1 and i["starting_replicas"] == 0)
     fast_server.delete("as-load")
