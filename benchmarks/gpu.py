@@ -33,8 +33,9 @@ from benchmarks.run import (
     load_spec,
     spawn,
     stop,
-    wait_for_info,
+    wait_for_url,
 )
+from jupyter_serving.launch import serve_command
 
 FEATURES, HIDDEN, CLASSES = 256, 2048, 16
 CLIENTS = (1, 16, 64)
@@ -112,22 +113,7 @@ def run(root: Path, quick: bool) -> dict[str, Any]:
     device = cuda_device()
     env = {**register_mlp(root), **({} if device else {"JUPYTER_SERVING_GPUS": "0"})}
     info, log_path = root / "info.json", root / "server.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyter_serving",
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        "0",
-        "--token",
-        TOKEN,
-        "--state-dir",
-        str(root / "state"),
-        "--info-file",
-        str(info),
-    ]
+    cmd = serve_command(info, "--host", HOST, "--token", TOKEN, "--state-dir", str(root / "state"))
     proc = spawn(cmd, env, log_path)
     warmup_s, duration_s = (0.5, 2.0) if quick else (2.0, 10.0)
     body = json.dumps({"inputs": [[0.1] * FEATURES]}).encode()
@@ -135,7 +121,7 @@ def run(root: Path, quick: bool) -> dict[str, Any]:
     try:
         with requests.Session() as session:
             session.headers["Authorization"] = f"Bearer {TOKEN}"
-            api = OursApi(wait_for_info(info, proc, log_path), session)
+            api = OursApi(wait_for_url(proc, info, log_path), session)
             for mode, env_vars in MODES.items():
                 name = f"mlp-{mode}"
                 entity = {

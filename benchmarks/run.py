@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import psutil
 import requests
 
+from jupyter_serving.launch import log_tail, serve_command, wait_for_info
+
 HOST = "127.0.0.1"
 TOKEN = "bench-token"
 MODEL = "iris-lr"
@@ -191,13 +193,9 @@ def root_cpu_s(pid: int) -> float:
     return float(times.user + times.system)
 
 
-def log_tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-
 def check_alive(proc: subprocess.Popen[bytes], log_path: Path) -> None:
     if proc.poll() is not None:
-        raise RuntimeError(f"{log_path.name}: exited with {proc.returncode}\n{log_tail(log_path)}")
+        raise RuntimeError(f"{log_path.name}: exited with {proc.returncode}\n{log_tail(log_path, 40)}")
 
 
 # -- HTTP checks ------------------------------------------------------------------------------------
@@ -373,26 +371,22 @@ class OursApi:
         self.session.delete(self.url + f"api/2.0/serving-endpoints/{name}", timeout=60).raise_for_status()
 
 
-def wait_for_info(info: Path, proc: subprocess.Popen[bytes], log_path: Path) -> str:
-    deadline = time.perf_counter() + START_TIMEOUT_S
-    while not info.exists():
-        check_alive(proc, log_path)
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"jupyter-serving did not write {info} within {START_TIMEOUT_S:g} s")
-        time.sleep(POLL_S)
-    return str(json.loads(info.read_text())["url"])
+def wait_for_url(proc: subprocess.Popen[bytes], info: Path, log_path: Path) -> str:
+    """Where a `jupyter-serving serve` started by `spawn` listens, with the benchmarks' patience."""
+    return str(wait_for_info(proc, info, log_path, timeout=START_TIMEOUT_S, poll_s=POLL_S)["url"])
 
 
 def bench_ours(root: Path, env: dict[str, str], bodies: list[bytes], plan: Plan) -> dict[str, Any]:
     info, log_path = root / "server-info.json", root / "jupyter-serving.log"
-    cmd = [sys.executable, "-m", "jupyter_serving", "serve", "--host", HOST, "--port", "0"]
-    cmd += ["--token", TOKEN, "--state-dir", str(root / "state"), "--info-file", str(info), *plan.ours_args]
+    cmd = serve_command(
+        info, "--host", HOST, "--token", TOKEN, "--state-dir", str(root / "state"), *plan.ours_args
+    )
     started = time.perf_counter()
     proc = spawn(cmd, env, log_path)
     try:
         with requests.Session() as session:
             session.headers["Authorization"] = f"Bearer {TOKEN}"
-            url = wait_for_info(info, proc, log_path)
+            url = wait_for_url(proc, info, log_path)
             listening_s = time.perf_counter() - started
             api = OursApi(url, session)
             create_to_ready_s = api.create_ready_s(ENDPOINT)
@@ -598,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             mlf, ours, local = bench_both(root, plan)
         except Exception:
             for log_path in sorted(root.glob("*.log")):
-                print(f"--- last lines of {log_path.name}:\n{log_tail(log_path)}", file=sys.stderr)
+                print(f"--- last lines of {log_path.name}:\n{log_tail(log_path, 40)}", file=sys.stderr)
             raise
         finally:
             if args.keep:

@@ -40,6 +40,7 @@ import requests
 
 from benchmarks import run as base
 from benchmarks.loadgen import percentile
+from jupyter_serving.launch import log_tail, serve_command
 
 HOST, TOKEN, COLUMNS, ROWS = base.HOST, base.TOKEN, base.COLUMNS, base.ROWS
 CAPTURE = {"catalog_name": "main", "schema_name": "default"}
@@ -119,11 +120,12 @@ class Ours:
         self.starts += 1
         tag = f"{self.name}-{self.starts}"
         info, self.log_path = self.root / f"{tag}-info.json", self.root / f"{tag}.log"
-        cmd = [sys.executable, "-m", "jupyter_serving", "serve", "--host", HOST, "--port", "0"]
-        cmd += ["--token", TOKEN, "--state-dir", str(self.state_dir), "--info-file", str(info), *self.args]
+        cmd = serve_command(
+            info, "--host", HOST, "--token", TOKEN, "--state-dir", str(self.state_dir), *self.args
+        )
         started = time.perf_counter()
         self.proc = base.spawn(cmd, self.env, self.log_path)
-        self.url = base.wait_for_info(info, self.proc, self.log_path)
+        self.url = base.wait_for_url(self.proc, info, self.log_path)
         return time.perf_counter() - started
 
     @property
@@ -991,7 +993,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  ERROR: {results[name]['error']}", flush=True)
                     for log_path in sorted(root.glob("*.log")):
                         print(
-                            f"--- last lines of {log_path.name}:\n{base.log_tail(log_path, 15)}",
+                            f"--- last lines of {log_path.name}:\n{log_tail(log_path, 15)}",
                             file=sys.stderr,
                         )
         finally:

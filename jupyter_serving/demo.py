@@ -11,11 +11,12 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from jupyter_serving.launch import ServerStartError, launch
 
 IRIS_FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 
@@ -52,30 +53,14 @@ def register_models(tracking_uri: str) -> None:
 
 def start_server(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, str]:
     token = secrets.token_urlsafe(16)
-    info = root / "server-info.json"
-    info.unlink(missing_ok=True)
-    log = open(root / "server.log", "ab")  # noqa: SIM115 (the server outlives this function)
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyter_serving",
-        "serve",
-        "--port",
-        "0",
-        "--token",
-        token,
-        "--state-dir",
-        str(root / "state"),
-        "--info-file",
-        str(info),
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while not info.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the server did not start; see {log.name}")
-        time.sleep(0.05)
-    return proc, json.loads(info.read_text())["url"], token
+    args = ["--token", token, "--state-dir", str(root / "state")]
+    try:
+        server = launch(
+            args, info_file=root / "server-info.json", log_path=root / "server.log", extra_env=env
+        )
+    except ServerStartError as exc:
+        raise SystemExit(f"the server did not start: {exc}") from exc
+    return server.process, server.url, token
 
 
 def main(argv: list[str] | None = None) -> None:

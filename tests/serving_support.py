@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
+
+from jupyter_serving.launch import launch
 
 MODEL_CODE = Path(__file__).parent / "model_code"
 IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
@@ -118,36 +117,14 @@ class ServingServer:
     session: requests.Session = field(default_factory=requests.Session)
 
     def start(self) -> ServingServer:
-        info = self.state_dir.parent / f"{self.state_dir.name}-info.json"
-        info.unlink(missing_ok=True)
-        log = open(self.state_dir.parent / f"{self.state_dir.name}-server.log", "ab")  # noqa: SIM115
-        cmd = [
-            sys.executable,
-            "-m",
-            "jupyter_serving",
-            "serve",
-            "--port",
-            "0",
-            "--token",
-            self.token,
-            "--state-dir",
-            str(self.state_dir),
-            "--info-file",
-            str(info),
-            *self.args,
-        ]
-        self.proc = subprocess.Popen(
-            cmd, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT
+        server = launch(
+            ["--token", self.token, "--state-dir", str(self.state_dir), *self.args],
+            info_file=self.state_dir.parent / f"{self.state_dir.name}-info.json",
+            log_path=self.state_dir.parent / f"{self.state_dir.name}-server.log",
+            extra_env=self.env,
+            timeout=STARTUP_TIMEOUT_S,
         )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not info.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {log.name}")
-            if time.monotonic() > deadline:
-                self.stop(signal.SIGKILL)  # nobody else knows about this process yet
-                raise TimeoutError(f"server did not start; see {log.name}")
-            time.sleep(0.05)
-        self.url = json.loads(info.read_text())["url"]
+        self.proc, self.url = server.process, server.url
         self.session.headers["Authorization"] = f"Bearer {self.token}"
         return self
 

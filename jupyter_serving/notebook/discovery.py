@@ -24,13 +24,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Literal
 
 import requests
+
+from jupyter_serving.launch import ServerStartError, serve_command, spawn, wait_for_info
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,6 @@ class EmbeddedServer:
         self.log_file = self.workdir / "server.log"
         self.token = secrets.token_urlsafe(32)
         self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
         self._info: ServerInfo | None = None
 
     @property
@@ -210,27 +210,31 @@ class EmbeddedServer:
     def command(self) -> list[str]:
         # The token travels in $JUPYTER_TOKEN (see `start`), not argv: any local user can read a
         # process's argv, only its owner its environment.
-        return [
-            sys.executable, "-m", "jupyter_serving", "serve",
-            "--host", "127.0.0.1", "--port", "0",
-            "--state-dir", str(self.state_dir), "--info-file", str(self.info_file),
-        ]  # fmt: skip
+        return serve_command(self.info_file, "--host", "127.0.0.1", "--state-dir", str(self.state_dir))
 
     def start(self, timeout: float = 90.0) -> ServerInfo:
-        self._log = open(self.log_file, "ab")  # noqa: SIM115 (lives as long as the server)
-        self.process = subprocess.Popen(
+        self.process = spawn(
             [sys.executable, "-c", _WATCHDOG, str(self.workdir), *self.command()],
+            info_file=self.info_file,
+            log_path=self.log_file,
+            extra_env={"JUPYTER_TOKEN": self.token},
             stdin=subprocess.PIPE,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "JUPYTER_TOKEN": self.token},
             start_new_session=True,
         )
         atexit.register(self.stop)
         try:
-            info = self._wait_for_info(timeout)
-        except BaseException:
+            info = wait_for_info(
+                self.process,
+                self.info_file,
+                self.log_file,
+                timeout=timeout,
+                name="embedded jupyter-serving server",
+            )
+        except ServerStartError as exc:
             self._terminate()  # keep the log the error points to
+            raise DiscoveryError(str(exc)) from exc
+        except BaseException:
+            self._terminate()  # an interrupt while waiting: no server left behind
             raise
         # The info file is the server's own word on where it listens and what token it accepts.
         self.token = str(info.get("token") or self.token)
@@ -238,31 +242,6 @@ class EmbeddedServer:
             _slash(str(info["url"])), self.token, "embedded", f"logs: {self.log_file}", self
         )
         return self._info
-
-    def _wait_for_info(self, timeout: float) -> dict[str, Any]:
-        # The server writes the info file atomically once it listens; until then watch the process
-        # so a crash at start-up fails at once with its log rather than at the deadline.
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while not self.info_file.exists():
-            if self.process.poll() is not None:
-                raise DiscoveryError(
-                    f"The embedded jupyter-serving server exited with code {self.process.returncode} "
-                    f"before listening. Its log ({self.log_file}) ends with:\n{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise DiscoveryError(
-                    f"The embedded jupyter-serving server did not start within {timeout:g} s. "
-                    f"Its log ({self.log_file}) ends with:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-        return json.loads(self.info_file.read_text())
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the server and its workers and remove its files; safe to call twice."""
@@ -283,6 +262,3 @@ class EmbeddedServer:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
