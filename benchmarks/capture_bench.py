@@ -46,6 +46,7 @@ async def record_throughput(root: Path, records: int, clients: int) -> dict[str,
     t0 = time.perf_counter()
     await asyncio.gather(*(client(c) for c in range(clients)))
     elapsed = time.perf_counter() - t0
+    spool = (await capture.stats()).spool
     await capture.stop()
     latencies.sort()
     return {
@@ -53,7 +54,7 @@ async def record_throughput(root: Path, records: int, clients: int) -> dict[str,
         "records_per_s": per_client * clients / elapsed,
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[int(0.99 * len(latencies))],
-        "records_per_sync": capture.spool_stats.records / capture.spool_stats.syncs,
+        "records_per_sync": spool.records / spool.syncs,
     }
 
 

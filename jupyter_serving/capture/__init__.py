@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from jupyter_serving.capture.row import PayloadRow, payload_table_path, request_metadata
+from jupyter_serving.capture.row import PayloadRow, RowEncoder, payload_table_path, request_metadata
 from jupyter_serving.capture.spool import SpoolWriteError
 from jupyter_serving.capture.writer import InferenceCapture
 
@@ -31,6 +31,7 @@ __all__ = [
     "ABReport",
     "InferenceCapture",
     "PayloadRow",
+    "RowEncoder",
     "SpoolWriteError",
     "compare_entities",
     "drift",

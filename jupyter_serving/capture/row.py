@@ -8,7 +8,9 @@ imports this on start-up.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,46 @@ class PayloadRow:
             request_metadata=dict(record.get("request_metadata") or {}),
             date=_dt.date.fromisoformat(date) if date else None,
         )
+
+
+class RowEncoder:
+    """The JSON of the rows of one served entity in one table, built without a dict.
+
+    The request path encodes a row per request, so the parts that never change for an entity
+    (table, `request_metadata`, sampling fraction) are encoded once here, and the rest goes
+    straight into a format string: a third of what building a `PayloadRow`, its record dict and
+    ``json.dumps`` cost. It decodes to exactly the record `PayloadRow.to_record` gives, plus "table".
+    """
+
+    __slots__ = ("_date", "_day", "_tail")
+
+    def __init__(self, table_path: Path, metadata: dict[str, str]) -> None:
+        meta = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
+        table = encode_basestring(str(table_path))
+        self._tail = f',"sampling_fraction":1.0,"request_metadata":{meta},"table":{table}}}'
+        self._day, self._date = -1, ""
+
+    def encode(
+        self,
+        request_id: str,
+        client_request_id: str | None,
+        timestamp_ms: int,
+        status_code: int,
+        execution_time_ms: int,
+        request: str,
+        response: str,
+    ) -> bytes:
+        day = timestamp_ms // 86_400_000
+        if day != self._day:
+            self._day, self._date = day, utc_date(timestamp_ms).isoformat()
+        client = "null" if client_request_id is None else encode_basestring(client_request_id)
+        payload = (
+            f'{{"databricks_request_id":{encode_basestring(request_id)},"client_request_id":{client},'
+            f'"date":"{self._date}","timestamp_ms":{timestamp_ms:d},"status_code":{status_code:d},'
+            f'"execution_time_ms":{execution_time_ms:d},"request":{encode_basestring(request)},'
+            f'"response":{encode_basestring(response)}{self._tail}'
+        )
+        return payload.encode()
 
 
 def utc_date(timestamp_ms: int) -> _dt.date:

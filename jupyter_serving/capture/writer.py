@@ -1,58 +1,62 @@
 """`InferenceCapture`: the server's one object for payload logging, spool to Delta.
 
-Request path: `record` appends the row to the spool and returns once it is synced (group commit,
-see `spool`). Off the request path, a background task rotates the spool every `flush_interval_s`
-or `flush_rows` rows, commits the closed segments to their Delta tables, and only then deletes
-them. `start` first commits whatever a killed predecessor left in the spool.
+The work happens in the capture service, a helper process (`service`, which explains why and
+defines the protocol). This side, on the server's event loop, encodes each row, hands it to the
+service over a pipe, and returns once the service says the row is durable. Rows that arrive in the
+same loop iteration go into the pipe with one write, and the service syncs whatever it finds in
+the pipe at once, so concurrent requests share one disk flush.
 
-Exactly once. Each commit to a table carries a Delta app transaction ``(app_id, version)``, where
-`app_id` names this spool and `version` is the highest spool segment the commit covers; rows and
-version land atomically in one commit. On replay, rows from segments at or below the table's
-version are skipped. This costs one snapshot read per table per process (cached afterwards) and
-no data scan, unlike a MERGE on `databricks_request_id`, which rereads the table on every commit
-and would get slower as the table grows. It holds because segment numbers only grow, each commit
-covers every not-yet-committed row of its table in the segments it names, and a failed batch
-stops later segments from being committed ahead of it.
+If the service dies, rows in flight fail with `SpoolWriteError` (the server answers 503 with
+Retry-After: the row is not stored, so the request is not acknowledged) and the service is started
+again; rows acknowledged before are in its spool and the new service commits them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import os
+import sys
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_serving.capture import table as delta
+from jupyter_serving.capture.committer import CommitStats
 from jupyter_serving.capture.row import PayloadRow
-from jupyter_serving.capture.spool import Spool
+from jupyter_serving.capture.spool import SpoolStats, SpoolWriteError, encode_json
 
 log = logging.getLogger(__name__)
 
-# Upper bound on spool bytes read into memory for one commit, so a long backlog (a table that
-# failed for hours) is committed in pieces rather than all at once.
-MAX_BATCH_BYTES = 64 * 1024 * 1024
+SERVICE_MODULE = "jupyter_serving.capture.service"
+START_TIMEOUT_S = 120.0  # a predecessor may still be committing a long backlog (see service.open)
+RESTART_WAIT_S = 10.0  # a row waits this long for a restarting service before it fails
+RESTART_BACKOFF_S = (0.0, 0.5, 2.0, 5.0)
+
+
+class CaptureServiceError(RuntimeError):
+    """A call to the capture service failed (the message is the service's)."""
 
 
 @dataclass(slots=True)
-class CaptureStats:
-    """What the writer has done since `start`; `replayed_rows` counts rows left by a previous run."""
+class CaptureStats(CommitStats):
+    """The service's counters since it started: its committer's, and its spool's."""
 
-    rows_committed: int = 0
-    commits: int = 0
-    replayed_rows: int = 0
-    compactions: int = 0
-    commits_since_compaction: dict[str, int] = field(default_factory=dict)
+    closed_segments: list[int] = field(default_factory=list)
+    spool: SpoolStats = field(default_factory=SpoolStats)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CaptureStats:
+        return cls(**{**data, "spool": SpoolStats(**data.get("spool", {}))})
 
 
 class InferenceCapture:
-    """Durable, batched payload logging into Delta inference tables.
+    """Durable, batched payload logging into Delta inference tables, through the capture service.
 
-    One instance per server, used from its asyncio event loop. Blocking work runs on two private
-    threads: one owns the spool file (so a slow Delta commit never delays an fsync), one does
-    every Delta operation (so appends and compactions never race each other).
+    One instance per server, used from its asyncio event loop.
     """
 
     def __init__(
@@ -62,51 +66,96 @@ class InferenceCapture:
         flush_interval_s: float = 2.0,
         flush_rows: int = 5000,
         compact_every_commits: int = 50,
+        log_path: Path | None = None,
     ) -> None:
         self.spool_dir = Path(spool_dir)
         self.flush_interval_s = flush_interval_s
         self.flush_rows = flush_rows
         self.compact_every_commits = compact_every_commits
-        self.stats = CaptureStats()
-        self._spool = Spool(self.spool_dir)
-        self._delta = ThreadPoolExecutor(1, thread_name_prefix="capture-delta")
-        self._watermarks: dict[str, int | None] = {}
+        self.log_path = log_path
+        self.spool_id = ""
+        self.restarts = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._restarting: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._acks: deque[asyncio.Future[None]] = deque()
+        self._calls: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._out: list[bytes] = []
+        self._push_scheduled = False
         self._errors: dict[str, str] = {}
-        self._flush_lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False
 
     @property
     def app_id(self) -> str:
-        """The Delta app-transaction id of this spool (stable across restarts of the server)."""
-        return f"jupyter-serving-capture-{self._spool.spool_id}"
+        """The Delta app-transaction id of the spool (stable across restarts of the server)."""
+        return f"jupyter-serving-capture-{self.spool_id}"
 
     @property
-    def spool_stats(self) -> Any:
-        return self._spool.stats
+    def pid(self) -> int | None:
+        """The capture service's process id while it runs."""
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the spool, commit anything a previous run left in it, then flush periodically."""
-        await self._in_delta_thread(self._spool.open)
+        """Start the service; it commits anything a previous run left in the spool first."""
+        self._stopping = False
+        await self._launch()
         self._started = True
-        self.stats.replayed_rows = await self._commit_closed()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="capture-flusher")
+
+    async def _launch(self) -> None:
+        cmd = [sys.executable, "-m", SERVICE_MODULE, str(self.spool_dir)]
+        cmd += ["--flush-interval-s", str(self.flush_interval_s), "--flush-rows", str(self.flush_rows)]
+        cmd += ["--compact-every-commits", str(self.compact_every_commits)]
+        self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_path = self.log_path or self.spool_dir / "service.log"
+        with open(log_path, "ab") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log_file,
+                # Ctrl-C in the server's terminal must not cut a final commit short: the server
+                # stops the service itself, and its stdin closing ends it if the server dies.
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise RuntimeError(
+                f"the capture service did not start within {START_TIMEOUT_S:g} s (log: {log_path})"
+            ) from None
+        if not line.startswith(b"ready "):
+            code = await proc.wait()
+            raise RuntimeError(f"the capture service exited with code {code} on start-up (log: {log_path})")
+        self.spool_id = json.loads(line[6:])["spool_id"]
+        self._proc = proc
+        self._reader = asyncio.get_running_loop().create_task(self._read(proc), name="capture-reader")
+        self._ready.set()
 
     async def stop(self) -> None:
-        """Stop the periodic flush and commit everything acknowledged so far."""
+        """Commit everything acknowledged so far and end the service."""
         if not self._started:
             return
         self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-        await self.flush_now()
-        await self._spool.close()
-        self._delta.shutdown(wait=True)
+        if self._restarting is not None:
+            self._restarting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._restarting
+        if self.pid is not None:
+            with contextlib.suppress(CaptureServiceError, SpoolWriteError):
+                await self._call("stop")
+        if self._proc is not None:
+            await self._proc.wait()
+        if self._reader is not None:
+            await self._reader
         self._started = False
 
     # -- request path ----------------------------------------------------------------------------
@@ -116,121 +165,141 @@ class InferenceCapture:
 
         Raises `SpoolWriteError` (an OSError) if the row could not be made durable.
         """
+        await self.record_json(encode_json({"table": str(table_path), **row.to_record()}))
+
+    async def record_json(self, payload: bytes) -> None:
+        """`record` for a row already encoded as JSON with its "table" (see `row.RowEncoder`)."""
+        await self._until_ready(SpoolWriteError)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks.append(done)
+        self._send(payload + b"\n")
+        await done
+
+    async def _until_ready(self, error: type[Exception]) -> None:
         if not self._started:
             raise RuntimeError("InferenceCapture.start() has not been awaited")
-        await self._spool.append({"table": str(table_path), **row.to_record()})
-        if self._spool.pending_records >= self.flush_rows:
-            self._wake.set()
-
-    # -- flushing --------------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
-            self._wake.clear()
-            if self._stopping:
-                return
+        if not self._ready.is_set():  # the service is being restarted
             try:
-                await self.flush_now()
+                await asyncio.wait_for(self._ready.wait(), RESTART_WAIT_S)
+            except TimeoutError:
+                raise error("the capture service is not running") from None
+
+    def _send(self, line: bytes) -> None:
+        # One pipe write per loop iteration, however many rows and calls it produced.
+        self._out.append(line)
+        if not self._push_scheduled:
+            self._push_scheduled = True
+            asyncio.get_running_loop().call_soon(self._push)
+
+    def _push(self) -> None:
+        self._push_scheduled = False
+        data, self._out = b"".join(self._out), []
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdin.is_closing():
+            return  # the reader fails what was waiting for this data when it sees the exit
+        proc.stdin.write(data)
+
+    # -- replies ---------------------------------------------------------------------------------
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            kind, _, rest = line.rstrip(b"\n").partition(b" ")
+            if kind == b"A":
+                for _ in range(int(rest)):
+                    self._resolve(self._acks.popleft(), None)
+            elif kind == b"F":
+                count, _, message = rest.partition(b" ")
+                for _ in range(int(count)):
+                    self._resolve(self._acks.popleft(), SpoolWriteError(message.decode()))
+            elif kind == b"T":
+                status = json.loads(rest)
+                if status["error"] is None:
+                    self._errors.pop(status["table"], None)
+                else:
+                    self._errors[status["table"]] = status["error"]
+            elif kind == b"R":
+                reply = json.loads(rest)
+                future = self._calls.pop(reply["id"], None)
+                if future is not None and not future.done():
+                    if reply.get("error") is not None:
+                        future.set_exception(CaptureServiceError(reply["error"]))
+                    else:
+                        future.set_result(reply.get("result"))
+        code = await proc.wait()
+        self._on_exit(code)
+
+    @staticmethod
+    def _resolve(future: asyncio.Future[None], error: Exception | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    def _on_exit(self, code: int) -> None:
+        """Fail whatever waited on the dead service; start a new one unless we are stopping."""
+        self._ready.clear()
+        self._proc = None
+        self._out.clear()
+        why = f"the capture service exited with code {code}"
+        while self._acks:
+            self._resolve(self._acks.popleft(), SpoolWriteError(why))
+        for future in self._calls.values():
+            if not future.done():
+                future.set_exception(CaptureServiceError(why))
+        self._calls.clear()
+        if self._stopping:
+            return
+        log.error("%s; starting it again", why)
+        self._restarting = asyncio.get_running_loop().create_task(self._restart(), name="capture-restart")
+
+    async def _restart(self) -> None:
+        for attempt in itertools.count():
+            await asyncio.sleep(RESTART_BACKOFF_S[min(attempt, len(RESTART_BACKOFF_S) - 1)])
+            try:
+                await self._launch()
             except Exception:
-                # Rows stay in the spool and go with the next flush.
-                log.exception("capture: flush failed")
+                log.exception("could not restart the capture service")
+            else:
+                self.restarts += 1
+                self._restarting = None
+                return
+
+    async def _call(self, op: str, **args: Any) -> Any:
+        await self._until_ready(CaptureServiceError)
+        call_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls[call_id] = future
+        self._send(b"!" + json.dumps({"id": call_id, "op": op, **args}).encode() + b"\n")
+        return await future
+
+    # -- flushing, compaction, table management --------------------------------------------------
 
     async def flush_now(self) -> int:
         """Commit every acknowledged row to Delta now; return the number of rows committed."""
-        async with self._flush_lock:
-            await self._spool.rotate()
-            return await self._commit_closed()
+        return int(await self._call("flush"))
 
-    async def _commit_closed(self) -> int:
-        return await self._in_delta_thread(self._commit_closed_sync)
+    async def rotate(self) -> int | None:
+        """Close the spool's open segment (if it holds rows); the closed segment's number."""
+        return await self._call("rotate")
 
-    async def _in_delta_thread(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._delta, fn, *args)
-
-    def _commit_closed_sync(self) -> int:
-        committed = 0
-        for group in self._segment_groups(self._spool.closed_segments()):
-            rows, ok = self._commit_group(group)
-            committed += rows
-            if not ok:
-                # Committing later segments first would move the watermark past this group.
-                break
-            self._spool.remove_segments(group)
-        return committed
-
-    def _segment_groups(self, segments: list[int]) -> list[list[int]]:
-        groups: list[list[int]] = [[]]
-        size = 0
-        for number in segments:
-            seg_size = self._spool.segment_size(number)
-            if groups[-1] and size + seg_size > MAX_BATCH_BYTES:
-                groups.append([])
-                size = 0
-            groups[-1].append(number)
-            size += seg_size
-        return [g for g in groups if g]
-
-    def _commit_group(self, segments: list[int]) -> tuple[int, bool]:
-        by_table: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-        for number in segments:
-            for record in self._spool.read_segment(number):
-                by_table.setdefault(record.pop("table"), []).append((number, record))
-        committed, ok = 0, True
-        for table_path, items in by_table.items():
-            try:
-                committed += self._commit_table(table_path, items, version=segments[-1])
-            except Exception as exc:
-                ok = False
-                self._errors[table_path] = str(exc)
-                # The commit may have landed before the error: reread the watermark next time.
-                self._watermarks.pop(table_path, None)
-                log.exception("capture: commit to %s failed", table_path)
-        return committed, ok
-
-    def _commit_table(self, table_path: str, items: list[tuple[int, dict[str, Any]]], version: int) -> int:
-        if table_path not in self._watermarks:
-            self._watermarks[table_path] = delta.watermark(Path(table_path), self.app_id)
-        mark = self._watermarks[table_path]
-        fresh = [record for number, record in items if mark is None or number > mark]
-        if not fresh:
-            return 0
-        delta.append_records(Path(table_path), fresh, app_id=self.app_id, version=version)
-        self._watermarks[table_path] = version
-        self._errors.pop(table_path, None)
-        self.stats.rows_committed += len(fresh)
-        self.stats.commits += 1
-        self._maybe_compact(table_path)
-        return len(fresh)
-
-    # -- compaction ------------------------------------------------------------------------------
-
-    def _maybe_compact(self, table_path: str) -> None:
-        counts = self.stats.commits_since_compaction
-        counts[table_path] = counts.get(table_path, 0) + 1
-        if counts[table_path] >= self.compact_every_commits:
-            try:
-                self._compact_sync(table_path)
-            except Exception:
-                log.exception("capture: background compaction of %s failed", table_path)
-
-    def _compact_sync(self, table_path: str) -> dict[str, int]:
-        result = delta.compact(Path(table_path))
-        self.stats.commits_since_compaction[table_path] = 0
-        self.stats.compactions += 1
-        return result
+    async def commit_closed(self) -> int:
+        """Commit closed segments only (rows still in the open segment wait); rows committed."""
+        return int(await self._call("commit"))
 
     async def optimize(self, table_path: Path) -> dict[str, int]:
         """Compact `table_path` now (after committing pending rows); return file counts."""
-        await self.flush_now()
-        return await self._in_delta_thread(self._compact_sync, str(table_path))
-
-    # -- table management ------------------------------------------------------------------------
+        return dict(await self._call("optimize", table=str(table_path)))
 
     async def ensure_table(self, table_path: Path) -> None:
         """Create the (empty) table, e.g. when an endpoint is created with capture enabled."""
-        await self._in_delta_thread(delta.create_payload_table, Path(table_path))
+        await self._call("ensure_table", table=str(table_path))
+
+    async def stats(self) -> CaptureStats:
+        """The service's counters, after every row and call sent before this one is handled."""
+        return CaptureStats.from_json(await self._call("stats"))
 
     def table_status(self, table_path: Path) -> tuple[str, str]:
         """`("ACTIVE", "")`, or `("FAILED", why)` if the last commit to the table failed.

@@ -29,7 +29,7 @@ from typing import Any
 from jupyter_serving.api.schema import EndpointConfig, ServedEntity, parse_config, parse_create
 from jupyter_serving.capture import (
     InferenceCapture,
-    PayloadRow,
+    RowEncoder,
     SpoolWriteError,
     payload_table_path,
     request_metadata,
@@ -136,6 +136,8 @@ class EndpointManager:
         self.pool: WarmPool | None = None
         self.spawner: Spawner | None = None
         self.capture: InferenceCapture | None = None
+        # Row encoders per (table, endpoint, served entity, model, version): see capture.row.RowEncoder.
+        self._row_encoders: dict[tuple[Any, ...], RowEncoder] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: asyncio.Task[None] | None = None
         self._lock: Any = None
@@ -176,8 +178,9 @@ class EndpointManager:
             self.state_dir / "capture-spool",
             flush_interval_s=self.settings.capture_flush_s,
             flush_rows=self.settings.capture_flush_rows,
+            log_path=log_dir / "capture.log",
         )
-        await self.capture.start()  # commits rows a killed predecessor spooled but never committed
+        await self.capture.start()  # its service commits rows a killed predecessor left in the spool
         self._spawn(self._autoscale_loop())
         for record in self.store.load_all():
             endpoint = Endpoint(record)
@@ -560,25 +563,28 @@ class EndpointManager:
         if table.capture_path is None:
             return
         entity = rset.entity
-        row = PayloadRow(
-            databricks_request_id=request_id,
-            client_request_id=client_request_id,
-            timestamp_ms=arrived_ms,
-            status_code=status,
-            execution_time_ms=round(execution_ms),
-            request=body.decode("utf-8", "replace"),
-            response=response,
-            request_metadata=request_metadata(
+        key = (table.capture_path, endpoint.name, entity.name, entity.entity_name, entity.entity_version)
+        if (encoder := self._row_encoders.get(key)) is None:
+            metadata = request_metadata(
                 endpoint.name, entity.entity_name, entity.entity_version or "", entity.name
-            ),
+            )
+            encoder = self._row_encoders[key] = RowEncoder(table.capture_path, metadata)
+        payload = encoder.encode(
+            request_id,
+            client_request_id,
+            arrived_ms,
+            status,
+            round(execution_ms),
+            body.decode("utf-8", "replace"),
+            response,
         )
-        await self._capture(table.capture_path, row)
+        await self._capture(payload)
 
-    async def _capture(self, path: Path, row: PayloadRow) -> None:
+    async def _capture(self, payload: bytes) -> None:
         """Spool the inference-table row durably before the client hears back (group commit)."""
         assert self.capture is not None
         try:
-            await self.capture.record(path, row)
+            await self.capture.record_json(payload)
         except SpoolWriteError as exc:
             log.error("inference table spool failed: %s", exc)
             raise TemporarilyUnavailable(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -16,12 +17,14 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from deltalake import DeltaTable
 
 from jupyter_serving.capture import (
     InferenceCapture,
     PayloadRow,
+    SpoolWriteError,
     inference_table,
     payload_table_path,
     request_metadata,
@@ -49,6 +52,10 @@ def make_row(i: int, entity: str = "iris-lr-1", status: int = 200, ts_ms: int | 
         response=json.dumps(response),
         request_metadata=request_metadata("ep", "iris-lr", entity[-1], entity),
     )
+
+
+def segments(spool: Path) -> list[Path]:
+    return sorted(spool.glob("segment-*.log"))
 
 
 def ids_in(table: Path) -> list[str]:
@@ -121,8 +128,8 @@ def test_rows_are_committed_every_flush_interval(tmp_path: Path) -> None:
         await wait_until(lambda: DeltaTable.is_deltatable(str(table)) and ids_in(table) == ["r1"])
         await capture.record(table, make_row(2))
         await wait_until(lambda: sorted(ids_in(table)) == ["r1", "r2"])
-        # The spool is truncated once its rows are in Delta.
-        await wait_until(lambda: capture._spool.closed_segments() == [])
+        # The spool is truncated once its rows are in Delta: only the open segment is left.
+        await wait_until(lambda: len(segments(tmp_path / "spool")) == 1)
         await capture.stop()
 
     run(scenario)
@@ -142,6 +149,27 @@ def test_each_endpoint_gets_its_own_table(tmp_path: Path) -> None:
     assert sorted(ids_in(b)) == ["r0", "r2", "r4", "r6", "r8"]
 
 
+def test_concurrent_rows_share_disk_flushes_and_sequential_rows_each_get_one(tmp_path: Path) -> None:
+    table = tmp_path / "t_payload"
+
+    async def scenario() -> None:
+        capture = InferenceCapture(tmp_path / "spool", flush_interval_s=3600)
+        await capture.start()
+        # 500 requests answered at once cost a handful of disk flushes, not 500.
+        await asyncio.gather(*(capture.record(table, make_row(i)) for i in range(500)))
+        concurrent = (await capture.stats()).spool
+        assert concurrent.records == 500 and concurrent.syncs <= 5
+        # A lone request is never held back waiting for company: it gets its own flush.
+        for i in range(500, 520):
+            await capture.record(table, make_row(i))
+        sequential = (await capture.stats()).spool
+        assert sequential.records == 520 and sequential.syncs - concurrent.syncs == 20
+        await capture.stop()
+
+    run(scenario)
+    assert sorted(ids_in(table)) == sorted(f"r{i}" for i in range(520))
+
+
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
@@ -153,6 +181,7 @@ CHILD = textwrap.dedent(
     async def main():
         capture = InferenceCapture(Path(sys.argv[1]), flush_interval_s=0.05, flush_rows=64)
         await capture.start()
+        sys.stdout.write(f"service {capture.pid}\\n")
         table = Path(sys.argv[2])
 
         async def one(i):
@@ -170,8 +199,13 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_kill_9_loses_no_acknowledged_row_and_replay_adds_no_duplicate(tmp_path: Path) -> None:
-    spool, table = tmp_path / "spool", tmp_path / "t_payload"
+def kill_9_under_load(spool: Path, table: Path, *, service_too: bool) -> tuple[set[str], psutil.Process]:
+    """Run a capturing process until rows flow and several flushes committed, then SIGKILL it
+    (and, with `service_too`, its capture service at the same instant: frozen first, so it
+    cannot commit after the server is gone).
+
+    Returns the ids of every row it acknowledged, and its capture service process.
+    """
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(spool), str(table), str(Path(__file__).parent)],
@@ -179,37 +213,102 @@ def test_kill_9_loses_no_acknowledged_row_and_replay_adds_no_duplicate(tmp_path:
         cwd=REPO,
         env=env,
     )
+    assert child.stdout is not None
+    first = child.stdout.readline().split()
+    assert first[0] == b"service", first
+    service = psutil.Process(int(first[1]))
     acked: set[str] = set()
     buffer = b""
     deadline = time.monotonic() + 90
     with selectors.DefaultSelector() as selector:
         selector.register(child.stdout, selectors.EVENT_READ)
-        # Kill once a good number of rows are acknowledged and several flushes have committed.
         while len(acked) < 3000 or not (
             DeltaTable.is_deltatable(str(table)) and DeltaTable(str(table)).version() >= 3
         ):
             assert time.monotonic() < deadline and child.poll() is None, "child did not make progress"
             if selector.select(timeout=1.0):
-                chunk = os.read(child.stdout.fileno(), 65536)
-                buffer += chunk
+                buffer += os.read(child.stdout.fileno(), 65536)
                 *lines, buffer = buffer.split(b"\n")
                 acked.update(f"r{int(n)}" for n in lines)
+    if service_too:
+        service.suspend()
     child.send_signal(signal.SIGKILL)
+    if service_too:
+        service.kill()
     rest, _ = child.communicate(timeout=30)
     acked.update(f"r{int(n)}" for n in (buffer + rest).split(b"\n")[:-1])
+    return acked, service
+
+
+def wait_gone(process: psutil.Process, timeout_s: float = 60.0) -> None:
+    """Until `process` has exited (a zombie left for init to reap counts as exited)."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        deadline = time.monotonic() + timeout_s
+        while process.status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, f"process {process.pid} is still running"
+            with contextlib.suppress(psutil.TimeoutExpired):
+                process.wait(0.05)
+
+
+def test_kill_9_of_the_server_loses_no_acknowledged_row(tmp_path: Path) -> None:
+    spool, table = tmp_path / "spool", tmp_path / "t_payload"
+    acked, service = kill_9_under_load(spool, table, service_too=False)
+    # The service outlives the server, commits everything it acknowledged, and exits by itself.
+    wait_gone(service)
+    ids = ids_in(table)
+    assert acked <= set(ids)
+    assert len(ids) == len(set(ids)), "a row was committed twice"
+    # Only the empty segment that keeps segment numbers growing is left in the spool.
+    assert [p.stat().st_size for p in segments(spool)] == [0]
+
+
+def test_kill_9_of_server_and_service_loses_nothing_and_replay_adds_no_duplicate(tmp_path: Path) -> None:
+    """What a power cut leaves: acknowledged rows only in the spool, committed by the next start."""
+    spool, table = tmp_path / "spool", tmp_path / "t_payload"
+    acked, service = kill_9_under_load(spool, table, service_too=True)
+    wait_gone(service)
     committed_before = len(ids_in(table))
     assert committed_before < len(acked), "the kill should leave acknowledged rows only in the spool"
 
     async def restart() -> None:
         capture = InferenceCapture(spool)
         await capture.start()
-        assert capture.stats.replayed_rows >= len(acked) - committed_before
+        assert (await capture.stats()).replayed_rows >= len(acked) - committed_before
         await capture.stop()
 
     run(restart)
     ids = ids_in(table)
     assert acked <= set(ids)
     assert len(ids) == len(set(ids)), "a replayed row was committed twice"
+
+
+def test_a_killed_service_is_restarted_and_no_acknowledged_row_is_lost(tmp_path: Path) -> None:
+    spool, table = tmp_path / "spool", tmp_path / "t_payload"
+    acked: list[str] = []
+
+    async def one(capture: InferenceCapture, i: int) -> None:
+        await capture.record(table, make_row(i))
+        acked.append(f"r{i}")
+
+    async def scenario() -> None:
+        capture = InferenceCapture(spool, flush_interval_s=3600)
+        await capture.start()
+        await asyncio.gather(*(one(capture, i) for i in range(100)))
+        first = capture.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        # Rows in flight when the service dies fail clearly (the server answers 503 for them)
+        # or are acknowledged by its successor; none hangs.
+        outcomes = await asyncio.gather(*(one(capture, i) for i in range(100, 200)), return_exceptions=True)
+        assert all(isinstance(o, SpoolWriteError) for o in outcomes if o is not None)
+        await one(capture, 200)
+        assert capture.pid not in (None, first) and capture.restarts == 1
+        await capture.stop()
+
+    run(scenario)
+    ids = ids_in(table)
+    assert set(acked) <= set(ids) and "r200" in acked
+    assert len(ids) == len(set(ids))
 
 
 def test_crash_between_delta_commit_and_spool_truncation_commits_nothing_twice(tmp_path: Path) -> None:
@@ -220,10 +319,10 @@ def test_crash_between_delta_commit_and_spool_truncation_commits_nothing_twice(t
         capture = InferenceCapture(spool, flush_interval_s=3600)
         await capture.start()
         await asyncio.gather(*(capture.record(table, make_row(i)) for i in range(50)))
-        await capture._spool.rotate()
+        await capture.rotate()
         # What a crash right after the Delta commit leaves: the committed segment still on disk.
         shutil.copytree(spool, saved)
-        assert await capture._commit_closed() == 50
+        assert await capture.commit_closed() == 50
         await capture.record(table, make_row(50))
         await capture.stop()
 
@@ -234,7 +333,7 @@ def test_crash_between_delta_commit_and_spool_truncation_commits_nothing_twice(t
     async def second_run() -> None:
         capture = InferenceCapture(spool)
         await capture.start()
-        assert capture.stats.replayed_rows == 0
+        assert (await capture.stats()).replayed_rows == 0
         await capture.record(table, make_row(51))
         await capture.stop()
 
@@ -293,7 +392,7 @@ def test_background_compaction_runs_after_enough_commits(tmp_path: Path) -> None
         for i in range(5):
             await capture.record(table, make_row(i))
             await capture.flush_now()
-        assert capture.stats.compactions == 1
+        assert (await capture.stats()).compactions == 1
         assert len(DeltaTable(str(table)).file_uris()) == 1
         await capture.stop()
 
