@@ -83,6 +83,8 @@ class InferenceCapture:
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._out: list[bytes] = []
+        self._out_rows = 0  # rows among the lines in `_out`
+        self._in_flight = 0  # rows written into the pipe and not yet acknowledged or failed
         self._push_scheduled = False
         self._errors: dict[str, str] = {}
         self._started = False
@@ -172,7 +174,7 @@ class InferenceCapture:
         await self._until_ready(SpoolWriteError)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._acks.append(done)
-        self._send(payload + b"\n")
+        self._send(payload + b"\n", rows=1)
         await done
 
     async def _until_ready(self, error: type[Exception]) -> None:
@@ -184,20 +186,33 @@ class InferenceCapture:
             except TimeoutError:
                 raise error("the capture service is not running") from None
 
-    def _send(self, line: bytes) -> None:
-        # One pipe write per loop iteration, however many rows and calls it produced.
+    def _send(self, line: bytes, rows: int = 0) -> None:
         self._out.append(line)
-        if not self._push_scheduled:
+        self._out_rows += rows
+        if not self._push_scheduled and not self._in_flight:
             self._push_scheduled = True
             asyncio.get_running_loop().call_soon(self._push)
 
     def _push(self) -> None:
+        """Write what is waiting into the pipe: at most once per loop iteration, and not while
+        the service is still syncing an earlier batch. It could not sync these rows before that
+        ends anyway, so holding them here costs no latency and saves the server a write and the
+        service a wake-up per loop iteration; the acknowledgement pushes them (see `_read`)."""
         self._push_scheduled = False
+        if not self._out:
+            return
         data, self._out = b"".join(self._out), []
+        self._in_flight += self._out_rows
+        self._out_rows = 0
         proc = self._proc
         if proc is None or proc.stdin is None or proc.stdin.is_closing():
             return  # the reader fails what was waiting for this data when it sees the exit
         proc.stdin.write(data)
+
+    def _answered(self, rows: int) -> None:
+        self._in_flight -= rows
+        if not self._in_flight:
+            self._push()
 
     # -- replies ---------------------------------------------------------------------------------
 
@@ -208,10 +223,12 @@ class InferenceCapture:
             if kind == b"A":
                 for _ in range(int(rest)):
                     self._resolve(self._acks.popleft(), None)
+                self._answered(int(rest))
             elif kind == b"F":
                 count, _, message = rest.partition(b" ")
                 for _ in range(int(count)):
                     self._resolve(self._acks.popleft(), SpoolWriteError(message.decode()))
+                self._answered(int(count))
             elif kind == b"T":
                 status = json.loads(rest)
                 if status["error"] is None:
@@ -243,6 +260,7 @@ class InferenceCapture:
         self._ready.clear()
         self._proc = None
         self._out.clear()
+        self._out_rows = self._in_flight = 0
         why = f"the capture service exited with code {code}"
         while self._acks:
             self._resolve(self._acks.popleft(), SpoolWriteError(why))
