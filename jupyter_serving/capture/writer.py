@@ -35,6 +35,7 @@ SERVICE_MODULE = "jupyter_serving.capture.service"
 START_TIMEOUT_S = 120.0  # a predecessor may still be committing a long backlog (see service.open)
 RESTART_WAIT_S = 10.0  # a row waits this long for a restarting service before it fails
 RESTART_BACKOFF_S = (0.0, 0.5, 2.0, 5.0)
+PIPELINE_DEPTH = 2  # writes of rows into the pipe that may await their acknowledgement at once
 
 
 class CaptureServiceError(RuntimeError):
@@ -84,7 +85,7 @@ class InferenceCapture:
         self._ids = itertools.count(1)
         self._out: list[bytes] = []
         self._out_rows = 0  # rows among the lines in `_out`
-        self._in_flight = 0  # rows written into the pipe and not yet acknowledged or failed
+        self._pushes: deque[int] = deque()  # per write into the pipe, its rows not yet answered
         self._push_scheduled = False
         self._errors: dict[str, str] = {}
         self._started = False
@@ -189,20 +190,22 @@ class InferenceCapture:
     def _send(self, line: bytes, rows: int = 0) -> None:
         self._out.append(line)
         self._out_rows += rows
-        if not self._push_scheduled and not self._in_flight:
+        if not self._push_scheduled and len(self._pushes) < PIPELINE_DEPTH:
             self._push_scheduled = True
             asyncio.get_running_loop().call_soon(self._push)
 
     def _push(self) -> None:
-        """Write what is waiting into the pipe: at most once per loop iteration, and not while
-        the service is still syncing an earlier batch. It could not sync these rows before that
-        ends anyway, so holding them here costs no latency and saves the server a write and the
-        service a wake-up per loop iteration; the acknowledgement pushes them (see `_read`)."""
+        """Write what is waiting into the pipe: at most once per loop iteration, and with at most
+        PIPELINE_DEPTH writes of rows unacknowledged. With two, the service finds the next batch in
+        the pipe the moment a sync ends; rows arriving after that could not be synced sooner than
+        the next acknowledgement anyway, so they wait here for it (see `_answered`), which saves the
+        server a write and the service a wake-up per loop iteration."""
         self._push_scheduled = False
         if not self._out:
             return
         data, self._out = b"".join(self._out), []
-        self._in_flight += self._out_rows
+        if self._out_rows:
+            self._pushes.append(self._out_rows)
         self._out_rows = 0
         proc = self._proc
         if proc is None or proc.stdin is None or proc.stdin.is_closing():
@@ -210,8 +213,15 @@ class InferenceCapture:
         proc.stdin.write(data)
 
     def _answered(self, rows: int) -> None:
-        self._in_flight -= rows
-        if not self._in_flight:
+        pushes = self._pushes
+        while rows and pushes:
+            done = min(rows, pushes[0])
+            rows -= done
+            if pushes[0] == done:
+                pushes.popleft()
+            else:
+                pushes[0] -= done
+        if len(pushes) < PIPELINE_DEPTH:
             self._push()
 
     # -- replies ---------------------------------------------------------------------------------
@@ -260,7 +270,8 @@ class InferenceCapture:
         self._ready.clear()
         self._proc = None
         self._out.clear()
-        self._out_rows = self._in_flight = 0
+        self._out_rows = 0
+        self._pushes.clear()
         why = f"the capture service exited with code {code}"
         while self._acks:
             self._resolve(self._acks.popleft(), SpoolWriteError(why))
