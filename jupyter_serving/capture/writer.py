@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,24 @@ PIPELINE_DEPTH = 2  # writes of rows into the pipe that may await their acknowle
 
 class CaptureServiceError(RuntimeError):
     """A call to the capture service failed (the message is the service's)."""
+
+
+class _LineProtocol(asyncio.Protocol):
+    """Hands each line of a pipe to `on_line` as it arrives; resolves `closed` at its end."""
+
+    def __init__(self, on_line: Callable[[bytes], None], closed: asyncio.Future[None]) -> None:
+        self._on_line = on_line
+        self._closed = closed
+        self._buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        for line in lines:
+            self._on_line(line)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._closed.done():
+            self._closed.set_result(None)
 
 
 @dataclass(slots=True)
@@ -77,7 +96,7 @@ class InferenceCapture:
         self.spool_id = ""
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._restarting: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._acks: deque[asyncio.Future[None]] = deque()
@@ -115,32 +134,44 @@ class InferenceCapture:
         cmd += ["--compact-every-commits", str(self.compact_every_commits)]
         self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         log_path = self.log_path or self.spool_dir / "service.log"
-        with open(log_path, "ab") as log_file:
-            proc = await asyncio.create_subprocess_exec(
-                *cmd,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log_file,
-                # Ctrl-C in the server's terminal must not cut a final commit short: the server
-                # stops the service itself, and its stdin closing ends it if the server dies.
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        assert proc.stdout is not None
+        loop = asyncio.get_running_loop()
+        # The service's output is read by a protocol, not a StreamReader task: an acknowledgement
+        # then resolves its rows in the loop iteration it arrives in, one iteration sooner.
+        read_fd, write_fd = os.pipe()
         try:
-            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise RuntimeError(
-                f"the capture service did not start within {START_TIMEOUT_S:g} s (log: {log_path})"
-            ) from None
-        if not line.startswith(b"ready "):
+            with open(log_path, "ab") as log_file:
+                proc = await asyncio.create_subprocess_exec(
+                    *cmd,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=write_fd,
+                    stderr=log_file,
+                    # Ctrl-C in the server's terminal must not cut a final commit short: the server
+                    # stops the service itself, and its stdin closing ends it if the server dies.
+                    start_new_session=True,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        ready: asyncio.Future[bytes] = loop.create_future()
+        closed: asyncio.Future[None] = loop.create_future()
+        await loop.connect_read_pipe(
+            lambda: _LineProtocol(lambda line: self._on_line(line, ready), closed),
+            os.fdopen(read_fd, "rb", buffering=0),
+        )
+        await asyncio.wait({ready, closed}, timeout=START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            timed_out = not closed.done()
+            if timed_out:
+                proc.kill()
             code = await proc.wait()
-            raise RuntimeError(f"the capture service exited with code {code} on start-up (log: {log_path})")
-        self.spool_id = json.loads(line[6:])["spool_id"]
+            why = f"did not start within {START_TIMEOUT_S:g} s" if timed_out else f"exited with code {code}"
+            raise RuntimeError(f"the capture service {why} on start-up (log: {log_path})")
+        self.spool_id = json.loads(ready.result()[6:])["spool_id"]
         self._proc = proc
-        self._reader = asyncio.get_running_loop().create_task(self._read(proc), name="capture-reader")
+        self._watcher = loop.create_task(self._watch(proc, closed), name="capture-watcher")
         self._ready.set()
 
     async def stop(self) -> None:
@@ -157,8 +188,8 @@ class InferenceCapture:
                 await self._call("stop")
         if self._proc is not None:
             await self._proc.wait()
-        if self._reader is not None:
-            await self._reader
+        if self._watcher is not None:
+            await self._watcher
         self._started = False
 
     # -- request path ----------------------------------------------------------------------------
@@ -226,33 +257,39 @@ class InferenceCapture:
 
     # -- replies ---------------------------------------------------------------------------------
 
-    async def _read(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            kind, _, rest = line.rstrip(b"\n").partition(b" ")
-            if kind == b"A":
-                for _ in range(int(rest)):
-                    self._resolve(self._acks.popleft(), None)
-                self._answered(int(rest))
-            elif kind == b"F":
-                count, _, message = rest.partition(b" ")
-                for _ in range(int(count)):
-                    self._resolve(self._acks.popleft(), SpoolWriteError(message.decode()))
-                self._answered(int(count))
-            elif kind == b"T":
-                status = json.loads(rest)
-                if status["error"] is None:
-                    self._errors.pop(status["table"], None)
+    def _on_line(self, line: bytes, ready: asyncio.Future[bytes]) -> None:
+        if not ready.done():
+            if line.startswith(b"ready "):
+                ready.set_result(line)
+            return
+        kind, _, rest = line.partition(b" ")
+        if kind == b"A":
+            for _ in range(int(rest)):
+                self._resolve(self._acks.popleft(), None)
+            self._answered(int(rest))
+        elif kind == b"F":
+            count, _, message = rest.partition(b" ")
+            for _ in range(int(count)):
+                self._resolve(self._acks.popleft(), SpoolWriteError(message.decode()))
+            self._answered(int(count))
+        elif kind == b"T":
+            status = json.loads(rest)
+            if status["error"] is None:
+                self._errors.pop(status["table"], None)
+            else:
+                self._errors[status["table"]] = status["error"]
+        elif kind == b"R":
+            reply = json.loads(rest)
+            future = self._calls.pop(reply["id"], None)
+            if future is not None and not future.done():
+                if reply.get("error") is not None:
+                    future.set_exception(CaptureServiceError(reply["error"]))
                 else:
-                    self._errors[status["table"]] = status["error"]
-            elif kind == b"R":
-                reply = json.loads(rest)
-                future = self._calls.pop(reply["id"], None)
-                if future is not None and not future.done():
-                    if reply.get("error") is not None:
-                        future.set_exception(CaptureServiceError(reply["error"]))
-                    else:
-                        future.set_result(reply.get("result"))
+                    future.set_result(reply.get("result"))
+
+    async def _watch(self, proc: asyncio.subprocess.Process, closed: asyncio.Future[None]) -> None:
+        """Once the service's output ends, wait for its exit and fail what was waiting on it."""
+        await closed
         code = await proc.wait()
         self._on_exit(code)
 

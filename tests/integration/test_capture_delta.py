@@ -404,3 +404,12 @@ def test_record_before_start_is_refused(tmp_path: Path) -> None:
     capture = InferenceCapture(tmp_path / "spool")
     with pytest.raises(RuntimeError, match="start"):
         asyncio.run(capture.record(tmp_path / "t", make_row(1)))
+
+
+def test_a_service_that_cannot_open_its_spool_fails_the_start_clearly(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    (spool / "spool-id").mkdir(parents=True)  # where the spool's id file should be
+    capture = InferenceCapture(spool)
+    with pytest.raises(RuntimeError, match=r"exited with code 1 on start-up \(log: .*service\.log\)"):
+        asyncio.run(capture.start())
+    assert "IsADirectoryError" in (spool / "service.log").read_text()
