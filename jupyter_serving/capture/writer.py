@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_MODULE = "jupyter_serving.capture.service"
 START_TIMEOUT_S = 120.0  # a predecessor may still be committing a long backlog (see service.open)
+STOP_TIMEOUT_S = 120.0  # for the final commit of everything spooled; past it, the next start commits
 RESTART_WAIT_S = 10.0  # a row waits this long for a restarting service before it fails
 RESTART_BACKOFF_S = (0.0, 0.5, 2.0, 5.0)
 PIPELINE_DEPTH = 2  # writes of rows into the pipe that may await their acknowledgement at once
@@ -184,8 +185,16 @@ class InferenceCapture:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._restarting
         if self.pid is not None:
-            with contextlib.suppress(CaptureServiceError, SpoolWriteError):
-                await self._call("stop")
+            try:
+                await asyncio.wait_for(self._call("stop"), STOP_TIMEOUT_S)
+            except TimeoutError:
+                # Acknowledged rows are in the spool: the next start commits them.
+                log.error("the capture service did not stop within %g s; killing it", STOP_TIMEOUT_S)
+                if self._proc is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        self._proc.kill()
+            except (CaptureServiceError, SpoolWriteError):
+                pass
         if self._proc is not None:
             await self._proc.wait()
         if self._watcher is not None:

@@ -413,3 +413,34 @@ def test_a_service_that_cannot_open_its_spool_fails_the_start_clearly(tmp_path: 
     with pytest.raises(RuntimeError, match=r"exited with code 1 on start-up \(log: .*service\.log\)"):
         asyncio.run(capture.start())
     assert "IsADirectoryError" in (spool / "service.log").read_text()
+
+
+def test_a_hung_service_is_killed_at_stop_and_its_rows_wait_for_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_serving.capture import writer
+
+    monkeypatch.setattr(writer, "STOP_TIMEOUT_S", 0.5)
+    spool, table = tmp_path / "spool", tmp_path / "t_payload"
+
+    async def hang_then_stop() -> None:
+        capture = InferenceCapture(spool, flush_interval_s=3600)
+        await capture.start()
+        await asyncio.gather(*(capture.record(table, make_row(i)) for i in range(20)))
+        assert capture.pid is not None
+        service = psutil.Process(capture.pid)
+        service.suspend()  # a service stuck in its final commit
+        await capture.stop()  # returns after the timeout instead of hanging the server's shutdown
+        wait_gone(service)
+
+    run(hang_then_stop)
+    assert not DeltaTable.is_deltatable(str(table))
+
+    async def restart() -> None:
+        capture = InferenceCapture(spool)
+        await capture.start()
+        assert (await capture.stats()).replayed_rows == 20
+        await capture.stop()
+
+    run(restart)
+    assert sorted(ids_in(table)) == sorted(f"r{i}" for i in range(20))
