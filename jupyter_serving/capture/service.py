@@ -238,7 +238,6 @@ class CaptureService:
         return {
             **dataclasses.asdict(self.committer.stats),
             "spool": dataclasses.asdict(self.spool.stats),
-            "closed_segments": self.spool.closed_segments(),
         }
 
     # -- the committer thread --------------------------------------------------------------------

@@ -66,7 +66,6 @@ class _LineProtocol(asyncio.Protocol):
 class CaptureStats(CommitStats):
     """The service's counters since it started: its committer's, and its spool's."""
 
-    closed_segments: list[int] = field(default_factory=list)
     spool: SpoolStats = field(default_factory=SpoolStats)
 
     @classmethod
@@ -94,7 +93,6 @@ class InferenceCapture:
         self.flush_rows = flush_rows
         self.compact_every_commits = compact_every_commits
         self.log_path = log_path
-        self.spool_id = ""
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -110,11 +108,6 @@ class InferenceCapture:
         self._errors: dict[str, str] = {}
         self._started = False
         self._stopping = False
-
-    @property
-    def app_id(self) -> str:
-        """The Delta app-transaction id of the spool (stable across restarts of the server)."""
-        return f"jupyter-serving-capture-{self.spool_id}"
 
     @property
     def pid(self) -> int | None:
@@ -170,7 +163,6 @@ class InferenceCapture:
             code = await proc.wait()
             why = f"did not start within {START_TIMEOUT_S:g} s" if timed_out else f"exited with code {code}"
             raise RuntimeError(f"the capture service {why} on start-up (log: {log_path})")
-        self.spool_id = json.loads(ready.result()[6:])["spool_id"]
         self._proc = proc
         self._watcher = loop.create_task(self._watch(proc, closed), name="capture-watcher")
         self._ready.set()
@@ -272,14 +264,11 @@ class InferenceCapture:
                 ready.set_result(line)
             return
         kind, _, rest = line.partition(b" ")
-        if kind == b"A":
-            for _ in range(int(rest)):
-                self._resolve(self._acks.popleft(), None)
-            self._answered(int(rest))
-        elif kind == b"F":
+        if kind in (b"A", b"F"):  # the next n rows are durable / could not be made durable
             count, _, message = rest.partition(b" ")
             for _ in range(int(count)):
-                self._resolve(self._acks.popleft(), SpoolWriteError(message.decode()))
+                error = SpoolWriteError(message.decode()) if kind == b"F" else None
+                self._resolve(self._acks.popleft(), error)
             self._answered(int(count))
         elif kind == b"T":
             status = json.loads(rest)
