@@ -13,6 +13,17 @@ import pytest
 from serving_support import ServingServer, entity, iris_split
 
 FAST_TIMERS = ("--scale-to-zero-idle-s", "2", "--scale-down-delay-s", "1", "--autoscale-interval-s", "0.2")
+# A slow model allowed one to three replicas (4 to 12 provisioned concurrency).
+SLOW_4_TO_12 = {
+    "served_entities": [
+        {
+            "entity_name": "slow",
+            "entity_version": "1",
+            "min_provisioned_concurrency": 4,
+            "max_provisioned_concurrency": 12,
+        }
+    ]
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +82,7 @@ def test_scale_to_zero_then_a_burst_of_first_requests_all_succeed(fast_server: S
 
 
 def test_scale_up_under_load_then_down_when_it_stops(fast_server: ServingServer) -> None:
-    config = {
-        "served_entities": [
-            {
-                "entity_name": "slow",
-                "entity_version": "1",
-                "min_provisioned_concurrency": 4,
-                "max_provisioned_concurrency": 12,
-            }
-        ]
-    }
-    fast_server.create_ready("as-load", config)
+    fast_server.create_ready("as-load", SLOW_4_TO_12)
     assert local(fast_server, "as-load", "slow-1")["replicas"] == 1
     with ThreadPoolExecutor(12) as pool:
         load = pool.map(
@@ -148,17 +149,7 @@ def test_cold_start_queue_overflow_answers_503_with_retry_after(
 
 def test_scale_out_is_capped_by_free_memory_and_says_so(start_server: Callable[..., ServingServer]) -> None:
     server = start_server(*FAST_TIMERS, "--memory-headroom-bytes", str(10**15))
-    config = {
-        "served_entities": [
-            {
-                "entity_name": "slow",
-                "entity_version": "1",
-                "min_provisioned_concurrency": 4,
-                "max_provisioned_concurrency": 12,
-            }
-        ]
-    }
-    server.create_ready("as-mem", config)
+    server.create_ready("as-mem", SLOW_4_TO_12)
     with ThreadPoolExecutor(12) as pool:
         answers = list(
             pool.map(lambda _: server.invoke("as-mem", {"dataframe_records": [{"delay": 1.0}]}), range(12))
