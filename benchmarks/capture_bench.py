@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jupyter_serving.capture import InferenceCapture, PayloadRow, inference_table, request_metadata
+from jupyter_serving.capture import InferenceCapture, PayloadRow, request_metadata
 from jupyter_serving.capture import table as delta
+from jupyter_serving.tables import inference_table
 
 COLS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 META = request_metadata("bench", "iris-lr", 1, "iris-lr-1")

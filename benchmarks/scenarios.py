@@ -44,7 +44,7 @@ from jupyter_serving.launch import log_tail, serve_command
 
 HOST, TOKEN, COLUMNS, ROWS = base.HOST, base.TOKEN, base.COLUMNS, base.ROWS
 CAPTURE = {"catalog_name": "main", "schema_name": "default"}
-WORKER_MODULE = "jupyter_serving.data.worker"
+WORKER_MODULE = "jupyter_serving.worker"
 CAPTURE_SERVICE_MODULE = "jupyter_serving.capture.service"
 
 TARGET_CAPTURE_COST = 0.10  # capture on costs < 10% of throughput (at the last of CAPTURE_CLIENTS)

@@ -17,8 +17,8 @@ _LAZY = {
     "Client": "jupyter_serving.notebook.client",
     "ServingApp": "jupyter_serving.app",
     "inference_table": "jupyter_serving.notebook.tables",
-    "compare_entities": "jupyter_serving.capture.analysis",
-    "drift": "jupyter_serving.capture.analysis",
+    "compare_entities": "jupyter_serving.tables.analysis",
+    "drift": "jupyter_serving.tables.analysis",
 }
 
 

@@ -1,1 +1,1 @@
-"""The Databricks-compatible REST surface: request schema, rendering, Tornado handlers."""
+"""The Databricks-compatible REST surface: Tornado handlers and wire rendering."""

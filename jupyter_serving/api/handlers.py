@@ -21,8 +21,8 @@ from tornado import web
 from jupyter_serving._version import __version__
 from jupyter_serving.api.render import endpoint_detail, endpoint_summary
 from jupyter_serving.control.manager import EndpointManager
-from jupyter_serving.data.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from jupyter_serving.data.router import ROUTING_KEY_HEADER
+from jupyter_serving.dataplane.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
 from jupyter_serving.errors import (
     EndpointNotFound,
     InternalError,

@@ -26,7 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jupyter_serving.api.schema import EndpointConfig, ServedEntity, parse_config, parse_create
+from jupyter_serving.backends.local.gpus import GpuAllocator
+from jupyter_serving.backends.local.gpus import discover as discover_gpus
+from jupyter_serving.backends.local.replica import WarmPool, WorkerReply
+from jupyter_serving.backends.local.replica_set import (
+    ABORTED,
+    FAILED,
+    READY,
+    DeployFailed,
+    ReplicaSet,
+    Retired,
+    SetOptions,
+    Spawner,
+)
 from jupyter_serving.capture import (
     InferenceCapture,
     RowEncoder,
@@ -43,22 +55,8 @@ from jupyter_serving.control.store import (
     EndpointRecord,
     EndpointStore,
 )
-from jupyter_serving.data.autoscaler import ScalingPolicy
-from jupyter_serving.data.gpus import GpuAllocator
-from jupyter_serving.data.gpus import discover as discover_gpus
-from jupyter_serving.data.metrics import EndpointMetrics
-from jupyter_serving.data.replica import WarmPool, WorkerReply
-from jupyter_serving.data.replica_set import (
-    ABORTED,
-    FAILED,
-    READY,
-    DeployFailed,
-    ReplicaSet,
-    Retired,
-    SetOptions,
-    Spawner,
-)
-from jupyter_serving.data.router import RoutingTable
+from jupyter_serving.dataplane.metrics import EndpointMetrics
+from jupyter_serving.dataplane.router import RoutingTable
 from jupyter_serving.errors import (
     InvalidState,
     ResourceAlreadyExists,
@@ -67,6 +65,8 @@ from jupyter_serving.errors import (
     ServingError,
     TemporarilyUnavailable,
 )
+from jupyter_serving.model.config import EndpointConfig, ServedEntity, parse_config, parse_create
+from jupyter_serving.policy.autoscaler import ScalingPolicy
 from jupyter_serving.settings import ServingSettings
 
 log = logging.getLogger("jupyter_serving")

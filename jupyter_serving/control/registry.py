@@ -12,8 +12,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from jupyter_serving.api.schema import MODELS_URI, EndpointConfig, ServedEntity
 from jupyter_serving.errors import InvalidParameterValue, ResourceDoesNotExist
+from jupyter_serving.model.config import MODELS_URI, EndpointConfig, ServedEntity
 
 
 class ModelRegistry:

@@ -365,7 +365,7 @@ class Client:
             )
         from deltalake.exceptions import TableNotFoundError
 
-        from jupyter_serving.capture.reader import inference_table
+        from jupyter_serving.tables.reader import inference_table
 
         try:
             return inference_table(table["path"], unpack=unpack, **bounds)

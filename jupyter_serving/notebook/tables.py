@@ -12,7 +12,7 @@ def inference_table(endpoint: str | os.PathLike[str], **kwargs: Any) -> Any:
     payload-table folder given as a path. Keyword arguments go to the reader (`unpack`, `start`, `end`)."""
     path = Path(endpoint)
     if path.is_dir():
-        from jupyter_serving.capture.reader import inference_table as read
+        from jupyter_serving.tables.reader import inference_table as read
 
         return read(path, **kwargs)
     from jupyter_serving.notebook.client import Client

@@ -16,7 +16,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from jupyter_serving.api.schema import WORKLOAD_TYPES, default_served_name
+from jupyter_serving.model.config import WORKLOAD_TYPES, default_served_name
 from jupyter_serving.notebook.client import (
     Client,
     EndpointUpdateFailed,

@@ -116,7 +116,7 @@ export function sortVersions(versions: string[]): string[] {
   return [...versions].sort((a, b) => Number(b) - Number(a) || b.localeCompare(a));
 }
 
-/** The server's default served-entity name (`jupyter_serving/api/schema.py: default_served_name`). */
+/** The server's default served-entity name (`jupyter_serving/model/config.py: default_served_name`). */
 export function defaultServedName(model: string, version: string): string {
   const base = model.split('.').pop() ?? model;
   const name = version ? `${base}-${version}` : base;

@@ -167,7 +167,7 @@ def _worker_pid(server: ServingServer, name: str) -> int:
     children = [
         p
         for p in psutil.Process(server.proc.pid).children()
-        if "jupyter_serving.data.worker" in " ".join(p.cmdline())
+        if "jupyter_serving.worker" in " ".join(p.cmdline())
     ]
     logs = server.api(
         "GET",

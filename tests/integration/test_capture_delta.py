@@ -25,10 +25,10 @@ from jupyter_serving.capture import (
     InferenceCapture,
     PayloadRow,
     SpoolWriteError,
-    inference_table,
     payload_table_path,
     request_metadata,
 )
+from jupyter_serving.tables import inference_table
 
 REPO = Path(__file__).resolve().parents[2]
 COLS = ["sepal length (cm)", "petal length (cm)"]

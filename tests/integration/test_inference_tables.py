@@ -120,5 +120,7 @@ def test_kill_9_under_load_loses_no_acknowledged_row(
     frame = wait_rows(path, len(acknowledged))
     assert sorted(frame["databricks_request_id"]) == sorted(acknowledged)  # all of them, each exactly once
     restarted.wait_settled("cap-kill")
-    assert restarted.invoke("cap-kill", iris_split()).status_code == 200  # and it keeps capturing after replay
+    assert (
+        restarted.invoke("cap-kill", iris_split()).status_code == 200
+    )  # and it keeps capturing after replay
     assert len(wait_rows(path, len(acknowledged) + 1)) == len(acknowledged) + 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyter_serving.data.autoscaler import DOWN, HOLD, ZERO, ScalingPolicy, replicas_to_add, tick
+from jupyter_serving.policy.autoscaler import DOWN, HOLD, ZERO, ScalingPolicy, replicas_to_add, tick
 
 
 def policy(

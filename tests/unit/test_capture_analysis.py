@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jupyter_serving.capture.analysis import (
+from jupyter_serving.tables.analysis import (
     compare_entities,
     drift,
     holm,
@@ -21,8 +21,8 @@ from jupyter_serving.capture.analysis import (
     split_by_time,
     wilson_interval,
 )
-from jupyter_serving.capture.plots import plot_latency, plot_metric_over_time, plot_predictions
-from jupyter_serving.capture.reader import unpack_frame
+from jupyter_serving.tables.plots import plot_latency, plot_metric_over_time, plot_predictions
+from jupyter_serving.tables.reader import unpack_frame
 
 T0 = 1_700_000_000_000
 
@@ -211,7 +211,7 @@ def test_plots_draw_one_series_per_entity(tmp_path) -> None:
 
 
 def test_interval_bounds_never_leave_zero_to_one_or_cross_the_estimate() -> None:
-    from jupyter_serving.capture.analysis import wilson_interval
+    from jupyter_serving.tables.analysis import wilson_interval
 
     for n in range(1, 201):
         for successes in (0, n):
@@ -223,7 +223,7 @@ def test_interval_bounds_never_leave_zero_to_one_or_cross_the_estimate() -> None
 def test_integer_class_predictions_drift_as_categories() -> None:
     import pandas as pd
 
-    from jupyter_serving.capture.analysis import drift
+    from jupyter_serving.tables.analysis import drift
 
     ref = pd.DataFrame({"prediction": [0, 1, 2] * 50})
     cur = pd.DataFrame({"prediction": [0] * 120 + [1] * 30})

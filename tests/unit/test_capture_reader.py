@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from jupyter_serving.capture.fastunpack import unpack_fast
-from jupyter_serving.capture.reader import _safe_name, unpack, unpack_frame, unpack_rows
+from jupyter_serving.tables.fastunpack import unpack_fast
+from jupyter_serving.tables.reader import _safe_name, unpack, unpack_frame, unpack_rows
 
 COLS = ["sepal length (cm)", "sepal width (cm)"]
 

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from jupyter_serving.data.gpus import GpuAllocator, discover, gpus_per_replica
+from jupyter_serving.backends.local.gpus import GpuAllocator, discover
+from jupyter_serving.policy.placement import gpus_per_replica
 
 
 def test_workload_types_map_to_gpus_per_replica() -> None:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from scipy.stats import chisquare
 
-from jupyter_serving.data.router import RoutingTable
+from jupyter_serving.dataplane.router import RoutingTable
 
 
 def table(routes):

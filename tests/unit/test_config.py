@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_serving.api.schema import default_served_name, parse_config, parse_create, validate_endpoint_name
 from jupyter_serving.errors import InvalidParameterValue
+from jupyter_serving.model.config import (
+    default_served_name,
+    parse_config,
+    parse_create,
+    validate_endpoint_name,
+)
 
 
 def entity(**extra):

@@ -19,11 +19,12 @@ from typing import Any
 
 import psutil
 
-from jupyter_serving.api.schema import ServedEntity
-from jupyter_serving.data.autoscaler import DOWN, ZERO, ScalingPolicy, replicas_to_add, tick
-from jupyter_serving.data.gpus import GpuAllocator, gpus_per_replica
-from jupyter_serving.data.replica import Replica, WarmPool
+from jupyter_serving.backends.local.gpus import GpuAllocator
+from jupyter_serving.backends.local.replica import Replica, WarmPool
 from jupyter_serving.errors import DeadlineExceeded, InternalError, TemporarilyUnavailable
+from jupyter_serving.model.config import ServedEntity
+from jupyter_serving.policy.autoscaler import DOWN, ZERO, ScalingPolicy, replicas_to_add, tick
+from jupyter_serving.policy.placement import gpus_per_replica
 
 log = logging.getLogger("jupyter_serving")
 

@@ -89,7 +89,7 @@ def _utc(moment: _dt.datetime) -> _dt.datetime:
 
 def unpack_frame(requests: pd.DataFrame) -> pd.DataFrame:
     """One row per input row from a frame of raw requests (as `inference_table(unpack=False)`)."""
-    from jupyter_serving.capture.fastunpack import unpack_fast
+    from jupyter_serving.tables.fastunpack import unpack_fast
 
     fast = unpack_fast(requests, _safe_name) if len(requests) else None
     return fast if fast is not None else unpack_rows(requests)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from jupyter_serving.capture.analysis import (
+from jupyter_serving.tables.analysis import (
     ENTITY,
     choose_metric,
     is_discrete,

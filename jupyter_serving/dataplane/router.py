@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jupyter_serving.data.replica_set import ReplicaSet
+from jupyter_serving.backends.local.replica_set import ReplicaSet
 
 ROUTING_KEY_HEADER = "X-Serving-Routing-Key"
 

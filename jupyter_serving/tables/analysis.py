@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from jupyter_serving.capture.reader import RESERVED
+from jupyter_serving.tables.reader import RESERVED
 
 ENTITY = "served_entity_name"
 HIGHER_IS_BETTER = {"accuracy": True, "mae": False}

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jupyter_serving.data import protocol
 from jupyter_serving.errors import DeadlineExceeded, InternalError
+from jupyter_serving.worker import protocol
 
 log = logging.getLogger("jupyter_serving")
 
-WORKER_MODULE = "jupyter_serving.data.worker"
+WORKER_MODULE = "jupyter_serving.worker"
 
 
 class _Expired(Exception):

@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from jupyter_serving.data.gpus import device_stats
+from jupyter_serving.backends.local.gpus import device_stats
 
 LATENCY_BUCKETS = (
     0.0005,

@@ -1,23 +1,9 @@
-"""This machine's GPUs: the inventory, the workload-type table, and exclusive placement of replicas.
+"""This machine's GPUs: the inventory and exclusive placement of replicas on them.
 
 The inventory comes from NVML, or from the setting `gpus` (`JUPYTER_SERVING_GPUS=0,1`; empty means
 none), which is also how the placement logic is tested on machines without a GPU. Each GPU replica
 owns its devices exclusively and sees only them (`CUDA_VISIBLE_DEVICES`); CPU replicas see none.
-
-Databricks' GPU workload types map onto GPUs per replica as follows (local devices are whatever this
-machine has; the type only says how many a replica takes):
-
-| workload_type   | GPUs per replica | Databricks hardware |
-|-----------------|------------------|---------------------|
-| GPU_SMALL       | 1                | 1x T4               |
-| GPU_MEDIUM      | 1                | 1x A10G             |
-| GPU_LARGE       | 1                | 1x A100             |
-| GPU_LARGE_2     | 2                | 2x A100             |
-| GPU_XLARGE      | 2                | 2x A100 (AWS)       |
-| MULTIGPU_MEDIUM | 4                | 4x A10G             |
-| GPU_LARGE_4     | 4                | 4x A100             |
-| GPU_XLARGE_8    | 8                | 8x A100             |
-| CPU, CPU_*      | 0                |                     |
+How many a replica takes comes from `jupyter_serving.policy.placement`.
 """
 
 from __future__ import annotations
@@ -28,21 +14,6 @@ from collections.abc import Iterable
 from typing import Any
 
 log = logging.getLogger("jupyter_serving")
-
-GPUS_PER_REPLICA = {
-    "GPU_SMALL": 1,
-    "GPU_MEDIUM": 1,
-    "GPU_LARGE": 1,
-    "GPU_LARGE_2": 2,
-    "GPU_XLARGE": 2,
-    "MULTIGPU_MEDIUM": 4,
-    "GPU_LARGE_4": 4,
-    "GPU_XLARGE_8": 8,
-}
-
-
-def gpus_per_replica(workload_type: str) -> int:
-    return GPUS_PER_REPLICA.get(workload_type, 0)
 
 
 def discover(setting: list[int] | None) -> list[int]:

@@ -1,0 +1,1 @@
+"""Execution backends: whatever runs replicas, behind the one interface in `base.py`."""

@@ -1,1 +1,0 @@
-"""The data plane: worker processes, replica sets, routing, metrics."""

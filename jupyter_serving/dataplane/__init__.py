@@ -1,0 +1,1 @@
+"""The data plane: routing tables, the invocation path (route -> deployment -> capture -> reply), metrics."""

@@ -1,0 +1,83 @@
+"""Micro-batching inside a worker: collect the frames of every connection, score what waits in one call.
+
+Whatever arrived while a predict call ran is scored together by the next one, so batching adapts to
+load with no added wait at low load (unless an entity asks for one). Fast batches score on the event
+loop, slow ones on the scoring thread so the loop keeps reading frames and answering pings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from jupyter_serving.worker import protocol
+
+# A batch that scores faster than this runs on the event loop; slower ones go to the scoring thread,
+# so a slow model never keeps the loop from reading frames and answering pings.
+INLINE_BUDGET_S = 0.002
+
+
+class Batcher:
+    """Collects frames from all connections and scores whatever is waiting in one call."""
+
+    def __init__(self, scorer: Any, max_batch: int, wait_s: float = 0.0) -> None:
+        self.scorer = scorer
+        self.max_batch = max(1, max_batch)
+        self.wait_s = max(0.0, wait_s)
+        self.inline = False  # score on the loop thread while batches take under INLINE_BUDGET_S
+        self.queue: list[tuple[protocol.Frame, asyncio.StreamWriter]] = []
+        self.wakeup = asyncio.Event()
+
+    async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (frame := await protocol.read_frame(reader)) is not None:
+            if frame.code == protocol.PING:
+                writer.write(protocol.encode(frame.request_id, 200, b"", b"pong"))
+                continue
+            self.queue.append((frame, writer))
+            self.wakeup.set()
+        writer.close()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1, thread_name_prefix="scoring") as executor:
+            while True:
+                await self.wakeup.wait()
+                if self.wait_s and len(self.queue) < self.max_batch:
+                    await asyncio.sleep(self.wait_s)  # the configured max wait for a fuller batch
+                batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
+                if not self.queue:
+                    self.wakeup.clear()
+                started = time.perf_counter()
+                if self.inline:  # fast models: two thread handoffs would cost more than the predict
+                    results = self._score(batch)
+                    await asyncio.sleep(0)
+                else:
+                    results = await loop.run_in_executor(executor, self._score, batch)
+                self.inline = time.perf_counter() - started < INLINE_BUDGET_S
+                self._reply(batch, results)
+
+    def _score(self, batch: list[tuple[protocol.Frame, asyncio.StreamWriter]]) -> list[Any]:
+        requests = [(f.meta.decode(), f.body) for f, _ in batch]
+        try:
+            return self.scorer.score(requests)
+        except Exception as exc:  # a bug of ours, not of the model: answer every request anyway
+            logging.exception("scoring failed")
+            body = json.dumps({"error_code": "INTERNAL_ERROR", "message": f"Worker error: {exc!r}"}).encode()
+            return [_error_result(body) for _ in batch]
+
+    def _reply(self, batch: list[tuple[protocol.Frame, asyncio.StreamWriter]], results: list[Any]) -> None:
+        for (frame, writer), result in zip(batch, results, strict=True):
+            meta = json.dumps(
+                {"ms": round(result.execution_ms, 3), "crid": result.client_request_id, "b": result.batch}
+            ).encode()
+            writer.write(protocol.encode(frame.request_id, result.status, meta, result.body))
+
+
+def _error_result(body: bytes) -> Any:
+    from jupyter_serving.worker.scoring import Result
+
+    return Result(500, body)
