@@ -17,7 +17,9 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Unicode
 
 from jupyter_serving.api.handlers import MANAGER_KEY, default_handlers
+from jupyter_serving.backends.base import load_backend
 from jupyter_serving.control.manager import EndpointManager
+from jupyter_serving.control.registry import ModelRegistry
 from jupyter_serving.settings import ServingSettings
 
 
@@ -37,8 +39,9 @@ class ServingApp(ExtensionApp):
     manager: EndpointManager
 
     def initialize_settings(self) -> None:
-        self.serving_settings = ServingSettings(parent=self)
-        self.manager = EndpointManager(self.serving_settings)
+        settings = self.serving_settings = ServingSettings(parent=self)
+        backend = load_backend(settings.backend, settings)
+        self.manager = EndpointManager(settings, backend=backend, registry=ModelRegistry())
         self.settings[MANAGER_KEY] = self.manager
 
     def initialize_handlers(self) -> None:

@@ -26,6 +26,14 @@ def env_name(trait_name: str) -> str:
 class ServingSettings(Configurable):
     """Server-side settings shared by the Jupyter extension and the standalone server."""
 
+    backend = Unicode(
+        "local",
+        config=True,
+        help="What runs replicas: 'local' (worker subprocesses on this machine), or 'package.module:Class' "
+        "for another implementation of jupyter_serving.backends.base.ExecutionBackend. "
+        "Env: JUPYTER_SERVING_BACKEND.",
+    ).tag(env=True)
+
     state_dir = Unicode(
         config=True,
         help="Folder holding the endpoint store (SQLite), worker sockets and logs. "

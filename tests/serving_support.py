@@ -5,9 +5,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -18,6 +19,31 @@ IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "p
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 STARTUP_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 90.0
+
+
+T = TypeVar("T")
+
+
+def eventually(
+    check: Callable[[], T],
+    timeout: float = 60.0,
+    interval: float = 0.05,
+    what: str = "the condition",
+    until: Callable[[T], Any] = bool,
+) -> T:
+    """Poll `check` until `until(value)` holds (truthy by default), and return that value; fail
+    with the last value seen once `timeout` passes.
+
+    The one bounded wait the tests use instead of hand-written loops or fixed sleeps: it returns
+    as soon as the state is reached, and never hangs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout:g} s; last value: {value!r}")
+        time.sleep(interval)
 
 
 @dataclass
@@ -147,12 +173,13 @@ class ServingServer:
 
     def wait_settled(self, name: str, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
         """Poll like the Databricks SDK waiter until the config update is no longer in progress."""
-        deadline = time.monotonic() + timeout
-        while (endpoint := self.get(name))["state"]["config_update"] == "IN_PROGRESS":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"endpoint {name} still updating: {endpoint}")
-            time.sleep(0.1)
-        return endpoint
+        last: dict[str, Any] = {}
+
+        def settled() -> dict[str, Any] | None:
+            last.update(self.get(name))
+            return dict(last) if last["state"]["config_update"] != "IN_PROGRESS" else None
+
+        return eventually(settled, timeout, 0.1, f"endpoint {name} finishing its update")
 
     def create_ready(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
         response = self.create(name, config)

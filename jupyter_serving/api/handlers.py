@@ -215,7 +215,7 @@ class InvocationsHandler(ServingHandler):
         if len(body) > limit:
             raise PayloadTooLarge(f"The request body is {len(body)} bytes; the limit is {limit} bytes.")
         headers = self.request.headers
-        result = await self.manager.invoke(
+        result = await self.manager.dataplane.invoke(
             name,
             served,
             _scoring_content_type(headers.get("Content-Type")),

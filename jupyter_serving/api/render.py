@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from jupyter_serving.control.manager import Endpoint
-from jupyter_serving.control.store import IN_PROGRESS, UPDATE_FAILED
+from jupyter_serving.control.endpoint import Endpoint
+from jupyter_serving.model.config import EndpointConfig
+from jupyter_serving.model.states import IN_PROGRESS, UPDATE_FAILED
 
 READY, NOT_READY = "READY", "NOT_READY"
+SUMMARY_FIELDS = ("name", "entity_name", "entity_version", "model_name", "model_version")
 Describe = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -19,7 +21,7 @@ def endpoint_detail(endpoint: Endpoint, describe_capture: Describe | None = None
     out = _base(endpoint)
     if record.config is not None:
         out["config"] = _config(endpoint, record.config, record.config_version, describe, pending=False)
-    if record.pending is not None and record.config_update in (IN_PROGRESS, UPDATE_FAILED):
+    if record.pending is not None and record.update.state in (IN_PROGRESS, UPDATE_FAILED):
         pending = _config(endpoint, record.pending, record.pending_version or 0, describe, pending=True)
         pending["start_time"] = record.pending_start_time
         out["pending_config"] = pending
@@ -33,13 +35,8 @@ def endpoint_summary(endpoint: Endpoint) -> dict[str, Any]:
     out = _base(endpoint)
     cfg = record.config or record.pending
     if cfg is not None:
-        key = "served_models" if "served_models" in cfg else "served_entities"
-        fields = (
-            ("name", "model_name", "model_version")
-            if key == "served_models"
-            else ("name", "entity_name", "entity_version")
-        )
-        out["config"] = {key: [{f: e[f] for f in fields if f in e} for e in cfg[key]]}
+        entities = [e.to_json() for e in cfg.served_entities]
+        out["config"] = {cfg.entities_key: [{f: e[f] for f in SUMMARY_FIELDS if f in e} for e in entities]}
     return out
 
 
@@ -51,19 +48,19 @@ def _base(endpoint: Endpoint) -> dict[str, Any]:
         "creator": record.creator,
         "creation_timestamp": record.creation_timestamp,
         "last_updated_timestamp": record.last_updated_timestamp,
-        "state": {"ready": READY if endpoint.ready else NOT_READY, "config_update": record.config_update},
+        "state": {"ready": READY if endpoint.ready else NOT_READY, "config_update": record.update.state},
         "tags": record.tags,
         **({"description": record.description} if record.description else {}),
     }
 
 
 def _config(
-    endpoint: Endpoint, cfg: dict[str, Any], version: int, describe: Describe, *, pending: bool
+    endpoint: Endpoint, cfg: EndpointConfig, version: int, describe: Describe, *, pending: bool
 ) -> dict[str, Any]:
     record = endpoint.record
-    key = "served_models" if "served_models" in cfg else "served_entities"
+    wire = cfg.to_json()
     entities = []
-    for spec in cfg[key]:
+    for spec in wire[cfg.entities_key]:
         state, message, local = endpoint.entity_state(spec["name"], pending)
         entities.append(
             {
@@ -74,7 +71,8 @@ def _config(
                 "local": local,
             }
         )
-    out: dict[str, Any] = {key: entities, "traffic_config": cfg["traffic_config"], "config_version": version}
-    if cfg.get("auto_capture_config") is not None:
-        out["auto_capture_config"] = describe(cfg["auto_capture_config"])
+    out: dict[str, Any] = {cfg.entities_key: entities, "traffic_config": wire["traffic_config"]}
+    out["config_version"] = version
+    if cfg.auto_capture_config is not None:
+        out["auto_capture_config"] = describe(cfg.auto_capture_config)
     return out

@@ -1,21 +1,20 @@
 """Desired state: what users asked for, persisted in SQLite so endpoints survive a restart.
 
 One JSON document per endpoint. Writes are rare (control-plane calls and state transitions) and
-tiny, so they run synchronously; WAL mode keeps readers out of a writer's way.
+tiny, so they run synchronously; WAL mode keeps readers out of a writer's way. The record holds
+parsed configs (`EndpointConfig`), not wire JSON: rendering for clients is `api/render.py`'s job.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-NOT_UPDATING = "NOT_UPDATING"
-IN_PROGRESS = "IN_PROGRESS"
-UPDATE_FAILED = "UPDATE_FAILED"
-UPDATE_CANCELED = "UPDATE_CANCELED"
+from jupyter_serving.model.config import EndpointConfig, parse_config
+from jupyter_serving.model.states import ConfigUpdate
 
 
 @dataclass
@@ -29,17 +28,35 @@ class EndpointRecord:
     last_updated_timestamp: int
     description: str | None = None
     tags: list[dict[str, Any]] = field(default_factory=list)
-    config: dict[str, Any] | None = None
+    config: EndpointConfig | None = None
     config_version: int = 0
-    pending: dict[str, Any] | None = None
+    pending: EndpointConfig | None = None
     pending_version: int | None = None
     pending_start_time: int | None = None
-    config_update: str = NOT_UPDATING
-    update_message: str = ""
+    update: ConfigUpdate = field(default_factory=ConfigUpdate)
     # served entity name -> creation timestamp (ms), kept across versions that keep the entity
     entity_created: dict[str, int] = field(default_factory=dict)
     # served entity name -> [state, message] of a pending config whose rollout ended without success
     pending_states: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = {k: v for k, v in vars(self).items() if k not in ("config", "pending", "update")}
+        doc["config"] = self.config.to_json() if self.config else None
+        doc["pending"] = self.pending.to_json() if self.pending else None
+        doc["config_update"], doc["update_message"] = self.update.state, self.update.message
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> EndpointRecord:
+        doc = dict(doc)
+        update = ConfigUpdate(doc.pop("config_update"), doc.pop("update_message", ""))
+        config, pending = doc.pop("config"), doc.pop("pending")
+        return cls(
+            **doc,
+            config=parse_config(config) if config else None,
+            pending=parse_config(pending) if pending else None,
+            update=update,
+        )
 
 
 class EndpointStore:
@@ -52,13 +69,13 @@ class EndpointStore:
 
     def load_all(self) -> list[EndpointRecord]:
         rows = self._db.execute("SELECT doc FROM endpoints ORDER BY name").fetchall()
-        return [EndpointRecord(**json.loads(doc)) for (doc,) in rows]
+        return [EndpointRecord.from_doc(json.loads(doc)) for (doc,) in rows]
 
     def save(self, record: EndpointRecord) -> None:
         self._db.execute(
             "INSERT INTO endpoints (name, doc) VALUES (?, ?) "
             "ON CONFLICT(name) DO UPDATE SET doc = excluded.doc",
-            (record.name, json.dumps(asdict(record))),
+            (record.name, json.dumps(record.to_doc())),
         )
 
     def delete(self, name: str) -> None:

@@ -7,11 +7,11 @@ and cold starts are read from the live replica sets when scraped, so they cost n
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from jupyter_serving.backends.base import Deployment
 from jupyter_serving.backends.local.gpus import device_stats
 
 LATENCY_BUCKETS = (
@@ -36,10 +36,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _LiveGauges:
-    """Collects gauges from the running replica sets at scrape time."""
+    """Collects gauges from the endpoint's deployments' status at scrape time."""
 
-    def __init__(self, sets: Callable[[], Iterable[Any]]) -> None:
-        self._sets = sets
+    def __init__(self, deployments: Callable[[], Iterable[Deployment]]) -> None:
+        self._deployments = deployments
 
     def collect(self) -> Iterable[Metric]:
         replicas = GaugeMetricFamily(
@@ -56,13 +56,16 @@ class _LiveGauges:
         cold = CounterMetricFamily(
             "cold_starts", "Replicas started for a request that found none", labels=["served_entity"]
         )
-        for rset in self._sets():
-            replicas.add_metric([rset.name], len(rset.replicas))
-            inflight.add_metric([rset.name], rset.inflight)
-            queued.add_metric([rset.name], rset.waiting)
-            cold.add_metric([rset.name], rset.cold_starts)
+        gpus: list[int] = []
+        for deployment in self._deployments():
+            status = deployment.status()
+            replicas.add_metric([deployment.name], status.replicas)
+            inflight.add_metric([deployment.name], status.inflight)
+            queued.add_metric([deployment.name], status.queued)
+            cold.add_metric([deployment.name], status.cold_starts)
+            gpus.extend(status.gpus)
         yield from (replicas, inflight, queued, cold)
-        yield from _gpu_gauges(d for rset in self._sets() for r in rset.replicas for d in r.gpus)
+        yield from _gpu_gauges(gpus)
 
 
 def _gpu_gauges(devices: Iterable[int]) -> Iterable[Metric]:
@@ -81,7 +84,7 @@ def _gpu_gauges(devices: Iterable[int]) -> Iterable[Metric]:
 
 
 class EndpointMetrics:
-    def __init__(self, sets: Callable[[], Iterable[Any]]) -> None:
+    def __init__(self, deployments: Callable[[], Iterable[Deployment]]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
             "requests",
@@ -103,7 +106,7 @@ class EndpointMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
         )
-        self.registry.register(_LiveGauges(sets))  # type: ignore[arg-type]
+        self.registry.register(_LiveGauges(deployments))  # type: ignore[arg-type]
 
     def observe(self, served: str, status: int, seconds: float, batch: int | None = None) -> None:
         self.requests.labels(served, str(status)).inc()

@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jupyter_serving.backends.local.replica_set import ReplicaSet
+from jupyter_serving.backends.base import Deployment
 
 ROUTING_KEY_HEADER = "X-Serving-Routing-Key"
 
@@ -20,9 +20,10 @@ ROUTING_KEY_HEADER = "X-Serving-Routing-Key"
 @dataclass(frozen=True)
 class RoutingTable:
     config_version: int
-    sets: dict[str, ReplicaSet]
+    deployments: dict[str, Deployment]
     routes: tuple[tuple[str, int], ...]
     capture_path: Path | None = None  # the payload table of this config version, if capture is on
+    rng: random.Random = field(default_factory=random.Random, compare=False)  # seeded in tests
     _names: tuple[str, ...] = field(init=False)
     _bounds: tuple[int, ...] = field(init=False)
 
@@ -35,9 +36,9 @@ class RoutingTable:
         object.__setattr__(self, "_names", tuple(name for name, _ in live))
         object.__setattr__(self, "_bounds", tuple(bounds))
 
-    def choose(self, routing_key: str | None = None) -> ReplicaSet:
+    def choose(self, routing_key: str | None = None) -> Deployment:
         """The entity for one request: weighted at random, or fixed for a given routing key."""
         if len(self._names) == 1:
-            return self.sets[self._names[0]]
-        point = zlib.crc32(routing_key.encode()) % 100 if routing_key else random.randrange(100)
-        return self.sets[self._names[bisect.bisect_right(self._bounds, point)]]
+            return self.deployments[self._names[0]]
+        point = zlib.crc32(routing_key.encode()) % 100 if routing_key else self.rng.randrange(100)
+        return self.deployments[self._names[bisect.bisect_right(self._bounds, point)]]

@@ -132,14 +132,18 @@ class EndpointConfig:
     def legacy(self) -> bool:
         return bool(self.served_entities) and self.served_entities[0].legacy
 
+    @property
+    def entities_key(self) -> str:
+        """The one place that knows legacy configs say `served_models` and others `served_entities`."""
+        return "served_models" if self.legacy else "served_entities"
+
     def entity(self, name: str) -> ServedEntity | None:
         return next((e for e in self.served_entities if e.name == name), None)
 
     def to_json(self) -> dict[str, Any]:
         """The stored (and echoed) form; `parse_config(to_json())` round-trips."""
-        key = "served_models" if self.legacy else "served_entities"
         out: dict[str, Any] = {
-            key: [e.to_json() for e in self.served_entities],
+            self.entities_key: [e.to_json() for e in self.served_entities],
             "traffic_config": {"routes": [r.to_json() for r in self.routes]},
         }
         if self.auto_capture_config is not None:

@@ -220,11 +220,14 @@ class EntityEditor(w.VBox):
 
 class EndpointForm(w.VBox):
     """Create or edit an endpoint, in the steps of the Serving UI; the button submits and a status
-    line follows the deploy live. `EndpointForm(client)` creates; `EndpointForm(client, "name")` edits.
+    line follows the deploy live. `EndpointForm()` creates; `EndpointForm(endpoint="name")` edits. The
+    client defaults to the discovered server, as `Client()` does.
     """
 
-    def __init__(self, client: Client, endpoint: str | None = None, *, timeout: float = 1200.0) -> None:
-        self.client = client
+    def __init__(
+        self, client: Client | None = None, endpoint: str | None = None, *, timeout: float = 1200.0
+    ) -> None:
+        self.client = client = client if client is not None else _default_client()
         self.timeout = timeout
         self.models = {
             m["name"]: [str(v["version"]) for v in m.get("versions", [])] for m in client.registered_models()
@@ -403,9 +406,25 @@ class EndpointForm(w.VBox):
 
 class EndpointMonitor(w.VBox):
     """State, replicas, traffic, requests/s and latency of one endpoint, refreshed every `interval`
-    seconds on a background thread; `stop()` (or `close()`) ends the refreshing."""
+    seconds on a background thread; `stop()` (or `close()`) ends the refreshing.
 
-    def __init__(self, client: Client, name: str, *, interval: float = 2.0, start: bool = True) -> None:
+    `EndpointMonitor("iris")` watches through the discovered server; `EndpointMonitor(client, "iris")`
+    through a given client."""
+
+    def __init__(
+        self,
+        name_or_client: str | Client,
+        name: str | None = None,
+        *,
+        interval: float = 2.0,
+        start: bool = True,
+    ) -> None:
+        if isinstance(name_or_client, str):
+            client, name = _default_client(), name_or_client
+        else:
+            client = name_or_client
+        if not name:
+            raise TypeError("EndpointMonitor needs the name of the endpoint to watch.")
         self.client = client
         self.name = name
         self.interval = interval
@@ -514,3 +533,8 @@ def _escape(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def _default_client() -> Client:
+    """The client `Client()` makes: the server discovery finds for this kernel."""
+    return Client()

@@ -24,6 +24,7 @@ import importlib.util
 import json
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -38,6 +39,10 @@ PRELOAD = ("sklearn.base", "mlflow.sklearn")
 def main() -> int:
     status = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything the model prints goes to the log, never into the status channel
+    assignments: queue.Queue[str] = queue.Queue(maxsize=1)
+    # The lifeline reads stdin from the first instant, so a server killed while this worker is still
+    # importing (seconds, more on a busy machine) takes the worker with it at once.
+    threading.Thread(target=_lifeline, args=(assignments,), daemon=True, name="lifeline").start()
     import mlflow.pyfunc  # noqa: F401  (the slow import, done before the worker reports warm)
 
     from jupyter_serving.worker import scoring  # noqa: F401
@@ -45,12 +50,8 @@ def main() -> int:
     _preload()
 
     _send(status, event="warm", pid=os.getpid())
-    line = sys.stdin.readline()
-    if not line:
-        return 0
-    assignment = json.loads(line)
+    assignment = json.loads(assignments.get())
     _redirect_output(assignment["log_path"])
-    threading.Thread(target=_exit_when_server_gone, daemon=True, name="lifeline").start()
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {assignment['label']} %(levelname)s %(message)s"
     )
@@ -136,8 +137,13 @@ def _redirect_output(log_path: str) -> None:
     os.close(fd)
 
 
-def _exit_when_server_gone() -> None:
-    sys.stdin.read()  # returns only at end-of-file: the server closed its end or died
+def _lifeline(assignments: queue.Queue[str]) -> None:
+    """Hand the one assignment line to the main thread, then wait for end-of-file: the server closed
+    its end or died, and a worker without its server has nothing left to do."""
+    line = sys.stdin.readline()
+    if line:
+        assignments.put(line)
+        sys.stdin.read()
     os._exit(0)
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from serving_support import ServingServer, entity, iris_split
+from serving_support import ServingServer, entity, eventually, iris_split
 
 FAST_TIMERS = ("--scale-to-zero-idle-s", "2", "--scale-down-delay-s", "1", "--autoscale-interval-s", "0.2")
 # A slow model allowed one to three replicas (4 to 12 provisioned concurrency).
@@ -52,11 +51,7 @@ def wait_local(
     check: Callable[[dict[str, Any]], bool],
     timeout: float = 90,
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while not check(info := local(server, name, served)):
-        assert time.monotonic() < deadline, info
-        time.sleep(0.1)
-    return info
+    return eventually(lambda: local(server, name, served), timeout, 0.1, f"{name}/{served}", until=check)
 
 
 def metric(server: ServingServer, name: str, line_start: str) -> float:
@@ -121,13 +116,27 @@ def test_killed_workers_are_replaced_and_traffic_recovers(fast_server: ServingSe
 
 def test_a_model_that_keeps_crashing_ends_failed_not_in_a_restart_loop(fast_server: ServingServer) -> None:
     fast_server.create_ready("as-crash", {"served_entities": [entity("crash", 1)]})
-    deadline = time.monotonic() + 120
-    while (info := local(fast_server, "as-crash", "crash-1"))["state"]["deployment"] != "DEPLOYMENT_FAILED":
-        assert time.monotonic() < deadline, info
-        response = fast_server.invoke("as-crash", {"dataframe_records": [{"x": -1.0}]})
-        assert response.status_code >= 500
+
+    def crash_once() -> dict[str, Any] | None:
+        info = local(fast_server, "as-crash", "crash-1")
+        if info["state"]["deployment"] == "DEPLOYMENT_FAILED":
+            return info
+        assert fast_server.invoke("as-crash", {"dataframe_records": [{"x": -1.0}]}).status_code >= 500
+        return None
+
+    info = eventually(crash_once, 120, 0.0, "the crash loop ending in DEPLOYMENT_FAILED")
     assert "crashed 5 times" in info["message"]
     assert info["replicas"] == 0
+    # Failed is final: valid requests and autoscaler ticks never bring it back; only a new config does.
+    for _ in range(5):
+        assert fast_server.invoke("as-crash", {"dataframe_records": [{"x": 1.0}]}).status_code == 500
+        assert local(fast_server, "as-crash", "crash-1")["state"]["deployment"] == "DEPLOYMENT_FAILED"
+    update = {"served_entities": [entity("crash", 1, workload_size="Small", scale_to_zero_enabled=True)]}
+    assert fast_server.api("PUT", "api/2.0/serving-endpoints/as-crash/config", json=update).status_code == 200
+    assert fast_server.wait_settled("as-crash")["state"]["config_update"] == "NOT_UPDATING"
+    assert fast_server.invoke("as-crash", {"dataframe_records": [{"x": 1.0}]}).json() == {
+        "predictions": [2.0]
+    }
     fast_server.delete("as-crash")
 
 

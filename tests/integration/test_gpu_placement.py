@@ -6,11 +6,10 @@ worker (the env-echo fixture model answers with the variable's value).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
-from serving_support import ServingServer, entity
+from serving_support import ServingServer, entity, eventually
 
 
 def visible_devices(server: ServingServer, name: str, served: str | None = None) -> str:
@@ -24,11 +23,7 @@ def served(server: ServingServer, name: str, pending: bool = False) -> dict[str,
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    return result
+    return eventually(check, timeout, 0.1)
 
 
 def test_gpu_replicas_get_exclusive_devices_wait_for_them_and_release_them(

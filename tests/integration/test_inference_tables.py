@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-from serving_support import IRIS_COLUMNS, ServingServer, entity, iris_split
+from serving_support import IRIS_COLUMNS, ServingServer, entity, eventually, iris_split
 
 CAPTURE = {"catalog_name": "main", "schema_name": "default", "enabled": True}
 
@@ -22,13 +22,12 @@ def read_table(path: str) -> pd.DataFrame:
 
 def wait_rows(path: str, count: int, timeout: float = 60) -> pd.DataFrame:
     """Poll the Delta table (committed in the background) until it holds `count` rows."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def rows() -> pd.DataFrame | None:
         frame = read_table(path) if Path(path, "_delta_log").exists() else pd.DataFrame()
-        if len(frame) >= count:
-            return frame
-        assert time.monotonic() < deadline, f"{len(frame)} of {count} rows after {timeout} s"
-        time.sleep(0.1)
+        return frame if len(frame) >= count else None
+
+    return eventually(rows, timeout, 0.1, f"{count} rows in {path}")
 
 
 def test_requests_and_failures_are_logged_with_databricks_columns(

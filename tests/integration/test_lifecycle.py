@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 
 import psutil
 import pytest
-from serving_support import ServingServer, entity, iris_split
+from serving_support import ServingServer, entity, eventually, iris_split
 
 
 def test_model_that_cannot_load_fails_its_deployment_and_nothing_else(serving_server: ServingServer) -> None:
@@ -67,10 +66,13 @@ def test_endpoints_survive_a_restart_and_redeploy_without_user_action(
 
     second = start_server(state_dir=state)
     after = second.wait_settled("keep-me")
-    deadline = time.monotonic() + 90
-    while (after := second.get("keep-me"))["state"]["ready"] != "READY":
-        assert time.monotonic() < deadline, after
-        time.sleep(0.1)
+    after = eventually(
+        lambda: second.get("keep-me"),
+        90,
+        0.1,
+        "keep-me READY after the restart",
+        until=lambda e: e["state"]["ready"] == "READY",
+    )
     assert after["id"] == before["id"]
     assert after["config"]["config_version"] == before["config"]["config_version"]
     assert after["config"]["served_entities"][0]["entity_version"] == "2"
@@ -90,10 +92,7 @@ def test_workers_exit_when_the_server_is_killed(start_server: Callable[..., Serv
     assert stale  # what the killed server left behind
     restarted = start_server(state_dir=server.state_dir)
     assert not stale & set(sockets.glob("*.sock"))  # a restarted server cleans up after the dead one
-    deadline = time.monotonic() + 90
-    while restarted.get("orphan-check")["state"]["ready"] != "READY":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    eventually(lambda: restarted.get("orphan-check")["state"]["ready"] == "READY", 90, 0.1, "READY again")
 
 
 def test_a_state_dir_serves_one_server_at_a_time(

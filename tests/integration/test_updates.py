@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from scipy.stats import chisquare
-from serving_support import ServingServer, entity, iris_split
+from serving_support import ServingServer, entity, eventually, iris_split
+
+from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
 
 
 def split(*routes: tuple[str, int | str]) -> dict:
@@ -27,10 +28,17 @@ def test_split_follows_the_configured_percentages_and_direct_queries_ignore_it(
     serving_server: ServingServer,
 ) -> None:
     serving_server.create_ready("upd-ab", AB)
+    # Distinct routing keys make the split deterministic over HTTP (the unkeyed random draw is
+    # tested with a seeded generator in tests/unit/test_router.py): 1500 keys spread like traffic.
     counts = Counter(
-        serving_server.invoke("upd-ab", iris_split()).headers["served-model-name"] for _ in range(1500)
+        serving_server.invoke("upd-ab", iris_split(), headers={ROUTING_KEY_HEADER: f"user-{i}"}).headers[
+            "served-model-name"
+        ]
+        for i in range(1500)
     )
     assert chisquare([counts["current"], counts["challenger"]], [1200, 300]).pvalue > 0.001, counts
+    unkeyed = {serving_server.invoke("upd-ab", iris_split()).headers["served-model-name"] for _ in range(200)}
+    assert unkeyed == {"current", "challenger"}  # both get unkeyed traffic (fails with p < 1e-19)
     direct = {
         serving_server.invoke("upd-ab", iris_split(), served="challenger").headers["served-model-name"]
         for _ in range(20)
@@ -188,12 +196,16 @@ def test_restart_in_the_middle_of_an_update_resumes_it(
     restarted = start_server(state_dir=state)
     during = restarted.get("upd-restart")
     assert during["config"]["config_version"] == 1  # never half-applied: v1 is what serves
-    deadline = time.monotonic() + 90
-    while (endpoint := restarted.get("upd-restart"))["state"]["config_update"] == "IN_PROGRESS":
-        assert time.monotonic() < deadline
+
+    def v1_serves_until_v2_is_ready() -> dict | None:
+        endpoint = restarted.get("upd-restart")
+        if endpoint["state"]["config_update"] != "IN_PROGRESS":
+            return endpoint
         response = restarted.invoke("upd-restart", iris_split())
         assert response.status_code == 200 and response.headers["served-model-name"] == "iris-lr-1"
-        time.sleep(0.1)
+        return None
+
+    endpoint = eventually(v1_serves_until_v2_is_ready, 90, 0.1, "the resumed update finishing")
     assert endpoint["config"]["config_version"] == 2
     assert restarted.invoke("upd-restart", {"dataframe_records": [{"x": 2.0}]}).json() == {
         "predictions": [4.0]

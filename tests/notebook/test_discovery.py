@@ -15,6 +15,7 @@ import psutil
 import pytest
 import requests
 from jupyter_core.paths import jupyter_runtime_dir
+from serving_support import eventually
 
 from jupyter_serving.notebook.discovery import (
     DiscoveryError,
@@ -43,10 +44,10 @@ def alive(pid: int) -> bool:
 
 
 def wait_gone(pids: list[int], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
+    try:
+        return eventually(lambda: [p for p in pids if alive(p)], timeout, 0.1, until=lambda left: not left)
+    except AssertionError:
+        return [p for p in pids if alive(p)]
 
 
 def test_env_override_wins() -> None:

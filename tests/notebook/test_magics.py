@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
+from serving_support import eventually
 
 from jupyter_serving.notebook.client import Client
 from jupyter_serving.notebook.magics import ServeMagics
@@ -237,14 +237,15 @@ def test_table_returns_the_captured_requests(
     X = load_iris(as_frame=True).data.iloc[[0, 60, 120]]
     client.query(name, X)
     # Capture is asynchronous (spool, then Delta in batches): poll until the rows land.
-    deadline = time.monotonic() + 60
-    table = pd.DataFrame()
-    while len(table) < 3 and time.monotonic() < deadline:
+
+    def table_rows() -> pd.DataFrame:
         try:
-            table = shell.run_line_magic("serve", f"table {name}")
+            return shell.run_line_magic("serve", f"table {name}")
         except UsageError as exc:
             assert "no data yet" in str(exc)
-        time.sleep(0.2)
+            return pd.DataFrame()
+
+    table = eventually(table_rows, 60, 0.2, "3 rows in the inference table", until=lambda t: len(t) >= 3)
     assert len(table) == 3
     assert set(X.columns) <= set(table.columns)
     assert list(table["prediction"]) == [0, 1, 2]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 
 import pandas as pd
 import pytest
+from serving_support import eventually
 
 from jupyter_serving.notebook.client import BadRequestError, Client
 from jupyter_serving.notebook.widgets import EndpointForm, EndpointMonitor
@@ -15,15 +15,6 @@ from jupyter_serving.notebook.widgets import EndpointForm, EndpointMonitor
 pytestmark = pytest.mark.slow
 
 COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
-
-
-def poll(check: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_form_lists_registry_models_and_versions(client: Client) -> None:
@@ -124,7 +115,7 @@ def test_monitor_shows_state_replicas_and_request_rates(client: Client, iris_end
         for _ in range(5):
             client.query(iris_endpoint, rows)
         # The timer thread keeps redrawing while the kernel is free to run other cells.
-        assert poll(lambda: monitor.refreshes >= before + 2)
+        eventually(lambda: monitor.refreshes >= before + 2, 60, 0.05, "two more refreshes")
         assert monitor.running
         monitor.refresh()
         cells = monitor.table.value
@@ -150,3 +141,17 @@ def test_monitor_rates_follow_traffic(client: Client, iris_endpoint: str) -> Non
     assert int(total) >= 10
     assert int(errors) >= 1
     assert not monitor.running
+
+
+def test_both_widgets_default_to_the_discovered_server(
+    server_env: dict[str, str], iris_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in server_env.items():
+        monkeypatch.setenv(key, value)
+    form = EndpointForm()
+    assert form.client.url.rstrip("/") == server_env["JUPYTER_SERVING_URL"].rstrip("/")
+    assert "iris-lr" in form.models
+    monitor = EndpointMonitor(iris_endpoint, start=False)
+    monitor.refresh()
+    assert monitor.client.url.rstrip("/") == server_env["JUPYTER_SERVING_URL"].rstrip("/")
+    assert iris_endpoint in monitor.header.value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from types import SimpleNamespace
 
@@ -12,12 +13,13 @@ from jupyter_serving.dataplane.router import RoutingTable
 
 def table(routes):
     sets = {name: SimpleNamespace(name=name) for name, _ in routes}
-    return RoutingTable(1, sets, tuple(routes))  # type: ignore[arg-type]
+    return RoutingTable(1, sets, tuple(routes), rng=random.Random(1234))  # type: ignore[arg-type]
 
 
 def test_split_follows_the_percentages() -> None:
     routes = (("current", 80), ("challenger", 20))
-    counts = Counter(table(routes).choose().name for _ in range(5000))
+    t = table(routes)
+    counts = Counter(t.choose().name for _ in range(5000))
     assert chisquare([counts["current"], counts["challenger"]], [4000, 1000]).pvalue > 0.001
 
 

@@ -1,7 +1,9 @@
 """Worker processes as the server sees them: spawning, the warm pool, and one replica's connection.
 
-`WarmPool` keeps interpreters started with MLflow imported (see `worker.py`); `Replica` turns one
-into a serving replica of a model and multiplexes requests to it over one Unix socket.
+`WarmPool` keeps interpreters started with MLflow imported (see `jupyter_serving/worker/`); `Replica`
+turns one into a serving replica of a model and multiplexes requests to it over one Unix socket.
+Every step that starts a process kills it again if the step is cancelled half-way: a cancelled
+deploy or a deleted endpoint must leave no interpreter behind.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jupyter_serving.backends.base import ScoringReply
 from jupyter_serving.errors import DeadlineExceeded, InternalError
 from jupyter_serving.worker import protocol
 
@@ -35,15 +37,6 @@ class _Expired(Exception):
 def _expire(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
         fut.set_exception(_Expired())
-
-
-@dataclass(slots=True)
-class WorkerReply:
-    status: int
-    body: bytes
-    execution_ms: float
-    client_request_id: str | None
-    batch: int = 1
 
 
 class WorkerProcess:
@@ -67,7 +60,11 @@ class WorkerProcess:
                 env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
             )
         worker = cls(proc)
-        event = await worker.next_event()
+        try:
+            event = await worker.next_event()
+        except BaseException:  # cancelled while it imported: never leave the interpreter running
+            await worker.kill()
+            raise
         if event.get("event") != "warm":
             raise RuntimeError(f"worker {worker.pid} did not start: {event.get('message', 'it exited')}")
         return worker
@@ -123,7 +120,15 @@ class WarmPool:
         while self._spares:
             spare = self._spares.popleft()
             try:
-                worker = await spare
+                # Shielded: a cancelled deploy must not cancel (and so orphan) a spare half-started;
+                # the spare goes back to the pool for the next deploy instead.
+                worker = await asyncio.shield(spare)
+            except asyncio.CancelledError:
+                if self._closed:
+                    spare.add_done_callback(_kill_when_started)
+                else:
+                    self._spares.appendleft(spare)
+                raise
             except Exception:
                 log.exception("a warm worker failed to start")
                 continue
@@ -147,6 +152,17 @@ class WarmPool:
                 await result.kill()
 
 
+def _kill_when_started(spare: asyncio.Task[WorkerProcess]) -> None:
+    """A spare that finished starting after its pool closed: stop it rather than orphan it."""
+    if not spare.cancelled() and spare.exception() is None:
+        task = asyncio.get_running_loop().create_task(spare.result().kill())
+        _KILLING.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(_KILLING.discard)
+
+
+_KILLING: set[asyncio.Task[None]] = set()
+
+
 class Replica:
     """One worker serving one model: its process and the multiplexed connection to it."""
 
@@ -159,7 +175,7 @@ class Replica:
         self.inflight = 0
         self.draining = False
         self.broken = False  # the connection ended: the worker is gone, even before its exit is reaped
-        self._pending: dict[int, asyncio.Future[WorkerReply]] = {}
+        self._pending: dict[int, asyncio.Future[ScoringReply]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self.on_broken: Callable[[], None] | None = None
@@ -181,7 +197,7 @@ class Replica:
                 if fut is not None and not fut.done():
                     meta = frame.meta_json()
                     fut.set_result(
-                        WorkerReply(
+                        ScoringReply(
                             frame.code, frame.body, meta.get("ms", 0.0), meta.get("crid"), meta.get("b", 1)
                         )
                     )
@@ -208,12 +224,12 @@ class Replica:
     def usable(self) -> bool:
         return not (self.draining or self.broken)
 
-    async def invoke(self, content_type: str, body: bytes, timeout_s: float) -> WorkerReply:
+    async def invoke(self, content_type: str, body: bytes, timeout_s: float) -> ScoringReply:
         if self.broken or self._writer is None or self._writer.is_closing():
             raise InternalError(f"The replica {self.label} is not connected.")
         request_id = next(self._ids) & 0xFFFFFFFF
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[WorkerReply] = loop.create_future()
+        fut: asyncio.Future[ScoringReply] = loop.create_future()
         self._pending[request_id] = fut
         self.inflight += 1
         # A bare timer on the reply future: asyncio.wait_for wraps it in a second future and two

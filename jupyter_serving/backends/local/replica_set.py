@@ -1,7 +1,9 @@
-"""The replicas of one served entity: starting, choosing one per request, autoscaling, replacing crashes.
+"""The replicas of one served entity: the local backend's `Deployment`.
 
-A ReplicaSet is keyed by the entity's runtime key, so an unchanged entity keeps its set (and its
-warm replicas) across config updates.
+Starting replicas, choosing one per request, autoscaling, replacing crashes. A ReplicaSet is keyed
+by the entity's runtime key, so an unchanged entity keeps its set (and its warm replicas) across
+config updates. Every replica it ever starts is tracked until stopped, so stopping the set (even
+while a deploy, a scale-up or a crash replacement is half-way) leaves no worker behind.
 """
 
 from __future__ import annotations
@@ -19,31 +21,25 @@ from typing import Any
 
 import psutil
 
+from jupyter_serving.backends.base import (
+    DeployFailed,
+    DeploymentStatus,
+    Retired,
+    ScoringReply,
+    ScoringRequest,
+)
 from jupyter_serving.backends.local.gpus import GpuAllocator
 from jupyter_serving.backends.local.replica import Replica, WarmPool
 from jupyter_serving.errors import DeadlineExceeded, InternalError, TemporarilyUnavailable
 from jupyter_serving.model.config import ServedEntity
+from jupyter_serving.model.states import ABORTED, FAILED, READY, RECOVERING, DeploymentState
 from jupyter_serving.policy.autoscaler import DOWN, ZERO, ScalingPolicy, replicas_to_add, tick
 from jupyter_serving.policy.placement import gpus_per_replica
 
 log = logging.getLogger("jupyter_serving")
 
-CREATING = "DEPLOYMENT_CREATING"
-READY = "DEPLOYMENT_READY"
-RECOVERING = "DEPLOYMENT_RECOVERING"
-FAILED = "DEPLOYMENT_FAILED"
-ABORTED = "DEPLOYMENT_ABORTED"
-
 CRASH_WINDOW_S = 120.0
 MAX_CRASHES = 5
-
-
-class DeployFailed(Exception):
-    """A replica could not be brought up; the message is shown as deployment_state_message."""
-
-
-class Retired(Exception):
-    """The set was retired by a config update after the request chose it: route it again."""
 
 
 @dataclass
@@ -118,7 +114,11 @@ class Spawner:
             await worker.kill()
             raise DeployFailed(event.get("message") or "The worker exited while loading the model.")
         replica = Replica(worker, socket_path, label)
-        await replica.connect()
+        try:
+            await replica.connect()
+        except BaseException:
+            await worker.kill()
+            raise
         return replica
 
 
@@ -140,6 +140,8 @@ class ReplicaSet:
         spawner: Spawner,
         policy: ScalingPolicy,
         options: SetOptions,
+        load_uri: str | None = None,
+        on_stopped: Callable[[ReplicaSet], None] = lambda rset: None,
     ) -> None:
         self.endpoint = endpoint
         self.entity = entity
@@ -147,36 +149,61 @@ class ReplicaSet:
         self.spawner = spawner
         self.policy = policy
         self.options = options
-        self.state = CREATING
-        self.message = "Creating the served entity."
-        self.replicas: list[Replica] = []
+        self.load_uri = load_uri  # the model's files, resolved once by the server
+        self.deployment = DeploymentState()
+        self.replicas: list[Replica] = []  # the ones requests may use
         self.env: dict[str, str] = {}
-        self.load_uri: str | None = None  # the model's files, resolved once by the server
         self.starting = 0
         self.waiting = 0
         self.cold_starts = 0
         self.capped = ""
         self.last_request = time.monotonic()
+        self._started: set[Replica] = set()  # every replica not yet stopped, whether usable or not
         self._peak = 0
         self._low_since: float | None = None
         self._changed = asyncio.Event()
         self._crashes: deque[float] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._stopping = False
+        self._stopping: asyncio.Task[None] | None = None
+        self._on_stopped = on_stopped
 
     @property
     def name(self) -> str:
         return self.entity.name
 
     @property
+    def state(self) -> str:
+        return self.deployment.state
+
+    @property
+    def message(self) -> str:
+        return self.deployment.message
+
+    @property
     def inflight(self) -> int:
         return sum(r.inflight for r in self.replicas)
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping is not None
+
     async def deploy(self) -> None:
-        """Start the initial replicas; raise DeployFailed (state FAILED) if any cannot load."""
+        """Start the initial replicas; raise DeployFailed (state FAILED) if any cannot load.
+
+        The first replica always starts; the others only as far as free memory and GPUs allow,
+        the same caps as a later scale-up, so an oversized entity cannot exhaust the machine."""
         count = self.policy.initial_replicas
-        results = await asyncio.gather(*(self._start_one() for _ in range(count)), return_exceptions=True)
+        try:
+            results: list[Any] = [await self._start_one()] if count else []
+            more = self._capacity_cap(count - 1) if count > 1 else 0
+            results += await asyncio.gather(*(self._start_one() for _ in range(more)), return_exceptions=True)
+        except DeployFailed as exc:
+            results = [exc]
+        except Exception as exc:
+            results = [DeployFailed(f"Could not start a replica: {exc!r}")]
         self.replicas.extend(r for r in results if isinstance(r, Replica))
+        if self.stopping:  # stopped while deploying: whoever stopped it owns the outcome
+            raise asyncio.CancelledError
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             error = errors[0]
@@ -186,16 +213,20 @@ class ReplicaSet:
             self._set_state(FAILED, message)
             raise DeployFailed(message) from error
         self.last_request = time.monotonic()
-        self._set_state(READY, "")
+        self._set_state(READY, self.capped)
 
     async def _start_one(self) -> Replica:
         replica = await self.spawner.start(self.endpoint, self.entity, self.env, self.load_uri, self._waiting)
+        self._started.add(replica)
         replica.on_broken = self._changed.set  # waiting requests re-check at once
+        if self.stopping:  # the set was stopped while this replica loaded
+            await self._stop_replica(replica, 0.0)
+            raise asyncio.CancelledError
         self._spawn(self._supervise(replica))
         return replica
 
     def _waiting(self, reason: str) -> None:
-        self.message = reason
+        self.deployment.note(reason)
         self._changed.set()
 
     def pick(self) -> Replica | None:
@@ -203,9 +234,17 @@ class ReplicaSet:
         return min(ready, key=lambda r: r.inflight) if ready else None
 
     # ------------------------------------------------------------- the request path
+    async def invoke(self, request: ScoringRequest, timeout_s: float) -> ScoringReply:
+        started = time.perf_counter()
+        replica = await self.acquire(timeout_s)
+        remaining = timeout_s - (time.perf_counter() - started)
+        return await replica.invoke(request.content_type, request.body, remaining)
+
     async def acquire(self, timeout_s: float) -> Replica:
         """A replica for one request. Scales up when demand exceeds capacity; with no replica ready
         (scaled to zero, or recovering) the request waits in a bounded queue instead of failing."""
+        if self.stopping:
+            raise Retired(self.name)
         self.last_request = time.monotonic()
         demand = self.inflight + self.waiting + 1
         self._peak = max(self._peak, demand)
@@ -229,7 +268,7 @@ class ReplicaSet:
     async def _wait_for_replica(self, timeout_s: float) -> Replica:
         deadline = time.monotonic() + timeout_s
         while (replica := self.pick()) is None:
-            if self._stopping:
+            if self.stopping:
                 raise Retired(self.name)
             if self.state in (FAILED, ABORTED):
                 raise InternalError(
@@ -244,62 +283,70 @@ class ReplicaSet:
         return replica
 
     # ------------------------------------------------------------- scaling
+    def reconfigure(self, entity: ServedEntity, policy: ScalingPolicy) -> None:
+        """New sizing for the same runtime key (applied only when a config update activates)."""
+        self.entity, self.policy = entity, policy
+
     def _scale_up(self, demand: int) -> None:
         add = self._capacity_cap(replicas_to_add(self.policy, demand, len(self.replicas), self.starting))
         for _ in range(add):
             cold = not self.replicas and not self.starting
             if cold:
                 self.cold_starts += 1
-                self.message = "Cold start: starting a replica for a waiting request."
+                self.deployment.note("Cold start: starting a replica for a waiting request.")
             self.starting += 1
             self._spawn(self._grow())
 
     def _capacity_cap(self, add: int) -> int:
         """Start only as many replicas as free memory and GPUs hold; the first one is never held back."""
-        if add <= 0 or not self.replicas:
+        if add <= 0 or (not self.replicas and not self._started):
             return add
         per_gpu = gpus_per_replica(self.entity.workload_type)
         if per_gpu and len(self.spawner.gpus.free) // per_gpu < add:
             fits = len(self.spawner.gpus.free) // per_gpu
-            self.capped = self.message = (
-                f"Capped at {len(self.replicas) + self.starting + fits} replica(s): each needs "
+            self.capped = (
+                f"Capped at {len(self._started) + self.starting + fits} replica(s): each needs "
                 f"{per_gpu} GPU(s) and {len(self.spawner.gpus.free)} of this server's GPUs are free."
             )
+            self.deployment.note(self.capped)
             add = fits
             if add <= 0:
                 return 0
-        per_replica = max(_rss(r.pid) for r in self.replicas) or 1
+        per_replica = max(_rss(r.pid) for r in self._started) or 1
         free = psutil.virtual_memory().available - self.options.memory_headroom_bytes
         fits = max(0, int(free // per_replica))
         if fits >= add:
             self.capped = ""
             return add
-        total = len(self.replicas) + self.starting + fits
+        total = len(self._started) + self.starting + fits
         self.capped = (
             f"Capped at {total} replica(s): this machine has {max(free, 0) // 2**20} MiB free beyond its "
             f"{self.options.memory_headroom_bytes // 2**20} MiB headroom, and a replica uses about "
             f"{per_replica // 2**20} MiB."
         )
         log.warning("%s/%s: %s", self.endpoint, self.name, self.capped)
-        self.message = self.capped
+        self.deployment.note(self.capped)
         return fits
 
     async def _grow(self) -> None:
         try:
             replica = await self._start_one()
         except DeployFailed as exc:
-            if not self.replicas:
+            if not self.replicas and self.deployment.can(FAILED):
                 self._set_state(FAILED, str(exc))
             log.error("%s/%s: could not add a replica: %s", self.endpoint, self.name, exc)
             return
         finally:
             self.starting -= 1
+        if self.deployment.final:  # failed meanwhile (a crash loop): only a new config serves again
+            await self._stop_replica(replica, 0.0)
+            return
         self.replicas.append(replica)
         self._set_state(READY, self.capped)
 
     def autoscale(self, now: float) -> None:
         """One tick of the periodic autoscaler: scale down after sustained low demand, or to zero."""
-        if self._stopping or self.state != READY or self.starting:
+        if self.stopping or self.state != READY or self.starting:
             return
         peak, self._peak = self._peak, self.inflight + self.waiting
         decision, self._low_since = tick(
@@ -324,19 +371,29 @@ class ReplicaSet:
         for replica in leaving:
             replica.draining = True  # no new requests; the supervisor will not replace it
             self.replicas.remove(replica)
-        self.message = message or self.capped
+        self.deployment.note(message or self.capped)
         self._changed.set()
-        await asyncio.gather(*(r.stop(drain_timeout_s=60.0) for r in leaving), return_exceptions=True)
+        await asyncio.gather(*(self._stop_replica(r, 60.0) for r in leaving), return_exceptions=True)
+
+    async def _stop_replica(self, replica: Replica, drain_timeout_s: float) -> None:
+        replica.draining = True
+        try:
+            await replica.stop(drain_timeout_s)
+        finally:
+            self._started.discard(replica)
 
     # ------------------------------------------------------------- supervision
     async def _supervise(self, replica: Replica) -> None:
         code = await replica.worker.proc.wait()
-        if self._stopping or replica.draining:
+        if self.stopping or replica.draining:
             return
         replica.release()
+        self._started.discard(replica)
         log.warning("replica %s exited with code %s; replacing it", replica.label, code)
         if replica in self.replicas:
             self.replicas.remove(replica)
+        if self.deployment.final:
+            return
         now = time.monotonic()
         self._crashes.append(now)
         while self._crashes and now - self._crashes[0] > CRASH_WINDOW_S:
@@ -356,7 +413,7 @@ class ReplicaSet:
         await self._grow()
 
     def _set_state(self, state: str, message: str) -> None:
-        self.state, self.message = state, message
+        self.deployment.to(state, message)
         self._changed.set()
 
     def _spawn(self, coro: Any) -> None:
@@ -365,17 +422,40 @@ class ReplicaSet:
         task.add_done_callback(self._tasks.discard)
 
     def abort(self, message: str) -> None:
-        self._set_state(ABORTED, message)
+        if self.deployment.can(ABORTED):
+            self._set_state(ABORTED, message)
 
     async def stop(self, drain_timeout_s: float = 30.0) -> None:
-        """Drain in-flight requests, then stop every replica."""
-        self._stopping = True
+        """Drain in-flight requests, then stop every replica. Runs to the end even if the caller is
+        cancelled (a delete arriving during a cancel), so nothing it started outlives it."""
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self._stop(drain_timeout_s))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, drain_timeout_s: float) -> None:
         self._changed.set()
         replicas, self.replicas = self.replicas, []
-        await asyncio.gather(*(r.stop(drain_timeout_s) for r in replicas), return_exceptions=True)
-        for task in list(self._tasks):
+        await asyncio.gather(*(r.drain(drain_timeout_s) for r in replicas), return_exceptions=True)
+        for task in list(self._tasks):  # half-started replicas kill their worker when cancelled
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(
+            *(self._stop_replica(r, 0.0) for r in list(self._started)), return_exceptions=True
+        )
+        self._on_stopped(self)
+
+    def status(self) -> DeploymentStatus:
+        return DeploymentStatus(
+            state=self.state,
+            message=self.message,
+            replicas=len(self.replicas),
+            ready_replicas=len([r for r in self.replicas if r.usable]),
+            inflight=self.inflight,
+            queued=self.waiting,
+            cold_starts=self.cold_starts,
+            gpus=tuple(sorted(d for r in self.replicas for d in r.gpus)),
+            local=self.describe(),
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

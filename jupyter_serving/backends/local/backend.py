@@ -1,0 +1,98 @@
+"""The local backend: replicas are worker subprocesses on this machine.
+
+It owns what only this backend needs: the warm pool of pre-imported interpreters, the private
+socket directory, the GPU inventory and the periodic autoscaler tick. Each served entity's
+`Deployment` is a `ReplicaSet`; the control plane sees only the `backends.base` interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+from jupyter_serving.backends.base import DeploymentSpec
+from jupyter_serving.backends.local.gpus import GpuAllocator
+from jupyter_serving.backends.local.gpus import discover as discover_gpus
+from jupyter_serving.backends.local.replica import WarmPool
+from jupyter_serving.backends.local.replica_set import ReplicaSet, SetOptions, Spawner
+from jupyter_serving.settings import ServingSettings
+
+MAX_SOCKET_DIR = 80  # AF_UNIX paths are limited to 108 bytes; leave room for the file name
+LOG_TAIL_BYTES = 64 * 1024
+
+
+class LocalBackend:
+    """Subprocess replicas: warm pool, Unix-socket replicas, GPU placement, autoscaling, supervision."""
+
+    def __init__(self, settings: ServingSettings) -> None:
+        self.settings = settings
+        self.log_dir = settings.state_path / "logs"
+        self.pool: WarmPool | None = None
+        self.spawner: Spawner | None = None
+        self.sets: set[ReplicaSet] = set()  # every deployment not yet stopped
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.pool = WarmPool(self.settings.warm_pool_size, self.log_dir / "warm-pool.log")
+        self.spawner = Spawner(
+            self.pool,
+            self._socket_dir(),
+            self.log_dir,
+            self.settings.deploy_timeout_s,
+            {"max_batch_size": self.settings.max_batch_size, "fast_path": self.settings.fast_path},
+            GpuAllocator(discover_gpus(self.settings.gpus)),
+        )
+        self.pool.start()
+        self._ticker = asyncio.get_running_loop().create_task(self._autoscale_loop())
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        await asyncio.gather(*(s.stop(drain_timeout_s=5.0) for s in list(self.sets)))
+        if self.pool is not None:
+            await self.pool.stop()
+
+    def deployment(self, spec: DeploymentSpec) -> ReplicaSet:
+        assert self.spawner is not None, "the backend is not started"
+        options = SetOptions(self.settings.cold_start_queue_size, self.settings.memory_headroom_bytes)
+        rset = ReplicaSet(
+            spec.endpoint, spec.entity, self.spawner, spec.policy, options, spec.load_uri, self.sets.discard
+        )
+        self.sets.add(rset)
+        return rset
+
+    def logs(self, endpoint: str, served: str, *, build: bool = False) -> str:
+        if build:  # this backend builds nothing: workers run in the server's own environment
+            return ""
+        assert self.spawner is not None, "the backend is not started"
+        path = self.spawner.log_path(endpoint, served)
+        if not path.exists():  # no replica of it has started yet
+            return ""
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+            return f.read().decode("utf-8", errors="replace")
+
+    async def _autoscale_loop(self) -> None:
+        """The periodic half of autoscaling (scale-down, scale-to-zero); scale-up is on the request path."""
+        while True:
+            await asyncio.sleep(self.settings.autoscale_interval_s)
+            now = time.monotonic()
+            for rset in list(self.sets):
+                rset.autoscale(now)
+
+    def _socket_dir(self) -> Path:
+        path = self.settings.state_path / "sockets"
+        if len(str(path)) > MAX_SOCKET_DIR:
+            path = Path(tempfile.mkdtemp(prefix="jupyter-serving-"))
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(stat.S_IRWXU)  # workers' sockets are reachable by this user only
+        for stale in path.glob("*.sock"):  # left by a previous server of this state dir that was killed
+            stale.unlink(missing_ok=True)
+        return path

@@ -1,0 +1,58 @@
+"""One endpoint at runtime: its stored record, its deployments and its routing table.
+
+The record is desired state; deployments and the routing table are derived from it by rollouts
+(control/rollout.py). The data plane reads `routing` and nothing else on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from jupyter_serving.backends.base import Deployment
+from jupyter_serving.control.store import EndpointRecord
+from jupyter_serving.dataplane.metrics import EndpointMetrics
+from jupyter_serving.dataplane.router import RoutingTable
+from jupyter_serving.model.states import CREATING, READY
+
+_NOT_STARTED = {"replicas": 0, "ready_replicas": 0}
+
+
+class Endpoint:
+    """An endpoint's runtime: the active and pending deployments per served entity, and routing."""
+
+    def __init__(self, record: EndpointRecord) -> None:
+        self.record = record
+        self.routing: RoutingTable | None = None
+        self.active: dict[str, Deployment] = {}
+        self.pending: dict[str, Deployment] = {}
+        self.rollout: asyncio.Task[None] | None = None
+        self.restoring: asyncio.Task[None] | None = None  # bringing back the active config after a restart
+        self.settled = asyncio.Event()  # set whenever a rollout ends, whatever its outcome
+        self.metrics = EndpointMetrics(self.deployments)
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    def deployments(self) -> Iterable[Deployment]:
+        seen = {id(d): d for d in (*self.active.values(), *self.pending.values())}
+        return seen.values()
+
+    def entity_state(self, served: str, pending: bool) -> tuple[str, str, dict[str, Any]]:
+        """(deployment state, message, local runtime info) of one served entity."""
+        deployment = (self.pending if pending else self.active).get(served)
+        if deployment is not None:
+            status = deployment.status()
+            return status.state, status.message, status.local
+        stored = self.record.pending_states.get(served) if pending else None
+        if stored:
+            return stored[0], stored[1], dict(_NOT_STARTED)
+        return CREATING, "Waiting to be deployed.", dict(_NOT_STARTED)
+
+    @property
+    def ready(self) -> bool:
+        return self.routing is not None and all(
+            d.status().state == READY for d in self.routing.deployments.values()
+        )

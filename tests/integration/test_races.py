@@ -1,0 +1,100 @@
+"""Races between control-plane calls on a real server: afterwards it runs exactly the workers its
+endpoints need plus the warm pool, counted from the process tree (a leaked loaded worker is ~290 MB)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+from serving_support import ServingServer, entity, eventually
+
+WORKER = "jupyter_serving.worker"
+WARM_POOL = 1
+
+pytestmark = pytest.mark.slow
+
+
+def workers(server: ServingServer) -> int:
+    assert server.proc is not None
+    count = 0
+    for child in psutil.Process(server.proc.pid).children(recursive=True):
+        try:
+            count += WORKER in " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+    return count
+
+
+def needed(server: ServingServer) -> int:
+    """Replicas of every endpoint's active config, as the server reports them."""
+    total = 0
+    for summary in server.api("GET", "api/2.0/serving-endpoints").json().get("endpoints", []):
+        detail = server.get(summary["name"])
+        for served in (detail.get("config") or {}).get("served_entities", []):
+            total += served["local"]["replicas"]
+    return total
+
+
+def assert_no_leaked_workers(server: ServingServer) -> None:
+    eventually(
+        lambda: workers(server) == needed(server) + WARM_POOL,
+        timeout=60,
+        what=f"workers == needed + warm pool (workers {workers(server)}, needed {needed(server)})",
+    )
+
+
+@pytest.fixture
+def server(start_server: Callable[..., ServingServer]) -> ServingServer:
+    return start_server("--warm-pool-size", str(WARM_POOL))
+
+
+def test_create_then_delete_mid_deploy_leaks_nothing(server: ServingServer) -> None:
+    for i, delay in enumerate((0.1, 0.3, 0.5, 0.7, 0.9, 1.2)):
+        name = f"race-cd-{i}"
+        assert server.create(name, {"served_entities": [entity("iris-lr", 1)]}).status_code == 200
+        time.sleep(delay)  # the race itself: where in the deploy the delete lands
+        assert server.delete(name).status_code == 200
+    assert_no_leaked_workers(server)
+    assert server.api("GET", "api/2.0/serving-endpoints").json().get("endpoints", []) == []
+
+
+def test_cancel_then_update_just_before_a_delete_leaks_nothing(server: ServingServer) -> None:
+    server.create_ready("race-cud", {"served_entities": [entity("iris-lr", 1)]})
+    slow = {"served_entities": [entity("slow-load", 1, environment_vars={"SLOW_LOAD_S": "600"})]}
+    assert server.api("PUT", "api/2.0/serving-endpoints/race-cud/config", json=slow).status_code == 200
+    assert server.api("POST", "api/2.0/serving-endpoints/race-cud/cancel-update").status_code == 200
+    update = threading.Thread(
+        target=server.api,
+        args=("PUT", "api/2.0/serving-endpoints/race-cud/config"),
+        kwargs={"json": {"served_entities": [entity("iris-lr", 2)]}},
+    )
+    update.start()
+    time.sleep(0.003)  # the race itself: the delete lands ~3 ms after the update
+    assert server.delete("race-cud").status_code == 200
+    update.join()
+    assert_no_leaked_workers(server)
+    assert server.api("GET", "api/2.0/serving-endpoints/race-cud").status_code == 404
+
+
+def test_concurrent_creates_and_deletes_of_one_name_leak_nothing(server: ServingServer) -> None:
+    config = {"served_entities": [entity("iris-lr", 1)]}
+
+    def create(_: int) -> int:
+        return server.create("race-same", config).status_code
+
+    def delete(_: int) -> int:
+        return server.delete("race-same").status_code
+
+    for _ in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            creates = [pool.submit(create, i) for i in range(4)]
+            deletes = [pool.submit(delete, i) for i in range(4)]
+            statuses = [f.result() for f in creates + deletes]
+        assert set(statuses) <= {200, 400, 404, 409}, statuses  # never a 5xx
+    if server.api("GET", "api/2.0/serving-endpoints/race-same").status_code == 200:
+        server.wait_settled("race-same")
+    assert_no_leaked_workers(server)
