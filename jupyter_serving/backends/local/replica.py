@@ -47,10 +47,14 @@ class WorkerProcess:
         self.pid = proc.pid
 
     @classmethod
-    async def spawn(cls, log_path: Path, env: dict[str, str] | None = None) -> WorkerProcess:
+    async def spawn(
+        cls, log_path: Path, env: dict[str, str] | None = None, python: str = sys.executable
+    ) -> WorkerProcess:
+        """Start a worker under `python`: any interpreter with MLflow can run the self-contained
+        `jupyter_serving.worker` package (per-model environments start workers in their own)."""
         with open(log_path, "ab") as log_file:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
+                python,
                 "-m",
                 WORKER_MODULE,
                 stdin=asyncio.subprocess.PIPE,
@@ -106,7 +110,8 @@ class WarmPool:
     rather than starting a second interpreter that would compete with it for the CPU.
     """
 
-    def __init__(self, size: int, log_path: Path) -> None:
+    def __init__(self, size: int, log_path: Path, python: str = sys.executable) -> None:
+        self.python = python
         self.size = size
         self.log_path = log_path
         self._spares: deque[asyncio.Task[WorkerProcess]] = deque()
@@ -135,14 +140,14 @@ class WarmPool:
             if worker.alive:
                 self._refill()
                 return worker
-        worker = await WorkerProcess.spawn(self.log_path)
+        worker = await WorkerProcess.spawn(self.log_path, python=self.python)
         self._refill()
         return worker
 
     def _refill(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closed and len(self._spares) < self.size:
-            self._spares.append(loop.create_task(WorkerProcess.spawn(self.log_path)))
+            self._spares.append(loop.create_task(WorkerProcess.spawn(self.log_path, python=self.python)))
 
     async def stop(self) -> None:
         self._closed = True
