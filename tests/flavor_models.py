@@ -205,24 +205,16 @@ def register_transformers(
 
 def register_sentence_transformer(model: Any, name: str, experiment_id: str | None = None) -> None:
     import mlflow
-    from mlflow.models import infer_signature
 
     example = SENTENCES[:2]
-    with mlflow.start_run(experiment_id=experiment_id):
-        mlflow.sentence_transformers.log_model(
-            model,
-            name="model",
-            signature=infer_signature(example, model.encode(example)),
-            registered_model_name=name,
-            pip_requirements=[*TEXT_REQS, "sentence-transformers"],
-        )
+    reqs = [*TEXT_REQS, "sentence-transformers"]
+    log(mlflow.sentence_transformers, model, name, example, model.encode(example), reqs, experiment_id)
 
 
 def register_xgboost(name: str, native: bool, experiment_id: str | None = None) -> None:
     """XGBoost's sklearn API (XGBClassifier) or, with `native`, a Booster from xgb.train."""
     import mlflow
     import xgboost as xgb
-    from mlflow.models import infer_signature
 
     X, y = tabular_frame()
     params = {"max_depth": 3, "seed": 0, "nthread": 1}
@@ -232,21 +224,13 @@ def register_xgboost(name: str, native: bool, experiment_id: str | None = None) 
     else:
         model = xgb.XGBClassifier(n_estimators=10, **params).fit(X, y)
         out = model.predict(X)
-    with mlflow.start_run(experiment_id=experiment_id):
-        mlflow.xgboost.log_model(
-            model,
-            name="model",
-            signature=infer_signature(X, out),
-            registered_model_name=name,
-            pip_requirements=["xgboost", "pandas"],
-        )
+    log(mlflow.xgboost, model, name, X, out, ["xgboost", "pandas"], experiment_id)
 
 
 def register_lightgbm(name: str, native: bool, experiment_id: str | None = None) -> None:
     """LightGBM's sklearn API (LGBMClassifier) or, with `native`, a Booster from lgb.train."""
     import lightgbm as lgb
     import mlflow
-    from mlflow.models import infer_signature
 
     X, y = tabular_frame()
     params = {"num_leaves": 7, "seed": 0, "num_threads": 1, "verbose": -1}
@@ -254,13 +238,23 @@ def register_lightgbm(name: str, native: bool, experiment_id: str | None = None)
         model: Any = lgb.train({**params, "objective": "binary"}, lgb.Dataset(X, y), 10)
     else:
         model = lgb.LGBMClassifier(n_estimators=10, **params).fit(X, y)
+    log(mlflow.lightgbm, model, name, X, model.predict(X), ["lightgbm", "pandas"], experiment_id)
+
+
+def log(
+    flavor: Any, model: Any, name: str, example: Any, output: Any, reqs: list[str], experiment_id: str | None
+) -> None:
+    """Log `model` with `flavor` and a signature inferred from (example, output); register it as `name`."""
+    import mlflow
+    from mlflow.models import infer_signature
+
     with mlflow.start_run(experiment_id=experiment_id):
-        mlflow.lightgbm.log_model(
+        flavor.log_model(
             model,
             name="model",
-            signature=infer_signature(X, model.predict(X)),
+            signature=infer_signature(example, output),
             registered_model_name=name,
-            pip_requirements=["lightgbm", "pandas"],
+            pip_requirements=reqs,
         )
 
 
