@@ -316,15 +316,18 @@ class NumericFastPath:
         specs = schema.inputs
         if any(not s.required or s.type not in _NUMERIC for s in specs):
             return None
+        # Fitted on a DataFrame, scored with an array in the same column order: the warning is moot,
+        # and left on it would add a log line per request.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
         if loader in BOOSTING:
             columns = [s.name for s in specs]
             if any(s.type != DataType.double for s in specs):
                 return None
-            boosted = BOOSTING[loader](model.get_raw_model(), columns)
+            try:
+                boosted = BOOSTING[loader](model.get_raw_model(), columns)
+            except Exception:  # a model object these checks do not know: MLflow's path serves it
+                boosted = None
             return None if boosted is None else cls(boosted, columns, [False] * len(specs))
-        # Fitted on a DataFrame, scored with an array in the same column order: the warning is moot,
-        # and left on it would add a log line per request.
-        warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
         predict_fn = model._predict_fn  # the bound method pyfunc itself would call
         raw = model.get_raw_model()
         if getattr(predict_fn, "__self__", None) is not raw:
@@ -370,14 +373,14 @@ def _xgboost_predict(raw: Any, columns: list[str]) -> Any:
     """
     import xgboost as xgb
 
+    if not isinstance(raw, xgb.Booster | xgb.XGBModel):
+        return None
     booster = raw if isinstance(raw, xgb.Booster) else raw.get_booster()
     if booster.feature_names not in (None, columns):
         return None
     if isinstance(raw, xgb.Booster):
         return lambda rows: raw.predict(xgb.DMatrix(rows, feature_names=booster.feature_names))
-    if isinstance(raw, xgb.XGBModel):
-        return lambda rows: raw.predict(rows, validate_features=False)
-    return None
+    return lambda rows: raw.predict(rows, validate_features=False)
 
 
 def _lightgbm_predict(raw: Any, columns: list[str]) -> Any:
@@ -388,15 +391,15 @@ def _lightgbm_predict(raw: Any, columns: list[str]) -> Any:
     """
     import lightgbm as lgb
 
-    booster = raw if isinstance(raw, lgb.Booster) else getattr(raw, "booster_", None)
-    if booster is None or booster.pandas_categorical or booster.num_feature() != len(columns):
+    if not isinstance(raw, lgb.Booster | lgb.LGBMModel):
+        return None
+    booster = raw if isinstance(raw, lgb.Booster) else raw.booster_
+    if booster.pandas_categorical or booster.num_feature() != len(columns):
         return None
     fitted = getattr(raw, "feature_names_in_", None)
     if fitted is not None and list(fitted) != columns:
         return None
-    if isinstance(raw, lgb.Booster | lgb.LGBMModel):
-        return raw.predict
-    return None
+    return raw.predict
 
 
 # pyfunc loader module -> builder of an exactly equivalent NumPy predict (or None: use MLflow's path)

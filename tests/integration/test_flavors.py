@@ -260,6 +260,11 @@ def test_boosted_models_with_other_signatures_keep_mlflows_path(
     ints = X.round().astype("int64")
     cases = {
         "xgb-int": (xgb.XGBClassifier(n_estimators=2, max_depth=2).fit(ints, y), ints, mlflow.xgboost),
+        "xgb-reordered": (
+            xgb.XGBClassifier(n_estimators=2, max_depth=2).fit(X, y),
+            X[X.columns[::-1]],
+            mlflow.xgboost,
+        ),
         "lgbm-reordered": (
             lgb.LGBMClassifier(n_estimators=2, verbose=-1).fit(X, y),
             X[X.columns[::-1]],
