@@ -9,7 +9,15 @@
    straight into an array and the estimator, skipping pandas and schema enforcement. It accepts
    only requests whose every value already has the signature's type, so it cannot change a result;
    anything else (strings, nulls, missing columns, ``params``, CSV, ``inputs``...) takes MLflow's own
-   ``scoring_server.invocations`` path and gets MLflow's own answer or error message.
+   ``scoring_server.invocations`` path and gets MLflow's own answer or error message. XGBoost and
+   LightGBM models (their sklearn API and native Boosters) qualify when their signature is all
+   ``double`` and names the features in the model's own order, the case where MLflow's DataFrame
+   reaches the same predict call with the same float values.
+3. Text batching for pipelines whose output is one row per input string (transformers
+   text classification and generation, sentence-transformers embeddings): string or list-of-string
+   ``inputs`` / ``instances`` with equal ``params`` are joined into one list, so a batch of string
+   requests is one pipeline call. Feature extraction is not among them: MLflow answers one array of
+   token vectors however many strings it is given, so its requests are scored one by one.
 
 Imported only by the worker process: it imports MLflow and pandas at module level on purpose.
 """
@@ -59,6 +67,8 @@ class Prepared:
     rows: np.ndarray | None = None
     frame: pd.DataFrame | None = None
     tensor: np.ndarray | None = None
+    texts: list[str] | None = None
+    params_key: str = ""  # the request's params as canonical JSON: texts batch only with equal params
 
 
 class Scorer:
@@ -71,6 +81,7 @@ class Scorer:
         self.batchable = self._batchable(model)
         schema = self.input_schema
         self.tensor_input = schema is not None and schema.is_tensor_spec() and len(schema.inputs) == 1
+        self.text_rows = row_per_string(model)
 
     def _batchable(self, model: Any) -> bool:
         meta = model.metadata
@@ -85,6 +96,7 @@ class Scorer:
         self._score_fast(prepared, results)
         self._score_frames(prepared, results)
         self._score_tensors(prepared, results)
+        self._score_texts(prepared, results)
         for i, item in enumerate(prepared):
             if results[i] is None:
                 results[i] = self._score_one(requests[i], item)
@@ -105,6 +117,8 @@ class Scorer:
         crid = payload.get("client_request_id")
         item = Prepared(payload, crid if isinstance(crid, str) else None)
         fmt = [k for k in payload if k in scoring_server.SUPPORTED_FORMATS]
+        if len(fmt) == 1 and fmt[0] in TENSOR and self.text_rows:
+            return self._text_item(item, payload[fmt[0]], payload.get("params"))
         if len(fmt) != 1 or "params" in payload or not self.batchable:
             return item
         if fmt[0] in TENSOR and self.tensor_input:
@@ -135,6 +149,32 @@ class Scorer:
             counts = [len(a) for a in arrays]  # type: ignore[arg-type]
             try:
                 preds = self.model.predict(np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
+            except Exception:
+                continue  # scored one by one, so each request gets its own error
+            self._split_into(results, idx, prepared, preds, counts)
+
+    def _text_item(self, item: Prepared, value: Any, params: Any) -> Prepared:
+        """Strings to join with other requests' strings; params only where the signature has them."""
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return item
+        declared = self.model.metadata.get_params_schema() is not None
+        if params is not None and not (isinstance(params, dict) and declared):
+            return item
+        item.texts = texts
+        item.params_key = json.dumps(params, sort_keys=True) if params else ""
+        return item
+
+    def _score_texts(self, prepared: list[Prepared], results: list[Result | None]) -> None:
+        groups: dict[str, list[int]] = {}
+        for i, p in enumerate(prepared):
+            if p.texts is not None and results[i] is None:
+                groups.setdefault(p.params_key, []).append(i)
+        for key, idx in groups.items():
+            texts = [t for i in idx for t in prepared[i].texts]  # type: ignore[union-attr]
+            counts = [len(prepared[i].texts) for i in idx]  # type: ignore[arg-type]
+            try:
+                preds = self.model.predict(texts, params=json.loads(key) if key else None)
             except Exception:
                 continue  # scored one by one, so each request gets its own error
             self._split_into(results, idx, prepared, preds, counts)
@@ -221,6 +261,29 @@ class Scorer:
         return Result(status, text.encode(), item.client_request_id, elapsed)
 
 
+# Pipelines whose pyfunc output has one row per input string, so a joined batch splits back exactly.
+ROW_PER_STRING_TASKS = ("text-classification", "sentiment-analysis", "text-generation")
+
+
+def row_per_string(model: Any) -> bool:
+    """Whether the model takes one string column and answers one row per string (see TEXT batching)."""
+    meta = model.metadata
+    schema = meta.get_input_schema()
+    if schema is None or schema.is_tensor_spec() or len(schema.inputs) != 1:
+        return False
+    if schema.inputs[0].type != DataType.string:
+        return False
+    loader = meta.flavors.get("python_function", {}).get("loader_module")
+    if loader == "mlflow.sentence_transformers":
+        return True
+    flavor = meta.flavors.get("transformers", {})
+    return (
+        loader == "mlflow.transformers"
+        and flavor.get("task") in ROW_PER_STRING_TASKS
+        and not flavor.get("inference_task")  # llm/v1 tasks take chat/completion dicts, not strings
+    )
+
+
 def client_safe(message: str) -> str:
     """The Databricks SDK retries, for minutes, any error whose message contains "Unexpected error"."""
     return message.replace("Unexpected error", "unexpected error")
@@ -233,7 +296,7 @@ def _with_cause(message: str, stack_trace: str) -> str:
 
 
 class NumericFastPath:
-    """Direct NumPy scoring for scikit-learn models with an all-numeric column signature."""
+    """Direct NumPy scoring for scikit-learn (and XGBoost, LightGBM) models with a numeric signature."""
 
     def __init__(self, predict: Any, columns: list[str], integer: list[bool]) -> None:
         self.predict = predict
@@ -244,7 +307,8 @@ class NumericFastPath:
     @classmethod
     def build(cls, model: Any) -> NumericFastPath | None:
         meta = model.metadata
-        if meta.flavors.get("python_function", {}).get("loader_module") != "mlflow.sklearn":
+        loader = meta.flavors.get("python_function", {}).get("loader_module")
+        if loader not in ("mlflow.sklearn", *BOOSTING):
             return None
         schema = meta.get_input_schema()
         if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
@@ -255,6 +319,15 @@ class NumericFastPath:
         # Fitted on a DataFrame, scored with an array in the same column order: the warning is moot,
         # and left on it would add a log line per request.
         warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+        if loader in BOOSTING:
+            columns = [s.name for s in specs]
+            if any(s.type != DataType.double for s in specs):
+                return None
+            try:
+                boosted = BOOSTING[loader](model.get_raw_model(), columns)
+            except Exception:  # a model object these checks do not know: MLflow's path serves it
+                boosted = None
+            return None if boosted is None else cls(boosted, columns, [False] * len(specs))
         predict_fn = model._predict_fn  # the bound method pyfunc itself would call
         raw = model.get_raw_model()
         if getattr(predict_fn, "__self__", None) is not raw:
@@ -289,3 +362,45 @@ class NumericFastPath:
 
     def _records(self, data: list[dict[str, Any]]) -> list[list[Any]]:
         return [[record[c] for c in self.columns] for record in data]
+
+
+def _xgboost_predict(raw: Any, columns: list[str]) -> Any:
+    """What MLflow's xgboost wrapper calls, fed the array its DataFrame would become.
+
+    Only when the model's feature names are the signature's, in order (or it has none): MLflow's
+    frame reaches xgboost in signature order with validate_features on, so then the check passes
+    and skipping it changes nothing; any other model keeps MLflow's path and its error.
+    """
+    import xgboost as xgb
+
+    if not isinstance(raw, xgb.Booster | xgb.XGBModel):
+        return None
+    booster = raw if isinstance(raw, xgb.Booster) else raw.get_booster()
+    if booster.feature_names not in (None, columns):
+        return None
+    if isinstance(raw, xgb.Booster):
+        return lambda rows: raw.predict(xgb.DMatrix(rows, feature_names=booster.feature_names))
+    return lambda rows: raw.predict(rows, validate_features=False)
+
+
+def _lightgbm_predict(raw: Any, columns: list[str]) -> Any:
+    """LightGBM scores a float64 frame as its float64 values, in column order: the same array.
+
+    Not for models trained on pandas categoricals, whose frames LightGBM re-encodes first, nor for
+    an estimator fitted on other column names (there scikit-learn's name check rejects MLflow's frame).
+    """
+    import lightgbm as lgb
+
+    if not isinstance(raw, lgb.Booster | lgb.LGBMModel):
+        return None
+    booster = raw if isinstance(raw, lgb.Booster) else raw.booster_
+    if booster.pandas_categorical or booster.num_feature() != len(columns):
+        return None
+    fitted = getattr(raw, "feature_names_in_", None)
+    if fitted is not None and list(fitted) != columns:
+        return None
+    return raw.predict
+
+
+# pyfunc loader module -> builder of an exactly equivalent NumPy predict (or None: use MLflow's path)
+BOOSTING = {"mlflow.xgboost": _xgboost_predict, "mlflow.lightgbm": _lightgbm_predict}
