@@ -1,0 +1,123 @@
+/**
+ * A live time-series chart (uPlot): one line per served entity, coloured like the traffic bar.
+ *
+ * uPlot draws on a canvas, so the theme's CSS variables are read once when the chart is built
+ * (and again when the series change); new data only calls `setData`, which keeps redraws cheap.
+ */
+
+import * as React from 'react';
+import uPlot from 'uplot';
+
+import type { Aligned } from '../history';
+import { PALETTE_SIZE } from './TrafficBar';
+
+const PALETTE_VARS = [
+  '--jp-brand-color1',
+  '--jp-warn-color1',
+  '--jp-success-color1',
+  '--jp-accent-color1',
+  '--jp-error-color1',
+  '--jp-layout-color4'
+];
+const HEIGHT = 170;
+
+export interface TimeChartProps {
+  title: string;
+  /** Series labels, in the order of `data`'s y arrays; index = palette colour. */
+  labels: string[];
+  colours?: number[];
+  data: Aligned;
+  unit?: string;
+  /** Draw as steps (replicas, traffic percentages) rather than lines. */
+  stepped?: boolean;
+  /** Fix the y range (e.g. 0..100 for percentages). */
+  yRange?: [number, number];
+  format?: (value: number) => string;
+}
+
+function cssVar(el: Element, name: string, fallback: string): string {
+  return getComputedStyle(el).getPropertyValue(name).trim() || fallback;
+}
+
+function options(el: HTMLElement, props: TimeChartProps, width: number): uPlot.Options {
+  const axis = cssVar(el, '--jp-ui-font-color2', '#666');
+  const grid = cssVar(el, '--jp-border-color2', '#e0e0e0');
+  const font = `11px ${cssVar(el, '--jp-ui-font-family', 'sans-serif')}`;
+  const format = props.format ?? ((v: number) => `${v}`);
+  const paths = props.stepped ? uPlot.paths.stepped?.({ align: 1 }) : undefined;
+  const axisStyle = {
+    stroke: axis,
+    font,
+    grid: { stroke: grid, width: 1 },
+    ticks: { stroke: grid }
+  };
+  return {
+    width,
+    height: HEIGHT,
+    legend: { show: true, live: true },
+    cursor: { drag: { x: false, y: false } },
+    scales: {
+      x: { time: true },
+      y: props.yRange
+        ? { range: props.yRange }
+        : { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] }
+    },
+    axes: [axisStyle, { ...axisStyle, size: 54, values: (_u, ticks) => ticks.map(v => format(v)) }],
+    series: [
+      {},
+      ...props.labels.map((label, i) => ({
+        label,
+        stroke: cssVar(el, PALETTE_VARS[(props.colours?.[i] ?? i) % PALETTE_SIZE], '#2196f3'),
+        width: 2,
+        spanGaps: false,
+        paths,
+        value: (_u: uPlot, v: number | null) => (v === null || v === undefined ? '–' : format(v))
+      }))
+    ]
+  };
+}
+
+export function TimeChart(props: TimeChartProps): JSX.Element {
+  const holder = React.useRef<HTMLDivElement>(null);
+  const plot = React.useRef<uPlot | null>(null);
+  const shape = `${props.labels.join('\u0000')}|${props.colours?.join(',')}|${props.stepped}`;
+
+  React.useEffect(() => {
+    const el = holder.current;
+    if (!el) {
+      return;
+    }
+    const chart = new uPlot(
+      options(el, props, Math.max(el.clientWidth, 200)),
+      props.data as uPlot.AlignedData,
+      el
+    );
+    plot.current = chart;
+    const resize = new ResizeObserver(() => {
+      if (el.clientWidth > 0) {
+        chart.setSize({ width: el.clientWidth, height: HEIGHT });
+      }
+    });
+    resize.observe(el);
+    return () => {
+      resize.disconnect();
+      chart.destroy();
+      plot.current = null;
+    };
+  }, [shape]);
+
+  React.useEffect(() => {
+    plot.current?.setData(props.data as uPlot.AlignedData);
+  }, [props.data]);
+
+  const points = props.data[0].length;
+  return (
+    <figure className="jp-serving-chart" data-chart={props.title} data-points={points}>
+      <figcaption className="jp-serving-chart-title">
+        {props.title}
+        {props.unit ? <span className="jp-serving-chart-unit"> ({props.unit})</span> : null}
+      </figcaption>
+      <div ref={holder} className="jp-serving-chart-canvas" />
+    </figure>
+  );
+}
