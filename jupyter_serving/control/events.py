@@ -68,25 +68,29 @@ def diff(before: Snapshot | None, now: Snapshot, cold_since: dict[str, int]) -> 
 
 
 def _update_events(before: Snapshot | None, now: Snapshot) -> list[dict[str, Any]]:
-    t = now.timestamp_ms
-    was = before.config_update if before else None
-    if now.config_update == IN_PROGRESS and (
-        was != IN_PROGRESS or before.pending_version != now.pending_version
-    ):
-        return [event(t, "UPDATE_STARTED", f"Config update to version {now.pending_version} started.")]
+    t, was = now.timestamp_ms, before.config_update if before else None
+    started = event(t, "UPDATE_STARTED", f"Config update to version {now.pending_version} started.")
+    if now.config_update == IN_PROGRESS:
+        fresh = was != IN_PROGRESS or (before is not None and before.pending_version != now.pending_version)
+        return [started] if fresh else []
     if before is None:
         return []
-    out = []
-    if was == IN_PROGRESS or now.config_version != before.config_version:
-        if now.config_version != before.config_version:
-            out.append(
-                event(t, "UPDATE_SUCCEEDED", f"Config version {now.config_version} is serving all traffic.")
-            )
-        elif now.config_update == "UPDATE_FAILED":
-            out.append(event(t, "UPDATE_FAILED", f"Config update failed: {now.update_message}", ERROR))
-        elif now.config_update == "UPDATE_CANCELED":
-            out.append(event(t, "UPDATE_CANCELED", now.update_message or "Config update canceled.", WARNING))
-    return out
+    if now.config_version != before.config_version:
+        outcome = event(t, "UPDATE_SUCCEEDED", f"Config version {now.config_version} is serving all traffic.")
+    elif was == now.config_update and before.pending_version == now.pending_version:
+        return []  # nothing new happened to updates
+    elif now.config_update == "UPDATE_FAILED":
+        outcome = event(t, "UPDATE_FAILED", f"Config update failed: {now.update_message}", ERROR)
+    elif now.config_update == "UPDATE_CANCELED":
+        outcome = event(t, "UPDATE_CANCELED", now.update_message or "Config update canceled.", WARNING)
+    else:
+        return []
+    # An update that started and ended between two samples: say it started, too.
+    if was != IN_PROGRESS and outcome["type"] != "UPDATE_CANCELED":
+        version = now.config_version if outcome["type"] == "UPDATE_SUCCEEDED" else now.pending_version
+        started["message"] = f"Config update to version {version} started."
+        return [started, outcome]
+    return [outcome]
 
 
 def _entity_events(

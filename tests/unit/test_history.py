@@ -179,9 +179,20 @@ def test_failed_and_canceled_updates_carry_their_message() -> None:
     assert kinds(diff(during, canceled, {})) == ["UPDATE_CANCELED"]
 
 
-def test_a_version_change_between_two_samples_is_still_reported() -> None:
+def test_an_update_between_two_samples_is_still_reported() -> None:
     """A rollout faster than the sampling interval never shows IN_PROGRESS to the observer."""
-    assert kinds(diff(snap(0, version=1), snap(1000, version=2), {})) == ["UPDATE_SUCCEEDED"]
+    events = diff(snap(0, version=1), snap(1000, version=2), {})
+    assert kinds(events) == ["UPDATE_STARTED", "UPDATE_SUCCEEDED"] and "version 2" in events[0]["message"]
+    failed = snap(1000, version=2, update="UPDATE_FAILED", message="boom", pending_version=3)
+    assert kinds(diff(snap(0, version=2), failed, {})) == ["UPDATE_STARTED", "UPDATE_FAILED"]
+    again = snap(2000, version=2, update="UPDATE_FAILED", message="boom", pending_version=4)
+    assert kinds(diff(failed, again, {})) == ["UPDATE_STARTED", "UPDATE_FAILED"]  # a second failed try
+    assert (
+        kinds(
+            diff(failed, snap(3000, version=2, update="UPDATE_FAILED", message="boom", pending_version=3), {})
+        )
+        == []
+    )
 
 
 def test_scale_events_and_cold_start_duration() -> None:

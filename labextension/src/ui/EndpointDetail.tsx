@@ -243,10 +243,15 @@ function Overview({
       labels={names}
       data={data ? alignMetric(data, metric, names, transform) : [[], ...names.map(() => [])]}
       format={format}
+      xRange={xRange}
       {...extra}
     />
   );
   const routes = endpoint?.config?.traffic_config?.routes ?? [];
+  const times = history?.traffic.timestamp_ms ?? [];
+  const xRange: [number, number] | null = times.length
+    ? [times[0] / 1000, times[times.length - 1] / 1000]
+    : null;
   return (
     <>
       <EntitySummary endpoint={endpoint} />
@@ -280,7 +285,10 @@ function Overview({
         {chart('Latency p99', 'latency_p99_ms', 'ms', v => formatMs(v))}
         {chart('Latency p50', 'latency_p50_ms', 'ms', v => formatMs(v))}
         {chart('Errors', 'errors_per_s', '4xx + 5xx per second', formatRate)}
-        {chart('Ready replicas', 'ready_replicas', 'count', v => v.toFixed(0), { stepped: true })}
+        {chart('Ready replicas', 'ready_replicas', 'count', v => v.toFixed(0), {
+          stepped: true,
+          integer: true
+        })}
         <TimeChart
           title="Traffic split"
           unit="%"
@@ -288,11 +296,14 @@ function Overview({
           data={history ? alignTraffic(history, names) : [[], ...names.map(() => [])]}
           format={v => `${v.toFixed(0)}%`}
           stepped
+          xRange={xRange}
           yRange={[0, 100]}
         />
         {chart('CPU', 'cpu_percent', '% of one core, all replicas', v => `${v.toFixed(0)}%`)}
         {chart('Memory', 'memory_bytes', 'MiB resident, all replicas', v => v.toFixed(0), {}, mib)}
-        {chart('Queued requests', 'queued_requests', 'waiting for a replica', v => v.toFixed(0))}
+        {chart('Queued requests', 'queued_requests', 'waiting for a replica', v => v.toFixed(0), {
+          integer: true
+        })}
         {chart('Batch size', 'batch_size_mean', 'mean requests per predict', v => v.toFixed(1))}
       </div>
       {history && (

@@ -33,13 +33,22 @@ export interface TimeChartProps {
   /** Fix the y range (e.g. 0..100 for percentages). */
   yRange?: [number, number];
   format?: (value: number) => string;
+  /** Counts: y ticks only at whole numbers. */
+  integer?: boolean;
+  /** The time window (epoch seconds) shared by the charts of one page, so they line up. */
+  xRange?: [number, number] | null;
 }
 
 function cssVar(el: Element, name: string, fallback: string): string {
   return getComputedStyle(el).getPropertyValue(name).trim() || fallback;
 }
 
-function options(el: HTMLElement, props: TimeChartProps, width: number): uPlot.Options {
+function options(
+  el: HTMLElement,
+  props: TimeChartProps,
+  width: number,
+  xRange: () => [number, number] | null | undefined
+): uPlot.Options {
   const axis = cssVar(el, '--jp-ui-font-color2', '#666');
   const grid = cssVar(el, '--jp-border-color2', '#e0e0e0');
   const font = `11px ${cssVar(el, '--jp-ui-font-family', 'sans-serif')}`;
@@ -57,7 +66,13 @@ function options(el: HTMLElement, props: TimeChartProps, width: number): uPlot.O
     legend: { show: true, live: true },
     cursor: { drag: { x: false, y: false } },
     scales: {
-      x: { time: true },
+      x: {
+        time: true,
+        range: (_u, min, max) => {
+          const shared = xRange();
+          return shared && shared[1] > shared[0] ? shared : [min, max];
+        }
+      },
       y: props.yRange
         ? { range: props.yRange }
         : { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] }
@@ -71,6 +86,11 @@ function options(el: HTMLElement, props: TimeChartProps, width: number): uPlot.O
         width: 2,
         spanGaps: false,
         paths,
+        // Markers only while samples are sparse; a dense line reads better without them.
+        points: {
+          show: (u: uPlot, _sid: number, i0: number, i1: number) => i1 - i0 < 24 && !!u,
+          size: 5
+        },
         value: (_u: uPlot, v: number | null) => (v === null || v === undefined ? '–' : format(v))
       }))
     ]
@@ -78,9 +98,12 @@ function options(el: HTMLElement, props: TimeChartProps, width: number): uPlot.O
 }
 
 export function TimeChart(props: TimeChartProps): JSX.Element {
+  const format = props.format ?? ((v: number) => `${v}`);
   const holder = React.useRef<HTMLDivElement>(null);
   const plot = React.useRef<uPlot | null>(null);
   const shape = `${props.labels.join('\u0000')}|${props.colours?.join(',')}|${props.stepped}`;
+  const xRange = React.useRef(props.xRange);
+  xRange.current = props.xRange;
 
   React.useEffect(() => {
     const el = holder.current;
@@ -88,7 +111,7 @@ export function TimeChart(props: TimeChartProps): JSX.Element {
       return;
     }
     const chart = new uPlot(
-      options(el, props, Math.max(el.clientWidth, 200)),
+      options(el, props, Math.max(el.clientWidth, 200), () => xRange.current),
       props.data as uPlot.AlignedData,
       el
     );
@@ -111,8 +134,22 @@ export function TimeChart(props: TimeChartProps): JSX.Element {
   }, [props.data]);
 
   const points = props.data[0].length;
+  // The newest value of each series, for tests and for screen readers (the canvas says nothing).
+  const lastValues = props.labels.map((label, i) => {
+    const ys = props.data[i + 1] ?? [];
+    const value = [...ys].reverse().find(v => v !== null && v !== undefined);
+    return [label, value ?? null];
+  });
   return (
-    <figure className="jp-serving-chart" data-chart={props.title} data-points={points}>
+    <figure
+      className="jp-serving-chart"
+      data-chart={props.title}
+      data-points={points}
+      data-last={JSON.stringify(Object.fromEntries(lastValues))}
+      aria-label={`${props.title}: ${lastValues
+        .map(([l, v]) => `${l} ${v === null ? 'no data' : format(v as number)}`)
+        .join(', ')}`}
+    >
       <figcaption className="jp-serving-chart-title">
         {props.title}
         {props.unit ? <span className="jp-serving-chart-unit"> ({props.unit})</span> : null}
