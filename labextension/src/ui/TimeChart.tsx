@@ -43,6 +43,16 @@ function cssVar(el: Element, name: string, fallback: string): string {
   return getComputedStyle(el).getPropertyValue(name).trim() || fallback;
 }
 
+/** "20:48:30" for short windows, "20:48" once the window spans ten minutes or more. */
+function clock(seconds: number, scale: uPlot.Scale): string {
+  const span = (scale.max ?? 0) - (scale.min ?? 0);
+  const options: Intl.DateTimeFormatOptions =
+    span < 600
+      ? { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }
+      : { hour: '2-digit', minute: '2-digit', hour12: false };
+  return new Date(seconds * 1000).toLocaleTimeString([], options);
+}
+
 function options(
   el: HTMLElement,
   props: TimeChartProps,
@@ -63,7 +73,8 @@ function options(
   return {
     width,
     height: HEIGHT,
-    legend: { show: true, live: true },
+    // The legend names the lines; values are read off the axes (a live legend shows dashes at rest).
+    legend: { show: true, live: false },
     cursor: { drag: { x: false, y: false } },
     scales: {
       x: {
@@ -75,9 +86,23 @@ function options(
       },
       y: props.yRange
         ? { range: props.yRange }
-        : { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] }
+        : {
+            range: (_u, _min, max) => {
+              const top = max > 0 ? max * 1.1 : 1;
+              return [0, props.integer ? Math.max(1, Math.ceil(top)) : top];
+            }
+          }
     },
-    axes: [axisStyle, { ...axisStyle, size: 54, values: (_u, ticks) => ticks.map(v => format(v)) }],
+    axes: [
+      { ...axisStyle, values: (u, ticks) => ticks.map(t => clock(t, u.scales.x)) },
+      {
+        ...axisStyle,
+        size: 64,
+        // Counts tick at whole numbers only (no "0, 1, 1" from rounding halves).
+        incrs: props.integer ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] : undefined,
+        values: (_u, ticks) => ticks.map(v => format(v))
+      }
+    ],
     series: [
       {},
       ...props.labels.map((label, i) => ({
