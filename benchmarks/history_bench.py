@@ -61,9 +61,11 @@ def start(root: Path, env: dict[str, str], label: str, interval: float) -> tuple
     return target, (url, session)
 
 
-def history_samples(url: str, session: requests.Session) -> int:
+def sampler(url: str, session: requests.Session) -> dict[str, Any]:
+    """How many samples the server took and how long they kept its event loop busy."""
     body = session.get(url + f"api/2.0/jupyter-serving/endpoints/{ENDPOINT}/history", timeout=30).json()
-    return sum(len(e["samples"]["timestamp_ms"]) for e in body["served_entities"])
+    samples = sum(len(e["samples"]["timestamp_ms"]) for e in body["served_entities"])
+    return {"samples": samples, **body["sampler"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,22 +88,29 @@ def main(argv: list[str] | None = None) -> int:
         off, _ = start(root, env, "off", 0.0)
         on, (on_url, on_session) = start(root, env, "on", args.interval)
         try:
+            before, loaded_s = sampler(on_url, on_session), 0.0
             for n in range(args.rounds):
                 for label, target in (("off", off), ("on", on)) if n % 2 == 0 else (("on", on), ("off", off)):
                     result = run_load(target, bodies, args.clients, True, plan)
                     rounds[label].append(result)
+                    loaded_s += (args.warmup + args.duration) if label == "on" else 0.0
                     print(
                         f"round {n + 1} {label:>3}: {result['throughput_rps']:.0f} req/s, "
                         f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
                         f"errors {result['errors']}",
                         flush=True,
                     )
-            samples = history_samples(on_url, on_session)
+            after = sampler(on_url, on_session)
         finally:
             stop(off.proc)
             stop(on.proc)
     mean = {k: statistics.fmean(r["throughput_rps"] for r in v) for k, v in rounds.items()}
     cost = 1 - mean["on"] / mean["off"]
+    pairs = [
+        a["throughput_rps"] / b["throughput_rps"] for a, b in zip(rounds["on"], rounds["off"], strict=True)
+    ]
+    ticks = after["ticks"] - before["ticks"]
+    busy = after["busy_s"] - before["busy_s"]
     report = {
         "clients": args.clients,
         "rounds": args.rounds,
@@ -111,18 +120,27 @@ def main(argv: list[str] | None = None) -> int:
         "p99_ms": {k: [round(r["p99_ms"], 2) for r in v] for k, v in rounds.items()},
         "mean_rps": {k: round(v, 1) for k, v in mean.items()},
         "cost": round(cost, 4),
-        "history_samples_on_server": samples,
+        "paired_ratios": [round(p, 3) for p in pairs],
+        "median_paired_cost": round(1 - statistics.median(pairs), 4),
+        # The sampler runs on the server's event loop, the resource a saturated server is short of:
+        # the share of the loaded time it took bounds the throughput it can cost, without the noise.
+        "sampler_ticks_under_load": ticks,
+        "sampler_busy_ms_per_tick": round(1000 * busy / max(ticks, 1), 3),
+        "sampler_share_of_loaded_time": round(busy / loaded_s, 6) if loaded_s else None,
+        "history_samples_on_server": after["samples"],
         "errors": sum(r["errors"] for v in rounds.values() for r in v),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     print(json.dumps(report, indent=2))
     print(
-        f"\nhistory on / off throughput: {mean['on'] / mean['off']:.3f} "
-        f"(cost {cost:+.1%}, budget {BUDGET:.0%})"
+        f"\nhistory on / off throughput: {mean['on'] / mean['off']:.3f} (cost {cost:+.1%}, median paired "
+        f"{report['median_paired_cost']:+.1%}, budget {BUDGET:.0%}); sampling took "
+        f"{report['sampler_busy_ms_per_tick']} ms per tick, {report['sampler_share_of_loaded_time']:.4%} "
+        "of the loaded time"
     )
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
-    return 0 if report["errors"] == 0 and samples > 0 else 1
+    return 0 if report["errors"] == 0 and after["samples"] > 0 else 1
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ class Observer:
         self._processes: dict[int, psutil.Process] = {}
         self._seen: set[int] = set()
         self._last_tick: float | None = None
+        self.ticks = 0
+        self.busy_s = 0.0  # time spent sampling, on the event loop: the history's whole cost
         self._task: asyncio.Task[None] | None = None
         self._tables: dict[tuple[Path, int], tuple[float, asyncio.Future[dict[str, Any]]]] = {}
 
@@ -57,16 +59,25 @@ class Observer:
 
     async def _loop(self) -> None:
         while True:
+            started = time.perf_counter()
             try:
                 self.tick()
             except Exception:  # an observer bug must never take serving down with it
                 log.exception("metrics history sampling failed")
+            self.ticks += 1
+            self.busy_s += time.perf_counter() - started
             await asyncio.sleep(self.interval_s)
 
     # ------------------------------------------------------------- reading
     def history(self, name: str, since_ms: int = 0) -> dict[str, Any]:
         history = self.histories.get(name) or EndpointHistory(self.capacity)
-        return {"interval_s": self.interval_s, "retention_s": self.retention_s, **history.to_json(since_ms)}
+        sampler = {"ticks": self.ticks, "busy_s": round(self.busy_s, 6)}
+        return {
+            "interval_s": self.interval_s,
+            "retention_s": self.retention_s,
+            "sampler": sampler,
+            **history.to_json(since_ms),
+        }
 
     async def table(self, path: Path | None, limit: int) -> dict[str, Any]:
         """The inference table's latest rows and A/B verdict, computed in a thread (pandas) and

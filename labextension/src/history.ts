@@ -17,6 +17,7 @@ export interface EntityHistory {
 export interface History {
   interval_s: number;
   retention_s: number;
+  sampler?: { ticks: number; busy_s: number };
   served_entities: EntityHistory[];
   /** `timestamp_ms` and, per served entity, its traffic percentage at that sample. */
   traffic: Columns;
@@ -97,6 +98,7 @@ export function mergeHistory(previous: History | null, delta: History): History 
   return {
     interval_s: delta.interval_s,
     retention_s: delta.retention_s,
+    sampler: delta.sampler,
     served_entities: [...byName]
       .filter(([, samples]) => samples.timestamp_ms.length > 0)
       .map(([name, samples]) => ({ name, samples }))

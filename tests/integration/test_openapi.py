@@ -542,6 +542,7 @@ def test_history_events_and_inference_table_over_http(start_server: Callable[...
     history = poll(lambda: call(server, "GET", HISTORY, 200, name=name)[1], busy, "no request rate")
     samples = history["served_entities"][0]["samples"]
     assert history["interval_s"] == 0.25 and history["retention_s"] == 3600.0
+    assert history["sampler"]["ticks"] > 0 and history["sampler"]["busy_s"] > 0
     assert len({len(column) for column in samples.values()}) == 1  # aligned columns
     assert max(samples["ready_replicas"]) >= 1 and any(p for p in samples["latency_p99_ms"] if p)
     assert any(m for m in samples["memory_bytes"] if m)  # psutil on the worker process
