@@ -96,6 +96,9 @@ async function edit(change) {
     .locator('select[name="entities.0.model"] option[value="iris-lr"]')
     .waitFor({ state: 'attached' });
   await change();
+  await page.screenshot({
+    path: join(ARTIFACTS, `${String(stepNo).padStart(2, '0')}-edit-form.png`)
+  });
   await main.locator('button[name="submit"]').click();
   await main.locator('.jp-serving-tabs').waitFor();
 }
