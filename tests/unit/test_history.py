@@ -250,3 +250,80 @@ def test_event_log_skips_a_torn_line_and_forgets_deleted_endpoints(tmp_path) -> 
     assert [e["timestamp_ms"] for e in log.get("a/b")] == [1]
     log.forget("a/b")
     assert log.get("a/b") == [] and not (directory / "a%2Fb.jsonl").exists()
+
+
+# ------------------------------------------------------------------ the observer over a double of the manager
+class _Replica:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+
+class _Set:
+    """What the observer reads of a replica set: name, describe(), replicas, inflight."""
+
+    def __init__(self, name: str, replicas: int) -> None:
+        import os
+
+        self.name = name
+        self.replicas = [_Replica(os.getpid()) for _ in range(replicas)]
+        self.inflight = 0
+
+    def describe(self) -> dict:
+        n = len(self.replicas)
+        return {
+            "replicas": n,
+            "ready_replicas": n,
+            "starting_replicas": 0,
+            "queued_requests": 0,
+            "cold_starts": 0,
+        }
+
+
+class _Record:
+    def __init__(self) -> None:
+        self.config = {
+            "served_entities": [{"name": "a"}],
+            "traffic_config": {"routes": [{"served_model_name": "a", "traffic_percentage": 100}]},
+        }
+        self.config_version, self.config_update, self.update_message = 1, "NOT_UPDATING", ""
+        self.pending, self.pending_version = None, None
+
+
+class _Endpoint:
+    def __init__(self) -> None:
+        self.record = _Record()
+        self.active_sets = {"a": _Set("a", 1)}
+        self.metrics = EndpointMetrics(lambda: self.active_sets.values())
+
+    def all_sets(self):
+        return self.active_sets.values()
+
+    def entity_state(self, served: str, pending: bool) -> tuple[str, str, dict]:
+        rset = self.active_sets[served]
+        return "DEPLOYMENT_READY", "", rset.describe()
+
+
+class _Manager:
+    def __init__(self) -> None:
+        self.endpoints = {"ep": _Endpoint()}
+
+
+def test_observer_samples_rates_processes_and_scaling_then_forgets_a_deleted_endpoint(tmp_path) -> None:
+    manager = _Manager()
+    endpoint = manager.endpoints["ep"]
+    observer = Observer(manager, tmp_path / "events", 2.0, 60.0, 50)
+    observer.tick()
+    for _ in range(20):
+        endpoint.metrics.observe("a", 200, 0.004, batch=2)
+    endpoint.active_sets["a"].replicas.append(_Replica(endpoint.active_sets["a"].replicas[0].pid))
+    observer.tick()
+    body = observer.history("ep")
+    samples = body["served_entities"][0]["samples"]
+    assert samples["requests_2xx_per_s"][0] == 0.0 and samples["requests_2xx_per_s"][1] > 0
+    assert samples["replicas"] == [1, 2] and samples["batch_size_mean"][1] == 2.0
+    assert samples["memory_bytes"][1] > 0 and samples["cpu_percent"][1] is not None  # psutil, this process
+    assert body["traffic"]["a"] == [100, 100]
+    assert [e["type"] for e in observer.events.get("ep")] == ["ENDPOINT_CREATED", "SCALED_UP"]
+    del manager.endpoints["ep"]
+    observer.tick()
+    assert observer.history("ep")["served_entities"] == [] and not (tmp_path / "events" / "ep.jsonl").exists()
