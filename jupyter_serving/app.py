@@ -16,9 +16,10 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Unicode
 
-from jupyter_serving.api.handlers import MANAGER_KEY, default_handlers
+from jupyter_serving.api.handlers import MANAGER_KEY, OBSERVER_KEY, default_handlers
 from jupyter_serving.backends.base import load_backend
 from jupyter_serving.control.manager import EndpointManager
+from jupyter_serving.control.observer import Observer
 from jupyter_serving.control.registry import ModelRegistry
 from jupyter_serving.settings import ServingSettings
 
@@ -37,12 +38,21 @@ class ServingApp(ExtensionApp):
     )
 
     manager: EndpointManager
+    observer: Observer
 
     def initialize_settings(self) -> None:
         settings = self.serving_settings = ServingSettings(parent=self)
         backend = load_backend(settings.backend, settings)
         self.manager = EndpointManager(settings, backend=backend, registry=ModelRegistry())
         self.settings[MANAGER_KEY] = self.manager
+        self.observer = Observer(
+            self.manager,
+            settings.state_path / "events",
+            settings.history_interval_s,
+            settings.history_retention_s,
+            settings.history_events,
+        )
+        self.settings[OBSERVER_KEY] = self.observer
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
@@ -63,11 +73,13 @@ class ServingApp(ExtensionApp):
             self.log.critical("jupyter-serving could not start: %s", exc)
             logging.shutdown()
             os._exit(1)  # nothing of ours is running yet; workers follow their lifeline
+        self.observer.start()
         self.log.info("jupyter-serving: state in %s", self.serving_settings.state_path)
         if self.info_file:
             _write_info(Path(self.info_file), serverapp)
 
     async def stop_extension(self) -> None:
+        await self.observer.stop()
         await self.manager.stop()
 
     def current_activity(self) -> list[str] | None:

@@ -155,6 +155,28 @@ class ServingSettings(Configurable):
         "Env: JUPYTER_SERVING_CAPTURE_FLUSH_ROWS.",
     ).tag(env=True)
 
+    history_interval_s = Float(
+        2.0,
+        config=True,
+        help="Seconds between samples of each endpoint's metrics history and events (the charts of the "
+        "Model Serving page and EndpointMonitor); 0 turns the history off. "
+        "Env: JUPYTER_SERVING_HISTORY_INTERVAL_S.",
+    ).tag(env=True)
+
+    history_retention_s = Float(
+        3600.0,
+        config=True,
+        help="Seconds of metrics history kept in memory per served entity (retention / interval samples "
+        "each). Env: JUPYTER_SERVING_HISTORY_RETENTION_S.",
+    ).tag(env=True)
+
+    history_events = Int(
+        500,
+        config=True,
+        help="Events kept per endpoint, in memory and in <state dir>/events. "
+        "Env: JUPYTER_SERVING_HISTORY_EVENTS.",
+    ).tag(env=True)
+
     @default("state_dir")
     def _state_dir_default(self) -> str:
         return str(Path(jupyter_data_dir()) / "jupyter_serving")

@@ -21,6 +21,7 @@ from tornado import web
 from jupyter_serving._version import __version__
 from jupyter_serving.api.render import endpoint_detail, endpoint_summary
 from jupyter_serving.control.manager import EndpointManager
+from jupyter_serving.control.observer import Observer
 from jupyter_serving.dataplane.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
 from jupyter_serving.errors import (
@@ -33,6 +34,7 @@ from jupyter_serving.errors import (
 )
 
 MANAGER_KEY = "jupyter_serving_manager"
+OBSERVER_KEY = "jupyter_serving_observer"
 TOKEN_USER = User(username="token", name="token-authenticated client")
 _STATUS_CODES = {
     400: "BAD_REQUEST",
@@ -192,6 +194,50 @@ class MetricsHandler(ServingHandler):
         self.finish(self.manager.get(name).metrics.render(), set_content_type=METRICS_CONTENT_TYPE)
 
 
+class ObserverHandler(ServingHandler):
+    """Base of the Model Serving page's routes: what the observer sampled (same auth as metrics)."""
+
+    @property
+    def observer(self) -> Observer:
+        observer: Observer = self.settings[OBSERVER_KEY]
+        observer.start()  # a host that never ran the extension's start hook (see prepare)
+        return observer
+
+    def since_ms(self) -> int:
+        raw = self.get_query_argument("since_ms", "0")
+        try:
+            return int(raw)
+        except ValueError:
+            raise InvalidParameterValue(
+                f"since_ms must be an integer (epoch milliseconds), got '{raw}'."
+            ) from None
+
+
+class HistoryHandler(ObserverHandler):
+    @web.authenticated
+    def get(self, name: str) -> None:
+        self.manager.get(name)
+        self.write_json(self.observer.history(name, self.since_ms()))
+
+
+class EventsHandler(ObserverHandler):
+    @web.authenticated
+    def get(self, name: str) -> None:
+        self.manager.get(name)
+        self.write_json({"events": self.observer.events.get(name, self.since_ms())})
+
+
+class InferenceTableHandler(ObserverHandler):
+    @web.authenticated
+    async def get(self, name: str) -> None:
+        endpoint = self.manager.get(name)
+        raw = self.get_query_argument("limit", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+            raise InvalidParameterValue(f"limit must be an integer from 1 to 1000, got '{raw}'.")
+        capture = (endpoint.record.config or {}).get("auto_capture_config")
+        self.write_json(await self.observer.table(self.manager.table_path(capture), int(raw)))
+
+
 class HealthHandler(ServingHandler):
     @web.authenticated
     def get(self) -> None:
@@ -276,6 +322,9 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"{API}/{NAME}/served-models/{SERVED}/logs/?", LogsHandler),
     (rf"{API}/{NAME}/metrics/?", MetricsHandler),
     (r"/api/2\.0/jupyter-serving/health/?", HealthHandler),
+    (rf"/api/2\.0/jupyter-serving/endpoints/{NAME}/history/?", HistoryHandler),
+    (rf"/api/2\.0/jupyter-serving/endpoints/{NAME}/events/?", EventsHandler),
+    (rf"/api/2\.0/jupyter-serving/endpoints/{NAME}/inference-table/?", InferenceTableHandler),
     (r"/api/2\.0/jupyter-serving/registered-models/?", RegisteredModelsHandler),
     (rf"/serving-endpoints/{NAME}/invocations/?", InvocationsHandler),
     (rf"/serving-endpoints/{NAME}/served-models/{SERVED}/invocations/?", InvocationsHandler),

@@ -81,6 +81,7 @@ class DeploymentStatus:
     queued: int = 0
     cold_starts: int = 0
     gpus: tuple[int, ...] = ()
+    pids: tuple[int, ...] = ()  # processes serving it on this machine, where the backend knows them
     local: dict[str, Any] = field(default_factory=dict)
 
 

@@ -342,6 +342,17 @@ class Client:
         """The endpoint's metrics in Prometheus text format (see `parse_metrics`)."""
         return self._request("GET", f"{self._ep(name)}/metrics").text
 
+    def history(self, name: str, since_ms: int = 0) -> dict[str, Any]:
+        """The metrics history the server sampled after `since_ms` (columnar; see server/openapi.yaml)."""
+        return self._json(
+            "GET", f"api/2.0/jupyter-serving/endpoints/{quote(name, safe='')}/history?since_ms={since_ms}"
+        )
+
+    def events(self, name: str, since_ms: int = 0) -> list[dict[str, Any]]:
+        """The endpoint's events (updates, scaling, cold starts, crashes), oldest first."""
+        path = f"api/2.0/jupyter-serving/endpoints/{quote(name, safe='')}/events?since_ms={since_ms}"
+        return list(self._json("GET", path).get("events", []))
+
     def registered_models(self) -> list[dict[str, Any]]:
         """Models in the server's MLflow registry, each with its `versions`."""
         return self._json("GET", "api/2.0/jupyter-serving/registered-models").get("registered_models", [])

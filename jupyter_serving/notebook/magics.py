@@ -270,6 +270,9 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
     query.add_argument("--served", help="score this served entity, ignoring the traffic split")
     wait = _parser("wait", "name")
     wait.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    monitor = _parser("monitor", "name")
+    monitor.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    monitor.add_argument("--window", type=float, default=900.0, help="seconds of history charted")
     return {
         "create": create,
         "update": _with_wait(_parser("update", "name")),
@@ -282,6 +285,7 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
         "traffic": traffic,
         "query": query,
         "table": _parser("table", "name"),
+        "monitor": monitor,
     }
 
 
@@ -398,6 +402,9 @@ class ServeMagics(Magics):
                                        score the pandas DataFrame VAR; returns the predictions
                                        as a DataFrame on VAR's index (`served_model_name` in .attrs)
           %serve table NAME            the endpoint's inference table as a pandas DataFrame
+          %serve monitor NAME [--interval S] [--window S]
+                                       live charts (requests, latency, errors, replicas, traffic)
+                                       and events, updated in place; returns the EndpointMonitor
 
         `get` and `list` return objects whose `.endpoint` / `.endpoints` hold the JSON. Errors
         show the server's message. The server is found when the extension loads:
@@ -464,6 +471,12 @@ class ServeMagics(Magics):
     def _cmd_cancel(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
         endpoint = self.client.cancel_update(args.name)
         display(_bundle(endpoint, note="Update canceled."), raw=True)
+
+    def _cmd_monitor(self, args: Any, cell: str | None, ns: dict[str, Any]) -> Any:
+        from jupyter_serving.notebook.widgets import EndpointMonitor
+
+        self.client.get(args.name)  # an unknown name is a clear error, not an empty monitor
+        return EndpointMonitor(self.client, args.name, interval=args.interval, window_s=args.window)
 
     def _cmd_logs(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
         print(self.client.logs(args.name, args.served) or "(no log lines yet)")

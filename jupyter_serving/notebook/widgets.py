@@ -405,8 +405,9 @@ class EndpointForm(w.VBox):
 
 
 class EndpointMonitor(w.VBox):
-    """State, replicas, traffic, requests/s and latency of one endpoint, refreshed every `interval`
-    seconds on a background thread; `stop()` (or `close()`) ends the refreshing.
+    """State, replicas, traffic, requests/s and latency of one endpoint, with charts of the server's
+    metrics history (the last `window_s`) and its latest events, refreshed every `interval` seconds
+    on a background thread; `stop()` (or `close()`) ends the refreshing.
 
     `EndpointMonitor("iris")` watches through the discovered server; `EndpointMonitor(client, "iris")`
     through a given client."""
@@ -418,6 +419,8 @@ class EndpointMonitor(w.VBox):
         *,
         interval: float = 2.0,
         start: bool = True,
+        window_s: float = 900.0,
+        charts: bool = True,
     ) -> None:
         if isinstance(name_or_client, str):
             client, name = _default_client(), name_or_client
@@ -428,14 +431,18 @@ class EndpointMonitor(w.VBox):
         self.client = client
         self.name = name
         self.interval = interval
+        self.window_s = window_s
         self.header = w.HTML()
         self.table = w.HTML()
+        self.chart = w.Image(format="png", layout=w.Layout(display="" if charts else "none"))
+        self.events = w.HTML()
         self.footer = w.HTML()
+        self._charts = charts
         self.refreshes = 0
         self._previous: tuple[float, dict[str, EntityCounters]] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        super().__init__(children=[self.header, self.table, self.footer])
+        super().__init__(children=[self.header, self.table, self.chart, self.events, self.footer])
         self.refresh()
         if start:
             self.start()
@@ -480,8 +487,23 @@ class EndpointMonitor(w.VBox):
         label, tone = endpoint_status(endpoint)
         self.header.value = f"<b>{_escape(self.name)}</b> {badge(label, tone)}"
         self.table.value = self._render_entities(endpoint, counters, before, seconds)
+        if self._charts:
+            self._draw_history(endpoint)
         self.footer.value = f'<span style="color:#57606a">updated {time.strftime("%H:%M:%S")}</span>'
         self.refreshes += 1
+
+    def _draw_history(self, endpoint: Mapping[str, Any]) -> None:
+        """The history charts and the last events; a server without the history routes shows none."""
+        from jupyter_serving.notebook.charts import history_png
+
+        since = int((time.time() - self.window_s) * 1000)
+        try:
+            history = self.client.history(self.name, since)
+            events = self.client.events(self.name)[-5:]
+        except ServingClientError:
+            return
+        self.chart.value = history_png(history, [e["name"] for e in served_entities(endpoint)])
+        self.events.value = _render_events(events)
 
     def _render_entities(
         self,
@@ -523,6 +545,25 @@ class EndpointMonitor(w.VBox):
             )
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+_SEVERITY_COLOURS = {"ERROR": "#cf222e", "WARNING": "#9a6700"}
+
+
+def _render_events(events: list[dict[str, Any]]) -> str:
+    if not events:
+        return ""
+    rows = []
+    for e in reversed(events):
+        colour = _SEVERITY_COLOURS.get(e.get("severity", ""), "#57606a")
+        when = time.strftime("%H:%M:%S", time.localtime(e["timestamp_ms"] / 1000))
+        who = f" {_escape(e['served_entity'])}:" if e.get("served_entity") else ""
+        kind = _escape(e["type"].replace("_", " ").lower())
+        rows.append(
+            f'<div><span style="color:#57606a">{when}</span> <b style="color:{colour}">{kind}</b>'
+            f"{who} {_escape(e['message'])}</div>"
+        )
+    return "<div><b>Events</b></div>" + "".join(rows)
 
 
 def _version_key(version: str) -> tuple[int, str]:

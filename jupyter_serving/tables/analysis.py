@@ -284,8 +284,25 @@ class ABReport:
     def __str__(self) -> str:
         return self.verdict
 
+    def plot(self) -> Any:
+        """The comparison as a matplotlib Figure (error rate, latency, quality per entity)."""
+        from jupyter_serving.tables.plots import plot_comparison
+
+        return plot_comparison(self)
+
     def _repr_html_(self) -> str:
-        parts = [f"<p>{line}</p>" for line in self.verdict.split("\n")]
+        import base64
+        import html
+        import io
+
+        parts = [f"<p>{html.escape(line)}</p>" for line in self.verdict.split("\n")]
+        try:
+            buffer = io.BytesIO()
+            self.plot().savefig(buffer, format="png", dpi=80)
+            chart = base64.b64encode(buffer.getvalue()).decode()
+            parts.append(f'<img alt="A/B comparison" src="data:image/png;base64,{chart}"/>')
+        except ImportError:  # no matplotlib: the verdict and tables alone
+            pass
         parts.append(self.summary.to_html(float_format=lambda v: f"{v:.4g}"))
         if self.quality is not None:
             parts.append(self.quality.to_html(index=False, float_format=lambda v: f"{v:.4g}"))

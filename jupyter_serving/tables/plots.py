@@ -24,6 +24,9 @@ from jupyter_serving.tables.analysis import (
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from jupyter_serving.tables.analysis import ABReport
 
 
 def _axes(ax: Axes | None) -> Axes:
@@ -127,3 +130,44 @@ def plot_metric_over_time(
     ax.set(xlabel=f"time (UTC, {freq} windows)", ylabel=metric, title=title)
     ax.legend()
     return ax
+
+
+def plot_comparison(report: ABReport, *, fig: Figure | None = None) -> Figure:
+    """`compare_entities` as a chart: error rate and latency per entity, and quality when labelled.
+
+    Intervals are the report's own (Wilson for error rates, the metric's CI for quality), so the
+    bars say as much as the verdict and no more.
+    """
+    from matplotlib.figure import Figure
+
+    panels = 3 if report.quality is not None else 2
+    fig = fig or Figure(figsize=(4.0 * panels, 3.2), layout="constrained")
+    axes = fig.subplots(1, panels)
+    summary = report.summary
+    entities = list(summary.index)
+    colours = _colours(entities)
+    x = np.arange(len(entities))
+    errors = summary["error_rate"].to_numpy(float) * 100
+    low = np.clip(errors - summary["error_rate_ci_low"].to_numpy(float) * 100, 0, None)
+    high = np.clip(summary["error_rate_ci_high"].to_numpy(float) * 100 - errors, 0, None)
+    axes[0].bar(x, errors, color=[colours[e] for e in entities], yerr=[low, high], capsize=4)
+    axes[0].set(title="Error rate (95 % CI)", ylabel="% of requests")
+    for offset, (column, label) in zip(
+        (-0.2, 0.2), (("latency_p50_ms", "p50"), ("latency_p95_ms", "p95")), strict=True
+    ):
+        bars = axes[1].bar(
+            x + offset, summary[column], 0.4, color=[colours[e] for e in entities], label=label
+        )
+        for bar in bars:
+            bar.set_alpha(1.0 if label == "p50" else 0.55)
+    axes[1].set(title="Latency p50 (solid) / p95", ylabel="ms")
+    if report.quality is not None and report.metric is not None:
+        quality = report.quality.set_index(ENTITY).reindex(entities)
+        values = quality[report.metric].to_numpy(float)
+        yerr = [np.clip(values - quality["ci_low"], 0, None), np.clip(quality["ci_high"] - values, 0, None)]
+        axes[2].bar(x, values, color=[colours[e] for e in entities], yerr=yerr, capsize=4)
+        axes[2].set(title=f"{report.metric} (95 % CI)")
+    for ax in axes:
+        ax.set_xticks(x, entities, rotation=15)
+        ax.grid(axis="y", alpha=0.3)
+    return fig

@@ -7,6 +7,7 @@
  */
 
 import { parseErrorBody } from './errors';
+import type { History, InferenceTableView, ServingEvent } from './history';
 import type { ConfigInput, CreateRequest, Endpoint, QueryResult, RegisteredModel } from './types';
 
 /** Sends a request to a path relative to the server's base URL. */
@@ -73,6 +74,24 @@ export class ServingClient {
     return body.logs ?? '';
   }
 
+  /** The metrics history sampled after `sinceMs` (all of it for 0). */
+  history(name: string, sinceMs = 0): Promise<History> {
+    return this.json<History>(`${observePath(name)}/history?since_ms=${sinceMs}`, {
+      method: 'GET'
+    });
+  }
+
+  async events(name: string, sinceMs = 0): Promise<ServingEvent[]> {
+    const path = `${observePath(name)}/events?since_ms=${sinceMs}`;
+    const body = await this.json<{ events?: ServingEvent[] }>(path, { method: 'GET' });
+    return body.events ?? [];
+  }
+
+  inferenceTable(name: string, limit = 50): Promise<InferenceTableView> {
+    const path = `${observePath(name)}/inference-table?limit=${limit}`;
+    return this.json<InferenceTableView>(path, { method: 'GET' });
+  }
+
   async registeredModels(): Promise<RegisteredModel[]> {
     const body = await this.json<{ registered_models?: RegisteredModel[] }>(
       'api/2.0/jupyter-serving/registered-models',
@@ -116,6 +135,10 @@ export class ServingClient {
     }
     return (text ? JSON.parse(text) : {}) as T;
   }
+}
+
+function observePath(name: string): string {
+  return `api/2.0/jupyter-serving/endpoints/${encodeURIComponent(name)}`;
 }
 
 function endpointPath(name: string): string {

@@ -19,9 +19,12 @@ import * as React from 'react';
 
 import { ServingClient, Transport } from './client';
 import { cellsToInsert } from './notebook';
+import { ServingPage } from './page';
 import { ServingPanel } from './panel';
+import type { Place } from './ui/PageView';
 
 export const COMMAND_OPEN = 'jupyter-serving:open';
+export const COMMAND_OPEN_PAGE = 'jupyter-serving:open-page';
 
 /**
  * `ServerConnection.makeRequest` adds Jupyter's token header or, in a cookie session, the
@@ -44,12 +47,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
     labShell: ILabShell | null,
     notebooks: INotebookTracker | null
   ) => {
-    const panel = new ServingPanel({
-      client: new ServingClient(jupyterTransport()),
-      confirm,
-      showText,
-      openInNotebook: cell => insertIntoNotebook(app, notebooks, cell)
-    });
+    const client = new ServingClient(jupyterTransport());
+    const openInNotebook = (cell: string): Promise<void> =>
+      insertIntoNotebook(app, notebooks, cell);
+    let page: ServingPage | null = null;
+    const openPage = (endpoint?: string): void => {
+      const place: Place = endpoint
+        ? { kind: 'detail', name: endpoint, tab: 'overview' }
+        : { kind: 'list' };
+      if (!page || page.isDisposed) {
+        page = new ServingPage({ client, confirm, openInNotebook }, place);
+        app.shell.add(page, 'main');
+      } else {
+        page.navigate(place);
+      }
+      app.shell.activateById(page.id);
+    };
+    const panel = new ServingPanel({ client, confirm, showText, openInNotebook, openPage });
     app.shell.add(panel, 'left', { rank: 900 });
     restorer?.add(panel, panel.id);
 
@@ -59,6 +73,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => (labShell ? labShell.activateById(panel.id) : app.shell.activateById(panel.id))
     });
     palette?.addItem({ command: COMMAND_OPEN, category: 'Model Serving' });
+    app.commands.addCommand(COMMAND_OPEN_PAGE, {
+      label: args =>
+        args.endpoint ? `Open Serving Endpoint ${args.endpoint}` : 'Open Model Serving Page',
+      caption:
+        'Open the Model Serving page: endpoints, live charts, events, logs, inference tables',
+      execute: args => openPage(typeof args.endpoint === 'string' ? args.endpoint : undefined)
+    });
+    palette?.addItem({ command: COMMAND_OPEN_PAGE, category: 'Model Serving' });
   }
 };
 

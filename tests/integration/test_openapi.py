@@ -503,3 +503,90 @@ def test_limits_answer_as_documented(start_server: Callable[..., ServingServer])
     assert late["error_code"] == "DEADLINE_EXCEEDED"
     for name in ("oas-held", "oas-slow"):
         call(server, "DELETE", ENDPOINT, 200, name=name)
+
+
+# --------------------------------------------------------------------------- (d) the Model Serving page's routes
+HISTORY = "/api/2.0/jupyter-serving/endpoints/{name}/history"
+EVENTS = "/api/2.0/jupyter-serving/endpoints/{name}/events"
+TABLE = "/api/2.0/jupyter-serving/endpoints/{name}/inference-table"
+
+
+def poll(read: Callable[[], Any], done: Callable[[Any], bool], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not done(value := read()):
+        assert time.monotonic() < deadline, f"{what}: last answer {str(value)[:1500]}"
+        time.sleep(0.2)
+    return value
+
+
+def event_types(server: ServingServer, name: str) -> list[str]:
+    return [e["type"] for e in call(server, "GET", EVENTS, 200, name=name)[1]["events"]]
+
+
+def test_history_events_and_inference_table_over_http(start_server: Callable[..., ServingServer]) -> None:
+    """Charts' data fills in while requests run; a failed update becomes events that survive a restart;
+    the inference-table route answers rows and compare_entities' verdict."""
+    server = start_server("--history-interval-s", "0.25", "--capture-flush-s", "0.2")
+    name = "hist"
+    capture = {"catalog_name": "main", "schema_name": "default", "enabled": True}
+    assert server.create(name, {"served_entities": [entity("iris-lr", 1)], "auto_capture_config": capture}).ok
+    server.wait_settled(name)
+    for i in range(30):
+        call(server, "POST", INVOKE, 200, name=name, json={**iris_split(), "client_request_id": f"r{i}"})
+
+    def busy(history: dict[str, Any]) -> bool:
+        entities = {e["name"]: e["samples"] for e in history["served_entities"]}
+        samples = entities.get("iris-lr-1", {})
+        return any(r and r > 0 for r in samples.get("requests_2xx_per_s", []))
+
+    history = poll(lambda: call(server, "GET", HISTORY, 200, name=name)[1], busy, "no request rate")
+    samples = history["served_entities"][0]["samples"]
+    assert history["interval_s"] == 0.25 and history["retention_s"] == 3600.0
+    assert history["sampler"]["ticks"] > 0 and history["sampler"]["busy_s"] > 0
+    assert len({len(column) for column in samples.values()}) == 1  # aligned columns
+    assert max(samples["ready_replicas"]) >= 1 and any(p for p in samples["latency_p99_ms"] if p)
+    assert any(m for m in samples["memory_bytes"] if m)  # psutil on the worker process
+    assert history["traffic"]["iris-lr-1"][-1] == 100
+    last = history["traffic"]["timestamp_ms"][-1]
+    newer = call(server, "GET", HISTORY, 200, name=name, params={"since_ms": last})[1]
+    assert all(t > last for t in newer["traffic"]["timestamp_ms"])
+
+    table = poll(
+        lambda: call(server, "GET", TABLE, 200, name=name, params={"limit": 5})[1],
+        lambda t: t["requests"] >= 30,
+        "inference table not filled",
+    )
+    assert len(table["rows"]) == 5 and table["rows"][0]["served_entity_name"] == "iris-lr-1"
+    assert table["comparison"]["control"] == "iris-lr-1" and table["comparison"]["verdict"]
+
+    failing = {"served_entities": [entity("iris-lr", 1), entity("fail-load", 1)]}
+    failing["traffic_config"] = {
+        "routes": [
+            {"served_model_name": "iris-lr-1", "traffic_percentage": 50},
+            {"served_model_name": "fail-load-1", "traffic_percentage": 50},
+        ]
+    }
+    assert server.api("PUT", f"api/2.0/serving-endpoints/{name}/config", json=failing).ok
+    assert server.wait_settled(name)["state"]["config_update"] == "UPDATE_FAILED"
+    poll(lambda: event_types(server, name), lambda t: "UPDATE_FAILED" in t, "no UPDATE_FAILED event")
+    events = call(server, "GET", EVENTS, 200, name=name)[1]["events"]
+    types = [e["type"] for e in events]
+    assert types[0] == "ENDPOINT_CREATED" and "UPDATE_STARTED" in types
+    failed = next(e for e in events if e["type"] == "UPDATE_FAILED")
+    assert failed["severity"] == "ERROR" and failed["message"].startswith("Config update failed:")
+    assert [e["timestamp_ms"] for e in events] == sorted(e["timestamp_ms"] for e in events)
+
+    _, bad = call(server, "GET", EVENTS, 400, name=name, params={"since_ms": "yesterday"})
+    assert bad["error_code"] == "INVALID_PARAMETER_VALUE"
+    call(server, "GET", TABLE, 400, name=name, params={"limit": "0"})
+    call(server, "GET", HISTORY, 404, name="nope")
+    call(server, "GET", EVENTS, 401, name=name, anonymous=True)
+    events_file = server.state_dir / "events" / f"{name}.jsonl"
+    assert events_file.stat().st_mode & 0o777 == 0o600
+
+    server.stop()
+    again = start_server("--history-interval-s", "0.25", state_dir=server.state_dir)
+    kept = event_types(again, name)
+    assert kept[: len(types)] == types  # the events survived the restart
+    assert again.api("DELETE", f"api/2.0/serving-endpoints/{name}").ok
+    poll(lambda: events_file.exists(), lambda exists: not exists, "events of a deleted endpoint kept")

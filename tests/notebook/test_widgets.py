@@ -155,3 +155,31 @@ def test_both_widgets_default_to_the_discovered_server(
     monitor.refresh()
     assert monitor.client.url.rstrip("/") == server_env["JUPYTER_SERVING_URL"].rstrip("/")
     assert iris_endpoint in monitor.header.value
+
+
+def test_monitor_charts_the_history_and_lists_events(client: Client, iris_endpoint: str) -> None:
+    rows = pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns=COLUMNS)
+    monitor = EndpointMonitor(client, iris_endpoint, start=False)
+
+    def served_in_history() -> bool:
+        client.query(iris_endpoint, rows)
+        history = client.history(iris_endpoint)
+        return any(r for e in history["served_entities"] for r in e["samples"]["requests_per_s"])
+
+    eventually(served_in_history, 60, 0.05, "requests in the history")  # sampled every history_interval_s
+    monitor.refresh()
+    assert monitor.chart.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "endpoint created" in monitor.events.value or "update" in monitor.events.value
+
+
+def test_serve_monitor_magic_returns_a_live_monitor(shell, iris_endpoint: str) -> None:
+    from IPython.core.error import UsageError
+
+    monitor = shell.run_line_magic("serve", f"monitor {iris_endpoint} --interval 0.2")
+    try:
+        assert isinstance(monitor, EndpointMonitor) and monitor.running
+        assert monitor.interval == 0.2 and iris_endpoint in monitor.header.value
+    finally:
+        monitor.close()
+    with pytest.raises(UsageError, match=r"RESOURCE_DOES_NOT_EXIST|does not exist"):
+        shell.run_line_magic("serve", "monitor no-such-endpoint")

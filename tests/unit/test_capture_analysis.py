@@ -230,3 +230,23 @@ def test_integer_class_predictions_drift_as_categories() -> None:
     row = drift(ref, cur).set_index("feature").loc["prediction"]
     assert (row["kind"], row["test"] != "ks") == ("categorical", True)
     assert bool(row["drifted"])
+
+
+def test_the_report_renders_as_a_chart_plus_the_verdict() -> None:
+    frame, labels = ab(
+        np.random.default_rng(12), {"accuracy": 0.8, "error_rate": 0.1}, {"accuracy": 0.95}, n=400
+    )
+    report = compare_entities(frame, labels)
+    fig = report.plot()
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["Error rate (95 % CI)", "Latency p50 (solid) / p95", "accuracy (95 % CI)"]
+    error_bars = fig.axes[0].patches
+    assert error_bars[0].get_height() == pytest.approx(
+        report.summary.loc["model-1", "error_rate"] * 100, abs=1e-9
+    )
+    html = report._repr_html_()
+    assert html.index("model-2 is better") < html.index(
+        '<img alt="A/B comparison" src="data:image/png;base64,'
+    )
+    without_labels = compare_entities(frame).plot()
+    assert len(without_labels.axes) == 2

@@ -454,6 +454,7 @@ class ReplicaSet:
             queued=self.waiting,
             cold_starts=self.cold_starts,
             gpus=tuple(sorted(d for r in self.replicas for d in r.gpus)),
+            pids=tuple(r.pid for r in self.replicas),
             local=self.describe(),
         )
 

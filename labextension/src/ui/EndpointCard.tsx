@@ -19,6 +19,8 @@ export interface EndpointActions {
   remove: (endpoint: Endpoint) => Promise<void>;
   showLogs: (endpoint: Endpoint, served: string) => Promise<void>;
   openInNotebook: (endpoint: Endpoint) => void;
+  /** Open the endpoint's page in the main area (absent: the name is plain text). */
+  open?: (endpoint: Endpoint) => void;
 }
 
 export interface EndpointCardProps {
@@ -34,7 +36,19 @@ export function EndpointCard({ endpoint, client, actions }: EndpointCardProps): 
   return (
     <li className="jp-serving-endpoint" data-endpoint={endpoint.name}>
       <div className="jp-serving-endpoint-header">
-        <span className="jp-serving-endpoint-name">{endpoint.name}</span>
+        {actions.open ? (
+          <button
+            type="button"
+            name="open-endpoint"
+            className="jp-serving-endpoint-name jp-serving-link"
+            title="Open this endpoint's page: charts, events, logs, inference table"
+            onClick={() => actions.open?.(endpoint)}
+          >
+            {endpoint.name}
+          </button>
+        ) : (
+          <span className="jp-serving-endpoint-name">{endpoint.name}</span>
+        )}
         <span className="jp-serving-badges">
           {endpointBadges(endpoint).map(b => (
             <BadgeView key={b.kind} badge={b} />

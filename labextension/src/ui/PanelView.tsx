@@ -23,6 +23,8 @@ export interface PanelServices {
   confirm: (title: string, body: string, accept: string) => Promise<boolean>;
   showText: (title: string, text: string) => void;
   openInNotebook: (magicCell: string) => Promise<void>;
+  /** Open the Model Serving page in the main area: the endpoints table, or one endpoint. */
+  openPage?: (endpoint?: string) => void;
 }
 
 type View =
@@ -106,7 +108,8 @@ export function PanelView({ services }: { services: PanelServices }): JSX.Elemen
         )
       ),
     openInNotebook: endpoint =>
-      void act(() => services.openInNotebook(createCell(toCreateRequest(fromEndpoint(endpoint)))))
+      void act(() => services.openInNotebook(createCell(toCreateRequest(fromEndpoint(endpoint))))),
+    open: services.openPage ? endpoint => services.openPage?.(endpoint.name) : undefined
   };
 
   const submit = async (form: EndpointForm): Promise<void> => {
@@ -154,6 +157,15 @@ export function PanelView({ services }: { services: PanelServices }): JSX.Elemen
         <Button name="refresh" title="Refresh now" onClick={() => void refresh()}>
           Refresh
         </Button>
+        {services.openPage && (
+          <Button
+            name="open-page"
+            title="Open the Model Serving page: charts, events, logs, inference tables"
+            onClick={() => services.openPage?.()}
+          >
+            Open page
+          </Button>
+        )}
       </div>
       <ErrorBanner message={loadError && `Cannot reach the serving API: ${loadError}`} />
       <ErrorBanner message={actionError} />

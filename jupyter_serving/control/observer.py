@@ -1,0 +1,235 @@
+"""The observer: a periodic task that samples every endpoint into its metrics history and events.
+
+It only reads what the manager exposes (`endpoints`, each endpoint's `record`, `entity_state`,
+`metrics` and replica sets), on the event loop between requests, so serving pays nothing per
+request for the charts: the cost is one pass over the endpoints every `interval_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from jupyter_serving.backends.local.gpus import device_stats
+from jupyter_serving.control.events import EntitySnapshot, EventLog, Snapshot, diff, event
+from jupyter_serving.dataplane.history import Counters, EndpointHistory, Live
+from jupyter_serving.model.config import EndpointConfig
+
+log = logging.getLogger("jupyter_serving")
+
+TABLE_TTL_S = 3.0
+
+
+class Observer:
+    def __init__(
+        self, manager: Any, events_dir: Path, interval_s: float, retention_s: float, event_limit: int
+    ) -> None:
+        self.manager = manager
+        self.interval_s = interval_s
+        self.retention_s = retention_s
+        self.capacity = max(2, int(retention_s / interval_s) + 1) if interval_s > 0 else 2
+        self.events = EventLog(events_dir, event_limit)
+        self.histories: dict[str, EndpointHistory] = {}
+        self._snapshots: dict[str, Snapshot] = {}
+        self._cold_since: dict[str, dict[str, int]] = {}
+        self._processes: dict[int, psutil.Process] = {}
+        self._seen: set[int] = set()
+        self._last_tick: float | None = None
+        self.ticks = 0
+        self.busy_s = 0.0  # time spent sampling, on the event loop: the history's whole cost
+        self._task: asyncio.Task[None] | None = None
+        self._tables: dict[tuple[Path, int], tuple[float, asyncio.Future[dict[str, Any]]]] = {}
+
+    # ------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        if self._task is None and self.interval_s > 0:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            started = time.perf_counter()
+            try:
+                self.tick()
+            except Exception:  # an observer bug must never take serving down with it
+                log.exception("metrics history sampling failed")
+            self.ticks += 1
+            self.busy_s += time.perf_counter() - started
+            await asyncio.sleep(self.interval_s)
+
+    # ------------------------------------------------------------- reading
+    def history(self, name: str, since_ms: int = 0) -> dict[str, Any]:
+        history = self.histories.get(name) or EndpointHistory(self.capacity)
+        sampler = {"ticks": self.ticks, "busy_s": round(self.busy_s, 6)}
+        return {
+            "interval_s": self.interval_s,
+            "retention_s": self.retention_s,
+            "sampler": sampler,
+            **history.to_json(since_ms),
+        }
+
+    async def table(self, path: Path | None, limit: int) -> dict[str, Any]:
+        """The inference table's latest rows and A/B verdict, computed in a thread (pandas) and
+        shared for `TABLE_TTL_S` by every page that asks, so polling browsers cost one read."""
+        if path is None:
+            return {"path": None, "requests": 0, "rows": [], "comparison": None, "message": "Capture is off."}
+        key = (path, limit)
+        cached = self._tables.get(key)
+        if cached is None or time.monotonic() - cached[0] > TABLE_TTL_S:
+            cached = self._tables[key] = (time.monotonic(), asyncio.ensure_future(_summary(path, limit)))
+        return {"path": str(path), **(await asyncio.shield(cached[1]))}
+
+    # ------------------------------------------------------------- sampling
+    def tick(self) -> None:
+        now = time.monotonic()
+        seconds = now - self._last_tick if self._last_tick is not None else self.interval_s
+        self._last_tick = now
+        timestamp_ms = int(time.time() * 1000)
+        endpoints = dict(self.manager.endpoints)
+        for name in [n for n in self.histories if n not in endpoints]:
+            self._forget(name)
+        self._seen: set[int] = set()
+        for name, endpoint in endpoints.items():
+            self._observe(name, endpoint, timestamp_ms, seconds)
+        for gone in set(self._processes) - self._seen:  # workers that exited or scaled away
+            del self._processes[gone]
+
+    def _observe(self, name: str, endpoint: Any, timestamp_ms: int, seconds: float) -> None:
+        history = self.histories.get(name)
+        if history is None:
+            history = self.histories[name] = EndpointHistory(self.capacity)
+            self.events.load(name)
+            if not self.events.get(name):
+                self.events.append(name, [event(timestamp_ms, "ENDPOINT_CREATED", "Endpoint created.")])
+        snapshot = self._snapshot(endpoint, timestamp_ms)
+        cold = self._cold_since.setdefault(name, {})
+        self.events.append(name, diff(self._snapshots.get(name), snapshot, cold))
+        self._snapshots[name] = snapshot
+        history.record(timestamp_ms, seconds, self._readings(endpoint), _split(endpoint))
+
+    def _forget(self, name: str) -> None:
+        self.histories.pop(name, None)
+        self._snapshots.pop(name, None)
+        self._cold_since.pop(name, None)
+        self.events.forget(name)
+
+    def _snapshot(self, endpoint: Any, timestamp_ms: int) -> Snapshot:
+        record = endpoint.record
+        active = _names(record.config)
+        pending = _names(record.pending) if record.update.in_progress else []
+        return Snapshot(
+            timestamp_ms=timestamp_ms,
+            config_version=record.config_version,
+            config_update=record.update.state,
+            update_message=record.update.message,
+            pending_version=record.pending_version,
+            active={n: _entity(endpoint, n, False) for n in active},
+            pending={n: _entity(endpoint, n, True) for n in pending},
+        )
+
+    def _readings(self, endpoint: Any) -> dict[str, tuple[Counters, Live]]:
+        counters = _counters(endpoint.metrics)
+        deployments = dict(endpoint.active)
+        names = set(deployments) | set(counters) | set(_names(endpoint.record.config))
+        return {n: (counters.get(n, Counters()), self._live(deployments.get(n))) for n in names}
+
+    def _live(self, deployment: Any) -> Live:
+        if deployment is None:
+            return Live()
+        status = deployment.status()
+        info = status.local
+        cpu, memory = self._usage(list(status.pids))
+        gpus = list(status.gpus)
+        gpu_memory = sum(used for _, used, _, _ in device_stats(gpus)) if gpus else None
+        return Live(
+            replicas=info["replicas"],
+            ready_replicas=info["ready_replicas"],
+            starting_replicas=info.get("starting_replicas", 0),
+            queued_requests=info.get("queued_requests", 0),
+            inflight_requests=status.inflight,
+            cold_starts=info.get("cold_starts", 0),
+            cpu_percent=cpu,
+            memory_bytes=memory,
+            gpu_memory_bytes=gpu_memory,
+        )
+
+    def _usage(self, pids: list[int]) -> tuple[float | None, int | None]:
+        """CPU % (since the previous sample) and resident memory summed over the workers."""
+        if not pids:
+            return None, None
+        cpu, memory = 0.0, 0
+        for pid in pids:
+            proc = self._processes.get(pid)
+            try:
+                if proc is None:
+                    proc = self._processes[pid] = psutil.Process(pid)
+                    proc.cpu_percent(None)  # the first call only starts the measurement
+                with proc.oneshot():
+                    cpu += proc.cpu_percent(None)
+                    memory += proc.memory_info().rss
+            except psutil.Error:
+                self._processes.pop(pid, None)
+            self._seen.add(pid)
+        return cpu, memory
+
+
+async def _summary(path: Path, limit: int) -> dict[str, Any]:
+    if not (path / "_delta_log").is_dir():
+        return {"requests": 0, "rows": [], "comparison": None, "message": "No request was captured yet."}
+    from jupyter_serving.tables.summary import table_summary
+
+    try:
+        return await asyncio.to_thread(table_summary, path, limit)
+    except Exception as exc:  # shown on the page; the table may be mid-commit or unreadable
+        log.warning("could not summarise the inference table %s: %s", path, exc)
+        return {"requests": 0, "rows": [], "comparison": None, "message": f"Could not read the table: {exc}"}
+
+
+def _names(config: EndpointConfig | None) -> list[str]:
+    return [e.name for e in config.served_entities] if config else []
+
+
+def _entity(endpoint: Any, name: str, pending: bool) -> EntitySnapshot:
+    state, message, info = endpoint.entity_state(name, pending)
+    return EntitySnapshot(
+        state=state,
+        message=message or "",
+        replicas=info.get("replicas", 0),
+        ready_replicas=info.get("ready_replicas", 0),
+        cold_starts=info.get("cold_starts", 0),
+    )
+
+
+def _split(endpoint: Any) -> dict[str, int]:
+    config = endpoint.record.config
+    return {r.served_model_name: r.traffic_percentage for r in config.routes} if config else {}
+
+
+def _counters(metrics: Any) -> dict[str, Counters]:
+    """Per-entity cumulative counters, read through prometheus_client's collector interface."""
+    status: dict[str, dict[str, float]] = {}
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    batch: dict[str, list[float]] = {}
+    for family in (*metrics.requests.collect(), *metrics.latency.collect(), *metrics.batch.collect()):
+        for s in family.samples:
+            entity = s.labels.get("served_entity", "")
+            if s.name == "requests_total":
+                status.setdefault(entity, {})[s.labels["status"]] = s.value
+            elif s.name == "request_latency_seconds_bucket":
+                buckets.setdefault(entity, []).append((float(s.labels["le"]), s.value))
+            elif s.name in ("batch_size_sum", "batch_size_count"):
+                batch.setdefault(entity, [0.0, 0.0])[s.name == "batch_size_count"] = s.value
+    names = set(status) | set(buckets)
+    return {n: Counters(status.get(n, {}), buckets.get(n, []), *batch.get(n, [0.0, 0.0])) for n in names}

@@ -1,0 +1,268 @@
+// End-to-end flow of the "Model Serving" page (main area) in a real JupyterLab, driven by
+// playwright-core with Debian's chromium. Started by tests/ui/test_page.py, which owns jupyter lab,
+// creates the A/B endpoint and runs a bounded load against it while this script drives the browser.
+// Exits non-zero on the first failed step, leaving NN-step-FAILED.png in $ARTIFACTS.
+//
+// Environment: LAB_URL (with trailing slash), LAB_TOKEN, ARTIFACTS, CHROMIUM_PATH, ENDPOINT.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const LAB_URL = need('LAB_URL');
+const TOKEN = need('LAB_TOKEN');
+const ARTIFACTS = need('ARTIFACTS');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const NAME = need('ENDPOINT');
+const SETTLE_MS = 180000;
+
+function need(name) {
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(`${name} is not set`);
+  }
+  return value;
+}
+
+mkdirSync(ARTIFACTS, { recursive: true });
+const log = [];
+const note = line => {
+  const stamped = `[${new Date().toISOString()}] ${line}`;
+  log.push(stamped);
+  console.log(stamped);
+};
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage']
+});
+const page = await browser.newPage({ viewport: { width: 1500, height: 1100 } });
+page.setDefaultTimeout(30000);
+page.on('console', msg => {
+  if (msg.type() === 'error') {
+    log.push(`console.${msg.type()}: ${msg.text()}`);
+  }
+});
+page.on('pageerror', err => log.push(`pageerror: ${err.stack || err.message}`));
+
+let stepNo = 0;
+async function step(name, fn) {
+  stepNo += 1;
+  const tag = `${String(stepNo).padStart(2, '0')}-${name}`;
+  const started = Date.now();
+  try {
+    await fn();
+    await page.screenshot({ path: join(ARTIFACTS, `${tag}.png`) });
+    note(`ok   ${tag} (${Date.now() - started} ms)`);
+  } catch (err) {
+    await page.screenshot({ path: join(ARTIFACTS, `${tag}-FAILED.png`) }).catch(() => undefined);
+    note(`FAIL ${tag}: ${err && err.stack ? err.stack : err}`);
+    throw err;
+  }
+}
+
+const main = page.locator('#jupyter-serving-page');
+const sidebar = page.locator('#jupyter-serving-panel');
+const chart = title => main.locator(`figure.jp-serving-chart[data-chart="${title}"]`);
+const points = async title => Number(await chart(title).getAttribute('data-points'));
+const lastValues = async title =>
+  JSON.parse((await chart(title).getAttribute('data-last')) || '{}');
+
+async function openPalette() {
+  const input = page.locator('.lm-CommandPalette-input');
+  for (let attempt = 1; attempt <= 10 && !(await input.isVisible()); attempt++) {
+    await page.locator('#jp-main-dock-panel .lm-TabBar').first().click();
+    await page.keyboard.press('Control+Shift+C');
+    await input.waitFor({ state: 'visible', timeout: 2000 }).catch(() => undefined);
+  }
+  return input;
+}
+
+async function tab(name) {
+  await main.locator(`button[name="tab-${name}"]`).click();
+  await main.locator(`.jp-serving-tab-body[data-tab="${name}"]`).waitFor();
+}
+
+async function waitEvent(type, timeout = SETTLE_MS) {
+  await main.locator(`tr[data-event="${type}"]`).first().waitFor({ timeout });
+}
+
+/** Edit the endpoint on its page: `change` fills the full-page form, then it is submitted. */
+async function edit(change) {
+  await main.locator('button[name="edit"]:not([disabled])').click({ timeout: SETTLE_MS });
+  await main.locator('form.jp-serving-form').waitFor();
+  await main
+    .locator('select[name="entities.0.model"] option[value="iris-lr"]')
+    .waitFor({ state: 'attached' });
+  await change();
+  await page.screenshot({
+    path: join(ARTIFACTS, `${String(stepNo).padStart(2, '0')}-edit-form.png`)
+  });
+  await main.locator('button[name="submit"]').click();
+  await main.locator('.jp-serving-tabs').waitFor();
+}
+
+let exitCode = 0;
+try {
+  await step('lab-loaded', async () => {
+    await page.goto(`${LAB_URL}lab?token=${TOKEN}`);
+    await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
+    await sidebar.waitFor({ state: 'attached' });
+  });
+
+  await step('endpoints-page', async () => {
+    const input = await openPalette();
+    await input.fill('Open Model Serving Page');
+    await page
+      .locator('.lm-CommandPalette-item', { hasText: 'Open Model Serving Page' })
+      .first()
+      .click();
+    const row = main.locator(`tr[data-endpoint="${NAME}"]`);
+    await row.waitFor();
+    await row.locator('.jp-serving-badge[data-badge="READY"]').waitFor();
+    // The load runs: the table shows a request rate above zero.
+    await page.waitForFunction(
+      name => {
+        const cell = document.querySelector(
+          `#jupyter-serving-page tr[data-endpoint="${name}"] td[data-metric="requests"]`
+        );
+        return !!cell && Number(cell.textContent) > 0;
+      },
+      NAME,
+      { timeout: 60000 }
+    );
+  });
+
+  await step('endpoint-overview', async () => {
+    await main.locator(`tr[data-endpoint="${NAME}"] a.jp-serving-link`).click();
+    await main.locator('.jp-serving-detail').waitFor();
+    await chart('Requests').locator('canvas').waitFor();
+    await chart('Latency p99').locator('canvas').waitFor();
+    await chart('Traffic split').locator('canvas').waitFor();
+    const before = await points('Requests');
+    // Live: new samples arrive while the page is open, with traffic on both entities.
+    await page.waitForFunction(
+      n =>
+        Number(
+          document
+            .querySelector('#jupyter-serving-page figure[data-chart="Requests"]')
+            ?.getAttribute('data-points')
+        ) >
+        n + 2,
+      before,
+      { timeout: 60000 }
+    );
+    const rates = await lastValues('Requests');
+    if (!(rates['iris-lr-1'] > 0 && rates['iris-lr-2'] > 0)) {
+      throw new Error(`expected traffic on both entities, got ${JSON.stringify(rates)}`);
+    }
+    const split = await lastValues('Traffic split');
+    if (split['iris-lr-1'] !== 50 || split['iris-lr-2'] !== 50) {
+      throw new Error(`traffic chart should show 50/50, got ${JSON.stringify(split)}`);
+    }
+  });
+
+  await step('sidebar-opens-the-page', async () => {
+    // The sidebar's compact list opens the same page (navigating it, not stacking a second one).
+    await page.locator('.jp-SideBar [data-id="jupyter-serving-panel"]').click();
+    await sidebar.locator(`li[data-endpoint="${NAME}"] button[name="open-endpoint"]`).click();
+    await main.locator(`.jp-serving-detail[data-endpoint="${NAME}"]`).waitFor();
+    if ((await page.locator('#jupyter-serving-page').count()) !== 1) {
+      throw new Error('a second Model Serving page was opened');
+    }
+    await page.locator('.jp-SideBar [data-id="jupyter-serving-panel"]').click();
+    await sidebar.waitFor({ state: 'hidden' });
+  });
+
+  await step('update-in-events-and-traffic-chart', async () => {
+    await edit(async () => {
+      await main.locator('input[name="entities.0.traffic"]').fill('80');
+    });
+    await page.waitForFunction(
+      () => {
+        const last = document
+          .querySelector('#jupyter-serving-page figure[data-chart="Traffic split"]')
+          ?.getAttribute('data-last');
+        const split = JSON.parse(last || '{}');
+        return split['iris-lr-1'] === 80 && split['iris-lr-2'] === 20;
+      },
+      null,
+      { timeout: SETTLE_MS }
+    );
+    await main
+      .locator('.jp-serving-traffic-item[data-route="iris-lr-1"]', { hasText: '80%' })
+      .waitFor();
+    await tab('events');
+    await waitEvent('UPDATE_SUCCEEDED');
+    await waitEvent('ENDPOINT_CREATED');
+  });
+
+  await step('failed-deploy-event-and-badge', async () => {
+    await tab('overview');
+    await edit(async () => {
+      await main.locator('select[name="entities.1.model"]').selectOption('fail-load');
+      await main.locator('select[name="entities.1.version"]').selectOption('1');
+    });
+    await main
+      .locator('.jp-serving-page-toolbar .jp-serving-badge[data-badge="failed"]')
+      .waitFor({ timeout: SETTLE_MS });
+    await main.locator('.jp-serving-callout-error').waitFor();
+    await tab('events');
+    await waitEvent('UPDATE_FAILED');
+    const message = await main
+      .locator('tr[data-event="UPDATE_FAILED"] .jp-serving-event-message')
+      .first()
+      .textContent();
+    if (!/Config update failed/.test(message)) {
+      throw new Error(`unexpected failure message: ${message}`);
+    }
+    await main.locator('button[name="tab-events"] .jp-serving-tab-dot').waitFor();
+  });
+
+  await step('inference-table-and-verdict', async () => {
+    await tab('table');
+    await main.locator('tr[data-row]').first().waitFor({ timeout: 60000 });
+    const verdict = main.locator('[data-verdict]');
+    await verdict.waitFor({ timeout: 60000 });
+    const text = await verdict.textContent();
+    if (!/iris-lr-2/.test(text) || !/Latency/.test(text)) {
+      throw new Error(`verdict does not compare the entities: ${text}`);
+    }
+    await main.locator('.jp-serving-comparison tbody tr').nth(1).waitFor();
+  });
+
+  await step('logs-tab', async () => {
+    await tab('logs');
+    await main.locator('button[name="logs-iris-lr-1"]').click();
+    await page.waitForFunction(() =>
+      /loading model/.test(
+        document.querySelector('#jupyter-serving-page pre.jp-serving-logs')?.textContent ?? ''
+      )
+    );
+  });
+
+  await step('query-tab', async () => {
+    await tab('query');
+    await main.locator('button[name="send-query"]').click();
+    await main.locator('.jp-serving-playground-result').waitFor({ timeout: 60000 });
+  });
+
+  await step('overview-after', async () => {
+    await tab('overview');
+    await chart('Requests').locator('canvas').waitFor();
+  });
+
+  await step('back-to-the-table', async () => {
+    await main.locator('.jp-serving-breadcrumbs a').click();
+    await main
+      .locator(`tr[data-endpoint="${NAME}"] .jp-serving-badge[data-badge="failed"]`)
+      .waitFor();
+  });
+} catch {
+  exitCode = 1;
+} finally {
+  writeFileSync(join(ARTIFACTS, 'browser.log'), log.join('\n') + '\n');
+  await browser.close();
+}
+process.exit(exitCode);

@@ -1,0 +1,61 @@
+"""The monitor's history chart and events list, drawn from a history as the server answers it."""
+
+from __future__ import annotations
+
+import io
+
+from jupyter_serving.notebook.charts import history_png
+from jupyter_serving.notebook.widgets import _render_events
+
+T0 = 1_700_000_000_000
+
+
+def history(n: int = 30) -> dict:
+    times = [T0 + i * 2000 for i in range(n)]
+
+    def samples(scale: float) -> dict:
+        return {
+            "timestamp_ms": times,
+            "requests_per_s": [scale * i for i in range(n)],
+            "requests_4xx_per_s": [0.0] * n,
+            "requests_5xx_per_s": [None] * (n - 1) + [1.0],
+            "latency_p99_ms": [None if i % 5 == 0 else 3.0 for i in range(n)],
+            "ready_replicas": [1] * (n // 2) + [2] * (n - n // 2),
+        }
+
+    return {
+        "interval_s": 2.0,
+        "retention_s": 3600.0,
+        "served_entities": [{"name": "a", "samples": samples(1.0)}, {"name": "b", "samples": samples(0.5)}],
+        "traffic": {"timestamp_ms": times, "a": [50] * n, "b": [50] * n},
+    }
+
+
+def test_history_png_is_an_image_with_one_line_per_entity_per_panel() -> None:
+    from matplotlib.image import imread
+
+    png = history_png(history(), ["a", "b"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width, _ = imread(io.BytesIO(png)).shape
+    assert (width, height) == (800, 480)  # 10 x 6 in at 80 dpi
+
+
+def test_history_png_draws_an_empty_history_without_failing() -> None:
+    empty = {"interval_s": 2.0, "retention_s": 3600.0, "served_entities": [], "traffic": {"timestamp_ms": []}}
+    assert history_png(empty, ["a"])[:4] == b"\x89PNG"
+
+
+def test_events_newest_first_with_severity_colours_and_escaping() -> None:
+    events = [
+        {
+            "timestamp_ms": T0,
+            "type": "UPDATE_STARTED",
+            "severity": "INFO",
+            "message": "Config update to version 2",
+        },
+        {"timestamp_ms": T0 + 1000, "type": "UPDATE_FAILED", "severity": "ERROR", "message": "<boom>"},
+    ]
+    html = _render_events(events)
+    assert html.index("update failed") < html.index("update started")
+    assert "#cf222e" in html and "&lt;boom&gt;" in html and "<boom>" not in html
+    assert _render_events([]) == ""
