@@ -169,7 +169,12 @@ class EndpointManager:
             self._socket_dir(),
             log_dir,
             self.settings.deploy_timeout_s,
-            {"max_batch_size": self.settings.max_batch_size, "fast_path": self.settings.fast_path},
+            {
+                "max_batch_size": self.settings.max_batch_size,
+                "fast_path": self.settings.fast_path,
+                "catalog_root": str(self.settings.catalog_path),
+                "feature_refresh_s": self.settings.feature_refresh_s,
+            },
             GpuAllocator(discover_gpus(self.settings.gpus)),
         )
         self.pool.start()

@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 META_FILE = "_feature_table.json"
 ROOT_ENV = "JUPYTER_SERVING_CATALOG_ROOT"
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+_OVERRIDE: ContextVar[Path | None] = ContextVar("catalog_root_override", default=None)
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,26 @@ class FeatureTableInfo:
 
 
 def catalog_root() -> Path:
-    """The catalog root the server uses: JUPYTER_SERVING_CATALOG_ROOT, else the settings' default."""
+    """The catalog root the server uses: JUPYTER_SERVING_CATALOG_ROOT, else the settings' default
+    (inside `using_root`, that root: a client built with its own root loads models against it)."""
+    override = _OVERRIDE.get()
+    if override is not None:
+        return override
     raw = os.environ.get(ROOT_ENV)
     if raw:
         return Path(raw).expanduser()
     from jupyter_serving.settings import ServingSettings
 
     return ServingSettings().catalog_path
+
+
+@contextmanager
+def using_root(root: Path | None) -> Iterator[None]:
+    token = _OVERRIDE.set(root)
+    try:
+        yield
+    finally:
+        _OVERRIDE.reset(token)
 
 
 def split_name(name: str) -> tuple[str, str, str]:

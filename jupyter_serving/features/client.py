@@ -19,6 +19,7 @@ from jupyter_serving.features.catalog import (
     read_info,
     split_name,
     table_path,
+    using_root,
     write_info,
 )
 from jupyter_serving.features.index import FeatureIndex
@@ -154,7 +155,8 @@ class FeatureEngineeringClient:
         """`df` plus a `prediction` column, scored by the same lookup code a serving replica runs."""
         import mlflow.pyfunc
 
-        model = mlflow.pyfunc.load_model(model_uri)
+        with using_root(self._root):
+            model = mlflow.pyfunc.load_model(model_uri)
         predictions = model.predict(df)
         out = df.reset_index(drop=True).copy()
         if isinstance(predictions, pd.DataFrame) and predictions.shape[1] == 1:

@@ -62,7 +62,7 @@ class FeatureModel(_LookupModel):
         self.model = mlflow.pyfunc.load_model(context.artifacts[MODEL_ARTIFACT])
         super().load_context(context)
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # MLflow reads hints
         joined = self.lookup(model_input)
         columns = self.spec.model_input_columns or list(joined.frame.columns)
         absent = [c for c in columns if c not in joined.frame.columns]
@@ -77,8 +77,9 @@ class FeatureModel(_LookupModel):
 class FeatureSpecModel(_LookupModel):
     """A feature spec served alone (a Feature Serving endpoint): answers with the keys' features."""
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # MLflow reads hints
         joined = self.lookup(model_input)
         keys = [c for c in self.spec.key_columns if c in joined.frame.columns]
         out = pd.concat([joined.frame[keys], joined.features], axis=1)
-        return out.drop(columns=[c for c in self.spec.exclude_columns if c in out.columns])
+        out = out.drop(columns=[c for c in self.spec.exclude_columns if c in out.columns]).astype(object)
+        return out.where(out.notna(), None)  # a missing key's features are JSON nulls, not NaN

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from jupyter_serving.features.catalog import table_path
+from jupyter_serving.features.catalog import catalog_root, table_path
 from jupyter_serving.features.index import FeatureIndex
 
 log = logging.getLogger("jupyter_serving.features")
@@ -29,7 +29,7 @@ class ServedTables:
     """Indexes by table name, refreshed in the background when their Delta tables change."""
 
     def __init__(self, names: list[str], root: Path | None = None) -> None:
-        self.root = root
+        self.root = root or catalog_root()  # fixed now: a refresh reads where the load did
         self.indexes: dict[str, FeatureIndex] = {n: FeatureIndex.load(n, root) for n in names}
         self.refreshes = 0
         self._stop = threading.Event()
