@@ -56,6 +56,7 @@ class FeatureIndex:
         self.table = table.sort_by(sort) if table.num_rows else table
         self.times = _epoch_ns(self.table[info.timeseries_column]) if info.timeseries_column else None
         self.last, self.first = self._key_maps()
+        self._numeric = {c: _floats(self.table[c]) for c in self.feature_columns}
         self.stats = IndexStats(info.name, version, self.table.num_rows, time.time())
 
     @classmethod
@@ -102,10 +103,21 @@ class FeatureIndex:
             out[i] = j if j >= start else -1
         return out
 
+    def numeric(self, column: str) -> np.ndarray | None:
+        """A numeric feature column as float64 (NaN for null), built with the index; None otherwise."""
+        return self._numeric.get(column)
+
     def take(self, positions: np.ndarray, columns: list[str]) -> pa.Table:
         """The given columns at `positions`; a row of nulls where the position is -1."""
         indices = pa.array(positions, mask=positions < 0, type=pa.int64())
         return self.table.select(columns).take(indices)
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray | None:
+    kind = column.type
+    if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
+        return None
+    return pc.cast(column, pa.float64()).to_numpy()  # nulls become NaN
 
 
 def _epoch_ns(column: pa.ChunkedArray) -> np.ndarray:

@@ -74,6 +74,15 @@ class FeatureModel(_LookupModel):
         return self.model.predict(joined.frame[columns], params=params)
 
 
+    def fast_path(self, build_inner: Any) -> Any:
+        """The worker's NumPy fast path over the inner model, with lookups (None if it does not apply)."""
+        from jupyter_serving.features.fastpath import FeatureFastPath
+
+        if self.tracing or self.spec.model_input_columns is None:
+            return None
+        return FeatureFastPath.build(self.spec, self.tables, build_inner(self.model))
+
+
 class FeatureSpecModel(_LookupModel):
     """A feature spec served alone (a Feature Serving endpoint): answers with the keys' features."""
 

@@ -67,11 +67,16 @@ class Scorer:
     def __init__(self, model: Any, *, fast_path: bool = True) -> None:
         self.model = model
         self.input_schema = model.metadata.get_input_schema()
-        self.fast = NumericFastPath.build(model) if fast_path else None
+        self.lookups = FeatureLookups.build(model)
+        self.fast = self._fast_path(model) if fast_path else None
         self.batchable = self._batchable(model)
         schema = self.input_schema
         self.tensor_input = schema is not None and schema.is_tensor_spec() and len(schema.inputs) == 1
-        self.lookups = FeatureLookups.build(model)
+
+    def _fast_path(self, model: Any) -> Any:
+        if self.lookups is not None:  # a model with a feature spec: the fast path of the model inside
+            return self.lookups.fast_path(NumericFastPath.build)
+        return NumericFastPath.build(model)
 
     def _batchable(self, model: Any) -> bool:
         meta = model.metadata
@@ -152,13 +157,14 @@ class Scorer:
             return
         counts = [len(prepared[i].rows) for i in idx]  # type: ignore[arg-type]
         stacked = np.concatenate([prepared[i].rows for i in idx]) if len(idx) > 1 else prepared[idx[0]].rows
+        lookup = self.fast.take() if self.lookups is not None else None  # type: ignore[union-attr]
         try:
             preds = self.fast.predict(stacked)  # type: ignore[union-attr]
         except Exception:
             for i in idx:  # let MLflow's path produce the exact error for each request
                 prepared[i].rows = None
             return
-        self._split_into(results, idx, prepared, preds, counts)
+        self._split_into(results, idx, prepared, preds, counts, lookup)
 
     def _score_frames(self, prepared: list[Prepared], results: list[Result | None]) -> None:
         groups: dict[tuple[str, ...], list[int]] = {}
@@ -244,6 +250,7 @@ class FeatureLookups:
     which the inference table then records with the response."""
 
     def __init__(self, python_model: Any) -> None:
+        self.python_model = python_model
         self.take = python_model.take_lookup
         self.tracing = bool(getattr(python_model, "tracing", False))
 
@@ -255,12 +262,16 @@ class FeatureLookups:
             return None
         return cls(python_model) if callable(getattr(python_model, "take_lookup", None)) else None
 
+    def fast_path(self, build: Any) -> Any:
+        make = getattr(self.python_model, "fast_path", None)
+        return make(build) if make is not None else None
+
     def extras(self, joined: Any, start: int, count: int) -> dict[str, Any]:
         if joined is None:
             return {}
         rows = joined.missing[start : start + count]
         extra: dict[str, Any] = {"missing_keys": [key for row in rows for key in row]}
-        if self.tracing:
+        if self.tracing and joined.features is not None:
             values = joined.features.iloc[start : start + count].astype(object)
             extra["feature_values"] = values.where(values.notna(), None).to_dict(orient="records")
         return extra

@@ -209,12 +209,12 @@ def test_feature_tracing_logs_the_looked_up_values_in_the_inference_table(world:
     assert values[1] == {"spend": None, "visits": None}
     path = endpoint["config"]["auto_capture_config"]["state"]["payload_table"]["path"]
 
-    def logged() -> pd.DataFrame | None:
+    def logged() -> dict[str, Any] | None:
         if not Path(path, "_delta_log").exists():
             return None
         frame = DeltaTable(path).to_pandas()
-        return frame if len(frame) else None
+        return frame.iloc[0].to_dict() if len(frame) else None
 
-    row = wait_for(logged, what="the request in the inference table").iloc[0]
+    row = wait_for(logged, what="the request in the inference table")
     assert '"feature_values"' in row["response"] and '"missing_keys"' in row["response"]
     assert world.server.delete("fs-traced").status_code == 200
