@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 from serving_support import MlflowEnv, ServingServer, entity
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # the module fixture starts two endpoints
+
 TABLE = "main.fs.customers"
 MODEL = "fs-customer-model"
 SPEC = "fs-customer-features"
