@@ -137,8 +137,17 @@ class ServingSettings(Configurable):
     catalog_root = Unicode(
         "",
         config=True,
-        help="Root folder of inference tables: <catalog_root>/<catalog>/<schema>/<prefix>_payload. "
+        help="Root folder of inference tables (<catalog_root>/<catalog>/<schema>/<prefix>_payload) and feature "
+        "tables (<catalog_root>/<catalog>/<schema>/<table>). "
         "Env: JUPYTER_SERVING_CATALOG_ROOT. Default: <state dir>/catalog.",
+    ).tag(env=True)
+
+    feature_refresh_s = Float(
+        2.0,
+        config=True,
+        help="Seconds between checks of a served model's feature tables for a new Delta version, which "
+        "is then loaded in the background (0: never). A served entity overrides it with "
+        "JUPYTER_SERVING_FEATURE_REFRESH_S in environment_vars. Env: JUPYTER_SERVING_FEATURE_REFRESH_S.",
     ).tag(env=True)
 
     capture_flush_s = Float(

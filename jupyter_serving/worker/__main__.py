@@ -55,6 +55,7 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {assignment['label']} %(levelname)s %(message)s"
     )
+    os.environ.update(_feature_env(assignment))
     os.environ.update(assignment.get("env") or {})
     try:
         scorer = _load(assignment)
@@ -124,6 +125,18 @@ async def _serve(scorer: Any, assignment: dict[str, Any], status: TextIO) -> Non
     _send(status, event="ready", pid=os.getpid())
     async with server:
         await batcher.run()
+
+
+def _feature_env(assignment: dict[str, Any]) -> dict[str, str]:
+    """For models that look features up (`jupyter_serving.features`): where the tables live, how often
+    to re-read them (the entity's environment_vars may override), and the file the worker keeps the
+    served table versions in, which the server reads for the entity's `local` block."""
+    env = {"JUPYTER_SERVING_FEATURE_STATUS_PATH": f"{assignment['socket_path']}.features.json"}
+    if assignment.get("catalog_root"):
+        env["JUPYTER_SERVING_CATALOG_ROOT"] = str(assignment["catalog_root"])
+    if assignment.get("feature_refresh_s") is not None:
+        env["JUPYTER_SERVING_FEATURE_REFRESH_S"] = str(assignment["feature_refresh_s"])
+    return env
 
 
 def _send(status: TextIO, **event: Any) -> None:

@@ -77,11 +77,17 @@ class Scorer:
     def __init__(self, model: Any, *, fast_path: bool = True) -> None:
         self.model = model
         self.input_schema = model.metadata.get_input_schema()
-        self.fast = NumericFastPath.build(model) if fast_path else None
+        self.lookups = FeatureLookups.build(model)
+        self.fast = self._fast_path(model) if fast_path else None
         self.batchable = self._batchable(model)
         schema = self.input_schema
         self.tensor_input = schema is not None and schema.is_tensor_spec() and len(schema.inputs) == 1
         self.text_rows = row_per_string(model)
+
+    def _fast_path(self, model: Any) -> Any:
+        if self.lookups is not None:  # a model with a feature spec: the fast path of the model inside
+            return self.lookups.fast_path(NumericFastPath.build)
+        return NumericFastPath.build(model)
 
     def _batchable(self, model: Any) -> bool:
         meta = model.metadata
@@ -191,13 +197,14 @@ class Scorer:
             return
         counts = [len(prepared[i].rows) for i in idx]  # type: ignore[arg-type]
         stacked = np.concatenate([prepared[i].rows for i in idx]) if len(idx) > 1 else prepared[idx[0]].rows
+        lookup = self.fast.take() if self.lookups is not None else None  # type: ignore[union-attr]
         try:
             preds = self.fast.predict(stacked)  # type: ignore[union-attr]
         except Exception:
             for i in idx:  # let MLflow's path produce the exact error for each request
                 prepared[i].rows = None
             return
-        self._split_into(results, idx, prepared, preds, counts)
+        self._split_into(results, idx, prepared, preds, counts, lookup)
 
     def _score_frames(self, prepared: list[Prepared], results: list[Result | None]) -> None:
         groups: dict[tuple[str, ...], list[int]] = {}
@@ -212,7 +219,8 @@ class Scorer:
                 preds = self.model.predict(batch)
             except Exception:
                 continue  # scored one by one, so each request gets its own error
-            self._split_into(results, idx, prepared, preds, counts)
+            lookup = self.lookups.take() if self.lookups is not None else None
+            self._split_into(results, idx, prepared, preds, counts, lookup)
 
     def _split_into(
         self,
@@ -221,6 +229,7 @@ class Scorer:
         prepared: list[Prepared],
         preds: Any,
         counts: list[int],
+        lookup: Any = None,
     ) -> None:
         if len(preds) != sum(counts):
             return  # not row-aligned: each request is scored alone
@@ -229,10 +238,11 @@ class Scorer:
             part = preds[offset : offset + n]
             if isinstance(part, pd.DataFrame | pd.Series):
                 part = part.reset_index(drop=True)
+            reply = {"predictions": _get_jsonable_obj(part, pandas_orient="records")}
+            if self.lookups is not None:
+                reply.update(self.lookups.extras(lookup, offset, n))
             offset += n
-            body = json.dumps(
-                {"predictions": _get_jsonable_obj(part, pandas_orient="records")}, cls=NumpyEncoder
-            )
+            body = json.dumps(reply, cls=NumpyEncoder)
             results[i] = Result(200, body.encode(), prepared[i].client_request_id, batch=len(idx))
 
     def _score_one(self, request: tuple[str, bytes], item: Prepared) -> Result:
@@ -244,6 +254,8 @@ class Scorer:
                 data, content_type or "application/json", self.model, self.input_schema
             )
             status, text = out.status, out.response
+            if self.lookups is not None and status == 200:
+                text = self.lookups.add_to(text)
             if out.mimetype != "application/json":  # MLflow answers 415 in plain text; clients expect JSON
                 status, text = 400, json.dumps({"error_code": "BAD_REQUEST", "message": out.response})
         except MlflowException as exc:
@@ -293,6 +305,47 @@ def _with_cause(message: str, stack_trace: str) -> str:
     """MLflow's generic predict-failure message plus the model's own exception line, which says why."""
     lines = stack_trace.strip().splitlines()
     return f"{message} Model error: {lines[-1].strip()}" if lines else message
+
+
+class FeatureLookups:
+    """What a model logged with a feature spec looked up: the keys it did not find (always in the
+    reply, as `missing_keys`) and, with ENABLE_FEATURE_TRACING, the feature values (`feature_values`),
+    which the inference table then records with the response."""
+
+    def __init__(self, python_model: Any) -> None:
+        self.python_model = python_model
+        self.take = python_model.take_lookup
+        self.tracing = bool(getattr(python_model, "tracing", False))
+
+    @classmethod
+    def build(cls, model: Any) -> FeatureLookups | None:
+        try:
+            python_model = model.unwrap_python_model()
+        except Exception:  # not a python_function model of ours: nothing is looked up
+            return None
+        return cls(python_model) if callable(getattr(python_model, "take_lookup", None)) else None
+
+    def fast_path(self, build: Any) -> Any:
+        make = getattr(self.python_model, "fast_path", None)
+        return make(build) if make is not None else None
+
+    def extras(self, joined: Any, start: int, count: int) -> dict[str, Any]:
+        if joined is None:
+            return {}
+        rows = joined.missing[start : start + count]
+        extra: dict[str, Any] = {"missing_keys": [key for row in rows for key in row]}
+        if self.tracing and joined.features is not None:
+            values = joined.features.iloc[start : start + count].astype(object)
+            extra["feature_values"] = values.where(values.notna(), None).to_dict(orient="records")
+        return extra
+
+    def add_to(self, text: str) -> str:
+        joined = self.take()
+        if joined is None:
+            return text
+        reply = json.loads(text)
+        reply.update(self.extras(joined, 0, len(joined.missing)))
+        return json.dumps(reply, cls=NumpyEncoder)
 
 
 class NumericFastPath:

@@ -44,7 +44,12 @@ class LocalBackend:
             self._socket_dir(),
             self.log_dir,
             self.settings.deploy_timeout_s,
-            {"max_batch_size": self.settings.max_batch_size, "fast_path": self.settings.fast_path},
+            {
+                "max_batch_size": self.settings.max_batch_size,
+                "fast_path": self.settings.fast_path,
+                "catalog_root": str(self.settings.catalog_path),
+                "feature_refresh_s": self.settings.feature_refresh_s,
+            },
             GpuAllocator(discover_gpus(self.settings.gpus)),
         )
         self.pool.start()

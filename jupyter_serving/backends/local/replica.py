@@ -253,6 +253,14 @@ class Replica:
             self._pending.pop(request_id, None)
             self.inflight -= 1
 
+    def feature_tables(self) -> list[dict[str, Any]]:
+        """The feature tables the worker looks up and their served versions (it rewrites the file on
+        every refresh); empty for models without a feature spec."""
+        try:
+            return json.loads(Path(f"{self.socket_path}.features.json").read_text())
+        except (OSError, ValueError):
+            return []
+
     async def drain(self, timeout_s: float) -> None:
         """Wait until requests already sent are answered; new ones are routed elsewhere."""
         self.draining = True
@@ -276,3 +284,5 @@ class Replica:
             await asyncio.gather(self._reader_task, return_exceptions=True)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{self.socket_path}.features.json").unlink()

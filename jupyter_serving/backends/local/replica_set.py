@@ -459,7 +459,9 @@ class ReplicaSet:
         )
 
     def describe(self) -> dict[str, Any]:
+        features = self.replicas[0].feature_tables() if self.replicas else []
         return {
+            **({"feature_tables": features} if features else {}),
             "replicas": len(self.replicas),
             "ready_replicas": len([r for r in self.replicas if r.usable]),
             "starting_replicas": self.starting,
