@@ -16,8 +16,9 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Unicode
 
-from jupyter_serving.api.handlers import MANAGER_KEY, default_handlers
+from jupyter_serving.api.handlers import GATEWAY_KEY, MANAGER_KEY, default_handlers
 from jupyter_serving.control.manager import EndpointManager
+from jupyter_serving.dataplane.gateway import DataPlaneGateway
 from jupyter_serving.settings import ServingSettings
 
 
@@ -40,6 +41,8 @@ class ServingApp(ExtensionApp):
         self.serving_settings = ServingSettings(parent=self)
         self.manager = EndpointManager(self.serving_settings)
         self.settings[MANAGER_KEY] = self.manager
+        self.gateway = DataPlaneGateway(self.manager)
+        self.settings[GATEWAY_KEY] = self.gateway
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
@@ -60,11 +63,14 @@ class ServingApp(ExtensionApp):
             self.log.critical("jupyter-serving could not start: %s", exc)
             logging.shutdown()
             os._exit(1)  # nothing of ours is running yet; workers follow their lifeline
+        self.gateway.start()
         self.log.info("jupyter-serving: state in %s", self.serving_settings.state_path)
+        self.log.info("jupyter-serving: route-optimized data plane on %s", self.gateway.listener.url)
         if self.info_file:
             _write_info(Path(self.info_file), serverapp)
 
     async def stop_extension(self) -> None:
+        self.gateway.stop()
         await self.manager.stop()
 
     def current_activity(self) -> list[str] | None:
