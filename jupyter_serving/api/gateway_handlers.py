@@ -118,6 +118,9 @@ class OidcTokenHandler(ServingHandler):
     `all-apis` token; the JWT-bearer grant exchanges a control-plane token plus `authorization_details`
     for a token that can only query one route-optimized endpoint, on the data-plane listener."""
 
+    def check_xsrf_cookie(self) -> None:
+        """No cookie authenticates this route: the form's credentials do, so XSRF cannot apply."""
+
     @allow_unauthenticated
     def post(self) -> None:
         form = {k: v[-1] for k, v in parse_qs(self.request.body.decode("utf-8", "replace")).items()}
@@ -176,18 +179,18 @@ class OidcTokenHandler(ServingHandler):
 
 # ----------------------------------------------------------------------- out of scope, said so
 class ProvisionedThroughputHandler(ServingHandler):
-    def _refuse(self, *args: Any) -> None:
+    def _refuse(self) -> None:
         raise FeatureDisabled(
             "Provisioned-throughput (foundation model) endpoints are not available on this server: it "
             "serves MLflow models from the registry. Create an endpoint with POST /api/2.0/serving-endpoints."
         )
 
     @web.authenticated
-    def post(self, *args: Any) -> None:
+    def post(self, **_: Any) -> None:
         self._refuse()
 
     @web.authenticated
-    def put(self, *args: Any) -> None:
+    def put(self, **_: Any) -> None:
         self._refuse()
 
 

@@ -170,7 +170,9 @@ class WellKnownConfigHandler(ServingHandler):
 
     @allow_unauthenticated
     def get(self) -> None:
-        self.write_json({})
+        # oidc_endpoint points OAuth (M2M) clients at our /oidc discovery document and token route.
+        base = f"{self.request.protocol}://{self.request.host}{self.base_url.rstrip('/')}"
+        self.write_json({"oidc_endpoint": f"{base}/oidc"})
 
 
 class EndpointsHandler(ServingHandler):

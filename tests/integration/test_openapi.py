@@ -289,7 +289,7 @@ def test_decisions_are_recorded() -> None:
 # --------------------------------------------------------------------------- (b) real answers
 def test_unauthenticated_extension_and_error_answers(serving_server: ServingServer) -> None:
     _, metadata = call(serving_server, "GET", "/.well-known/databricks-config", 200, anonymous=True)
-    assert metadata == {}
+    assert metadata == {"oidc_endpoint": serving_server.url + "oidc"}
     _, error = call(serving_server, "GET", API, 401, anonymous=True)
     assert error["error_code"] == "UNAUTHENTICATED"
     _, health = call(serving_server, "GET", "/api/2.0/jupyter-serving/health", 200)
