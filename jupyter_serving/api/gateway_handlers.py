@@ -178,20 +178,23 @@ class OidcTokenHandler(ServingHandler):
 
 
 # ----------------------------------------------------------------------- out of scope, said so
+def _no_provisioned_throughput() -> FeatureDisabled:
+    return FeatureDisabled(
+        "Provisioned-throughput (foundation model) endpoints are not available on this server: it "
+        "serves MLflow models from the registry. Create an endpoint with POST /api/2.0/serving-endpoints."
+    )
+
+
 class ProvisionedThroughputHandler(ServingHandler):
-    def _refuse(self) -> None:
-        raise FeatureDisabled(
-            "Provisioned-throughput (foundation model) endpoints are not available on this server: it "
-            "serves MLflow models from the registry. Create an endpoint with POST /api/2.0/serving-endpoints."
-        )
-
     @web.authenticated
-    def post(self, **_: Any) -> None:
-        self._refuse()
+    def post(self) -> None:
+        raise _no_provisioned_throughput()
 
+
+class ProvisionedThroughputConfigHandler(ServingHandler):
     @web.authenticated
-    def put(self, **_: Any) -> None:
-        self._refuse()
+    def put(self, name: str) -> None:
+        raise _no_provisioned_throughput()
 
 
 class ExternalFunctionHandler(ServingHandler):
@@ -208,7 +211,8 @@ class OpenAiCompatibleHandler(ServingHandler):
     MLflow models, not chat, completions or embeddings models, so the answer says where to go."""
 
     @web.authenticated
-    def post(self, task: str) -> None:
+    def post(self) -> None:
+        task = self.request.path.rstrip("/").split("/serving-endpoints/", 1)[-1]
         try:
             body = json.loads(self.request.body or b"{}")
         except ValueError:
@@ -225,7 +229,7 @@ class OpenAiCompatibleHandler(ServingHandler):
 
 routes: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"{API}/pt/?", ProvisionedThroughputHandler),
-    (rf"{API}/pt/{NAME}/config/?", ProvisionedThroughputHandler),
+    (rf"{API}/pt/{NAME}/config/?", ProvisionedThroughputConfigHandler),
     (rf"{API}/{NAME}/tags/?", TagsHandler),
     (rf"{API}/{NAME}/rate-limits/?", RateLimitsHandler),
     (rf"{API}/{NAME}/ai-gateway/?", AiGatewayHandler),
@@ -235,5 +239,7 @@ routes: list[tuple[str, type[web.RequestHandler]]] = [
     (r"/api/2\.0/external-function/?", ExternalFunctionHandler),
     (r"/oidc/\.well-known/oauth-authorization-server/?", OidcDiscoveryHandler),
     (r"/oidc/v1/token/?", OidcTokenHandler),
-    (r"/serving-endpoints/(?P<task>chat/completions|completions|embeddings)/?", OpenAiCompatibleHandler),
+    (r"/serving-endpoints/chat/completions/?", OpenAiCompatibleHandler),
+    (r"/serving-endpoints/completions/?", OpenAiCompatibleHandler),
+    (r"/serving-endpoints/embeddings/?", OpenAiCompatibleHandler),
 ]

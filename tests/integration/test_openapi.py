@@ -382,7 +382,7 @@ def test_endpoint_lifecycle_answers_match_the_spec(
     )
     assert bad["error_code"] == "BAD_REQUEST" and "x-request-id" in response.headers
     _, unsupported = call(
-        serving_server, "POST", INVOKE, 400, name=name, data="x", headers={"Content-Type": "text/plain"}
+        serving_server, "POST", INVOKE, 415, name=name, data="x", headers={"Content-Type": "text/plain"}
     )
     assert unsupported["error_code"] == "BAD_REQUEST"
 
