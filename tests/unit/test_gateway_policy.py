@@ -133,3 +133,55 @@ def test_endpoint_openapi_has_one_path_per_served_entity_typed_from_the_signatur
         "schema"
     ]
     assert b["oneOf"][0]["properties"]["instances"]["items"] == {"type": "array", "items": {"type": "number"}}
+
+
+def test_health_transitions_fire_once_on_failure_and_on_recovery() -> None:
+    from jupyter_serving.notebook.health import health, transitions
+
+    def endpoint(update: str, ready: str, deployment: str) -> dict:
+        entity = {"name": "m-1", "state": {"deployment": deployment}}
+        return {"state": {"ready": ready, "config_update": update}, "config": {"served_entities": [entity]}}
+
+    ok = health(endpoint("NOT_UPDATING", "READY", "DEPLOYMENT_READY"))
+    failed = health(endpoint("NOT_UPDATING", "NOT_READY", "DEPLOYMENT_FAILED"))
+    assert transitions("ep", None, ok) == []
+    assert transitions("ep", ok, failed) == [
+        ("bad", "Served entity 'm-1' of endpoint 'ep' has failed"),
+        ("bad", "Endpoint 'ep' has failed"),
+    ]
+    assert transitions("ep", failed, failed) == []
+    assert transitions("ep", failed, ok) == [
+        ("ok", "Served entity 'm-1' of endpoint 'ep' has recovered"),
+        ("ok", "Endpoint 'ep' has recovered"),
+    ]
+
+
+class _Polled:
+    """A double of our own `Client` interface: the endpoint as successive GETs return it."""
+
+    def __init__(self, states: list[str]) -> None:
+        self.states = states
+
+    def get(self, name: str) -> dict:
+        deployment = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        ready = "READY" if deployment == "DEPLOYMENT_READY" else "NOT_READY"
+        entity = {"name": "m-1", "state": {"deployment": deployment}, "local": {}}
+        config = {"served_entities": [entity], "traffic_config": {"routes": []}}
+        return {"name": name, "state": {"ready": ready, "config_update": "NOT_UPDATING"}, "config": config}
+
+    def metrics(self, name: str) -> str:
+        return ""
+
+
+def test_endpoint_monitor_shows_a_notification_when_an_endpoint_fails_and_recovers() -> None:
+    from jupyter_serving.notebook.widgets import EndpointMonitor
+
+    client = _Polled(["DEPLOYMENT_READY", "DEPLOYMENT_FAILED", "DEPLOYMENT_FAILED", "DEPLOYMENT_READY"])
+    monitor = EndpointMonitor(client, "ep", start=False)  # type: ignore[arg-type]
+    assert monitor.notifications == [] and monitor.notice.value == ""
+    monitor.refresh()
+    monitor.refresh()
+    assert [t for t, _ in monitor.notifications] == ["bad", "bad"]
+    assert "Endpoint &#x27;ep&#x27; has failed" in monitor.notice.value
+    monitor.refresh()
+    assert monitor.notifications[0] == ("ok", "Endpoint 'ep' has recovered")
