@@ -39,6 +39,7 @@ GATEWAY_ON = {
     "usage_tracking_config": {"enabled": True},
 }
 GATEWAY_OFF: dict[str, Any] = {}
+GATEWAY_LIMITS = {"rate_limits": GATEWAY_ON["rate_limits"]}  # rate limiting alone, to split the cost
 REPEATS = 3  # interleaved: A B A B A B, medians reported
 
 
@@ -106,7 +107,12 @@ def bench(root: Path, plan: base.Plan, gateway_clients: int) -> dict[str, Any]:
                     out[f"listener@{clients}#{i}"] = measure(listener, bodies, clients, plan, "listener")
             gateway_url = url + f"api/2.0/serving-endpoints/{ENDPOINT}/ai-gateway"
             for i in range(REPEATS):
-                for label, config in (("gateway_off", GATEWAY_OFF), ("gateway_on", GATEWAY_ON)):
+                arms = (
+                    ("gateway_off", GATEWAY_OFF),
+                    ("limits_only", GATEWAY_LIMITS),
+                    ("gateway_on", GATEWAY_ON),
+                )
+                for label, config in arms:
                     session.put(gateway_url, json=config, timeout=60).raise_for_status()
                     key = f"{label}@{gateway_clients}#{i}"
                     out[key] = measure(jupyter, bodies, gateway_clients, plan, label.replace("_", " "))
@@ -127,6 +133,7 @@ def report(results: dict[str, Any], gateway_clients: int) -> dict[str, Any]:
         return float(statistics.median(float(results[f"{prefix}#{i}"][key]) for i in range(REPEATS)))
 
     off, on = med(f"gateway_off@{gateway_clients}"), med(f"gateway_on@{gateway_clients}")
+    limits = med(f"limits_only@{gateway_clients}")
     speedup = med("listener@16") / med("jupyter@16")
     p50 = med("listener@1", "p50_ms")
     cost = 1 - on / off
@@ -144,6 +151,9 @@ def report(results: dict[str, Any], gateway_clients: int) -> dict[str, Any]:
         f"gateway_on_rps@{gateway_clients}": on,
         f"gateway_off_cpu_ms_per_request@{gateway_clients}": med(f"gateway_off@{gateway_clients}", cpu),
         f"gateway_on_cpu_ms_per_request@{gateway_clients}": med(f"gateway_on@{gateway_clients}", cpu),
+        f"limits_only_rps@{gateway_clients}": limits,
+        f"limits_only_cpu_ms_per_request@{gateway_clients}": med(f"limits_only@{gateway_clients}", cpu),
+        "limits_only_cost": 1 - limits / off,
         "gateway_cost": cost,
         "errors": errors,
         "targets": {

@@ -13,6 +13,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from tornado import httpserver, netutil, web
+from tornado.log import access_log
 
 from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
 from jupyter_serving.dataplane.tokens import endpoint_scope
@@ -92,6 +93,12 @@ class NotFound(DataPlaneHandler):
     get = put = delete = patch = post
 
 
+def _log_failures(handler: web.RequestHandler) -> None:
+    """Tornado logs every request by default; on the hot path only server failures are worth a line."""
+    if handler.get_status() >= 500:
+        access_log.warning("%d %s %s", handler.get_status(), handler.request.method, handler.request.uri)
+
+
 NAME = r"(?P<name>[^/]+)"
 SERVED = r"(?P<served>[^/]+)"
 
@@ -104,6 +111,7 @@ class DataPlaneListener:
                 (rf"/serving-endpoints/{NAME}/served-models/{SERVED}/invocations/?", DataPlaneHandler),
                 (r"/.*", NotFound),
             ],
+            log_function=_log_failures,
             **{GATEWAY_KEY: gateway},
         )
         self._server = httpserver.HTTPServer(
