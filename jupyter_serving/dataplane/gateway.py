@@ -66,7 +66,7 @@ class DataPlaneGateway:
         self.limiter = RateLimiter(window_s=self.settings.rate_limit_window_s)
         self.signer = TokenSigner()
         self.listener: DataPlaneListener | None = None
-        self._usage_tables: dict[tuple[str, int], Path] = {}
+        self._usage_tables: dict[tuple[str, int], Path] = {}  # (endpoint id, config version) -> table
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -152,7 +152,7 @@ class DataPlaneGateway:
         body: bytes,
         response_bytes: int,
     ) -> None:
-        key = (record.name, record.config_version)
+        key = (record.id, record.config_version)
         table = self._usage_tables.get(key)
         if table is None:
             capture = (record.config or {}).get("auto_capture_config")
@@ -172,8 +172,3 @@ class DataPlaneGateway:
                 "The request was scored, but its usage row could not be stored durably; retry.",
                 headers={"Retry-After": "1"},
             ) from None
-
-    def usage_table(self, name: str) -> Path:
-        record = self.manager.get(name).record
-        capture = (record.config or {}).get("auto_capture_config")
-        return usage_table_path(self.settings.catalog_path, name, capture)

@@ -56,10 +56,6 @@ class RateLimiter:
     def _prune(self, now: float) -> None:
         self._counters = {k: c for k, c in self._counters.items() if now - c[0] < self.window_s}
 
-    def forget(self, endpoint: str) -> None:
-        """Drop an endpoint's counters (its limits changed or it was deleted)."""
-        self._counters = {k: c for k, c in self._counters.items() if k[0] != endpoint}
-
 
 def _applicable(
     endpoint: str, limits: Sequence[dict[str, Any]], principal: str, groups: set[str]

@@ -8,6 +8,7 @@ the client hears back, then committed to Delta in batches); `capture.table` give
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ def usage_table_path(catalog_root: Path, endpoint: str, capture: dict[str, Any] 
     return Path(catalog_root).joinpath(*SYSTEM_TABLE)
 
 
+@functools.lru_cache(maxsize=4)
+def _utc_date(day: int) -> str:
+    return (_dt.date(1970, 1, 1) + _dt.timedelta(days=day)).isoformat()
+
+
 def encode_usage_row(
     table: Path,
     request_id: str,
@@ -45,7 +51,7 @@ def encode_usage_row(
     response_bytes: int,
 ) -> bytes:
     """The spool line of one usage row (what `capture.table.usage_schema` columns hold)."""
-    date = _dt.datetime.fromtimestamp(timestamp_ms / 1000, tz=_dt.UTC).date().isoformat()
+    date = _utc_date(timestamp_ms // 86_400_000)
     client = "null" if client_request_id is None else encode_basestring(client_request_id)
     served = "null" if served_entity is None else encode_basestring(served_entity)
     return (
