@@ -287,6 +287,11 @@ def parse_capture(raw: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(raw, dict):
         raise InvalidParameterValue("Field 'auto_capture_config' must be a JSON object.")
+    gateway.refuse_unknown(
+        {k: v for k, v in raw.items() if k != "state"},  # `state` is ours, on output: a GET sent back
+        ("catalog_name", "schema_name", "table_name_prefix", "enabled"),
+        "auto_capture_config",
+    )
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
         raise InvalidParameterValue("auto_capture_config.enabled must be true or false.")
@@ -380,6 +385,8 @@ def parse_routes(traffic: Any, entities: tuple[ServedEntity, ...]) -> tuple[Rout
             "traffic_config is required when an endpoint serves more than one entity: give each "
             "served entity a traffic_percentage; the percentages must sum to 100."
         )
+    if isinstance(traffic, dict):
+        gateway.refuse_unknown(traffic, ("routes",), "traffic_config")
     routes_raw = traffic.get("routes") if isinstance(traffic, dict) else None
     if not isinstance(routes_raw, list) or not routes_raw:
         raise InvalidParameterValue("traffic_config.routes must be a non-empty list of routes.")
@@ -388,6 +395,11 @@ def parse_routes(traffic: Any, entities: tuple[ServedEntity, ...]) -> tuple[Rout
     for i, raw in enumerate(routes_raw):
         if not isinstance(raw, dict):
             raise InvalidParameterValue(f"traffic_config.routes[{i}] must be a JSON object.")
+        gateway.refuse_unknown(
+            raw,
+            ("served_model_name", "served_entity_name", "traffic_percentage"),
+            f"traffic_config.routes[{i}]",
+        )
         target = raw.get("served_model_name") or raw.get("served_entity_name")
         if target not in names:
             raise InvalidParameterValue(

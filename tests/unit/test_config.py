@@ -147,6 +147,11 @@ def test_create_applies_every_endpoint_field_and_accepts_the_config_name() -> No
         ({"email_notifications": {"on_update_failure": ["not-an-address"]}}, "on_update_failure"),
         ({"telemetry_config": {"enabled_telemetry_features": ["X"]}}, "enabled_telemetry_features"),
         ({"route_optimized": "yes"}, "route_optimized"),
+        ({"config": {"served_entities": [entity()], "auto_capture_config": {"catalog": "x"}}}, "catalog"),
+        (
+            {"config": {"served_entities": [entity()], "traffic_config": {"routes": [], "x": 1}}},
+            "traffic_config.x",
+        ),
     ],
 )
 def test_create_refuses_what_it_cannot_apply_naming_the_field(body: dict, field: str) -> None:
