@@ -16,11 +16,12 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Unicode
 
-from jupyter_serving.api.handlers import MANAGER_KEY, OBSERVER_KEY, default_handlers
+from jupyter_serving.api.handlers import GATEWAY_KEY, MANAGER_KEY, OBSERVER_KEY, default_handlers
 from jupyter_serving.backends.base import load_backend
 from jupyter_serving.control.manager import EndpointManager
 from jupyter_serving.control.observer import Observer
 from jupyter_serving.control.registry import ModelRegistry
+from jupyter_serving.dataplane.gateway import DataPlaneGateway
 from jupyter_serving.settings import ServingSettings
 
 
@@ -53,6 +54,8 @@ class ServingApp(ExtensionApp):
             settings.history_events,
         )
         self.settings[OBSERVER_KEY] = self.observer
+        self.gateway = DataPlaneGateway(self.manager)
+        self.settings[GATEWAY_KEY] = self.gateway
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
@@ -74,12 +77,15 @@ class ServingApp(ExtensionApp):
             logging.shutdown()
             os._exit(1)  # nothing of ours is running yet; workers follow their lifeline
         self.observer.start()
+        self.gateway.start()
         self.log.info("jupyter-serving: state in %s", self.serving_settings.state_path)
+        self.log.info("jupyter-serving: route-optimized data plane on %s", self.gateway.listener.url)
         if self.info_file:
             _write_info(Path(self.info_file), serverapp)
 
     async def stop_extension(self) -> None:
         await self.observer.stop()
+        self.gateway.stop()
         await self.manager.stop()
 
     def current_activity(self) -> list[str] | None:

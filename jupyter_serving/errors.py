@@ -9,7 +9,10 @@
     ├── EndpointNotFound        404 ENDPOINT_NOT_FOUND  (unknown route)
     ├── ResourceAlreadyExists   409 RESOURCE_ALREADY_EXISTS
     ├── ResourceConflict        409 RESOURCE_CONFLICT
+    ├── FeatureDisabled         400 FEATURE_DISABLED    (Databricks features a local server lacks)
     ├── PayloadTooLarge         413 BAD_REQUEST
+    ├── UnsupportedMediaType    415 BAD_REQUEST         (as `mlflow models serve` answers)
+    ├── RequestLimitExceeded    429 REQUEST_LIMIT_EXCEEDED (carries Retry-After)
     ├── InternalError           500 INTERNAL_ERROR
     ├── TemporarilyUnavailable  503 TEMPORARILY_UNAVAILABLE (carries Retry-After)
     └── DeadlineExceeded        504 DEADLINE_EXCEEDED
@@ -82,6 +85,21 @@ class ResourceConflict(ServingError):
 class PayloadTooLarge(ServingError):
     error_code = "BAD_REQUEST"
     http_status = 413
+
+
+class FeatureDisabled(ServingError):
+    error_code = "FEATURE_DISABLED"
+    http_status = 400
+
+
+class UnsupportedMediaType(ServingError):
+    error_code = "BAD_REQUEST"
+    http_status = 415
+
+
+class RequestLimitExceeded(ServingError):
+    error_code = "REQUEST_LIMIT_EXCEEDED"
+    http_status = 429
 
 
 class InternalError(ServingError):

@@ -137,8 +137,8 @@ class ServingSettings(Configurable):
     catalog_root = Unicode(
         "",
         config=True,
-        help="Root folder of inference tables (<catalog_root>/<catalog>/<schema>/<prefix>_payload) and feature "
-        "tables (<catalog_root>/<catalog>/<schema>/<table>). "
+        help="Root folder of inference tables (<catalog_root>/<catalog>/<schema>/<prefix>_payload) and "
+        "feature tables (<catalog_root>/<catalog>/<schema>/<table>). "
         "Env: JUPYTER_SERVING_CATALOG_ROOT. Default: <state dir>/catalog.",
     ).tag(env=True)
 
@@ -184,6 +184,34 @@ class ServingSettings(Configurable):
         config=True,
         help="Events kept per endpoint, in memory and in <state dir>/events. "
         "Env: JUPYTER_SERVING_HISTORY_EVENTS.",
+    ).tag(env=True)
+
+    rate_limit_window_s = Float(
+        60.0,
+        config=True,
+        help="Length of the window AI Gateway rate limits count calls in (Databricks: one minute, the "
+        "only renewal_period). Shorter only for tests and demos. Env: JUPYTER_SERVING_RATE_LIMIT_WINDOW_S.",
+    ).tag(env=True)
+
+    data_plane_host = Unicode(
+        "127.0.0.1",
+        config=True,
+        help="Interface of the route-optimized data-plane listener. Env: JUPYTER_SERVING_DATA_PLANE_HOST.",
+    ).tag(env=True)
+
+    data_plane_port = Int(
+        0,
+        config=True,
+        help="Port of the route-optimized data-plane listener (0 picks a free one). It serves "
+        "invocations of route_optimized endpoints to holders of a token from /oidc/v1/token. "
+        "Env: JUPYTER_SERVING_DATA_PLANE_PORT.",
+    ).tag(env=True)
+
+    oauth_token_ttl_s = Int(
+        3600,
+        config=True,
+        help="Lifetime of tokens minted by /oidc/v1/token (Databricks: one hour). "
+        "Env: JUPYTER_SERVING_OAUTH_TOKEN_TTL_S.",
     ).tag(env=True)
 
     @default("state_dir")

@@ -20,10 +20,14 @@ from tornado import web
 
 from jupyter_serving._version import __version__
 from jupyter_serving.api.render import endpoint_detail, endpoint_summary
+from jupyter_serving.control.endpoint import Endpoint
 from jupyter_serving.control.manager import EndpointManager
 from jupyter_serving.control.observer import Observer
+from jupyter_serving.dataplane.gateway import DataPlaneGateway
 from jupyter_serving.dataplane.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
+from jupyter_serving.dataplane.tokens import ALL_APIS
+from jupyter_serving.dataplane.tokens import PREFIX as TOKEN_PREFIX
 from jupyter_serving.errors import (
     EndpointNotFound,
     InternalError,
@@ -35,6 +39,7 @@ from jupyter_serving.errors import (
 
 MANAGER_KEY = "jupyter_serving_manager"
 OBSERVER_KEY = "jupyter_serving_observer"
+GATEWAY_KEY = "jupyter_serving_gateway"
 TOKEN_USER = User(username="token", name="token-authenticated client")
 _STATUS_CODES = {
     400: "BAD_REQUEST",
@@ -42,6 +47,8 @@ _STATUS_CODES = {
     403: "PERMISSION_DENIED",
     404: "ENDPOINT_NOT_FOUND",
     405: "BAD_REQUEST",
+    415: "BAD_REQUEST",
+    429: "REQUEST_LIMIT_EXCEEDED",
     409: "RESOURCE_CONFLICT",
     413: "BAD_REQUEST",
     504: "DEADLINE_EXCEEDED",
@@ -57,10 +64,25 @@ class ServingHandler(APIHandler):
     def manager(self) -> EndpointManager:
         return self.settings[MANAGER_KEY]
 
+    @property
+    def gateway(self) -> DataPlaneGateway:
+        return self.settings[GATEWAY_KEY]
+
+    def detail(self, endpoint: Endpoint) -> dict[str, Any]:
+        return endpoint_detail(
+            endpoint, self.manager.describe_capture, self.gateway.endpoint_url(endpoint.name)
+        )
+
     async def prepare(self) -> None:  # type: ignore[override]
         if not self.manager.started:
             await self.manager.start()
+        if not self.gateway.started:
+            self.gateway.start()
         _accept_basic_token(self.request.headers)
+        if (oauth_user := self._oauth_user()) is not None:
+            self.current_user = self._jupyter_current_user = oauth_user
+            self._token_authenticated = True
+            return
         if self._bearer_token_matches():
             # Same decision Jupyter's stock IdentityProvider makes for this header, minus minting an
             # anonymous user and signing a login cookie on every call: an API client resends the
@@ -69,6 +91,14 @@ class ServingHandler(APIHandler):
             self._token_authenticated = True
             return
         await super().prepare()
+
+    def _oauth_user(self) -> User | None:
+        """An `all-apis` token from /oidc/v1/token (OAuth M2M) authenticates its client id."""
+        auth = self.request.headers.get("Authorization", "")
+        if auth[:7].lower() != "bearer " or not auth[7:].lstrip().startswith(TOKEN_PREFIX):
+            return None
+        claims = self.gateway.signer.verify(auth[7:].strip(), ALL_APIS)
+        return User(username=claims["sub"], name=claims["sub"]) if claims else None
 
     def _bearer_token_matches(self) -> bool:
         provider = self.identity_provider
@@ -143,7 +173,9 @@ class WellKnownConfigHandler(ServingHandler):
 
     @allow_unauthenticated
     def get(self) -> None:
-        self.write_json({})
+        # oidc_endpoint points OAuth (M2M) clients at our /oidc discovery document and token route.
+        base = f"{self.request.protocol}://{self.request.host}{self.base_url.rstrip('/')}"
+        self.write_json({"oidc_endpoint": f"{base}/oidc"})
 
 
 class EndpointsHandler(ServingHandler):
@@ -154,13 +186,13 @@ class EndpointsHandler(ServingHandler):
     @web.authenticated
     async def post(self) -> None:
         endpoint = await self.manager.create(self.json_body())
-        self.write_json(endpoint_detail(endpoint, self.manager.describe_capture))
+        self.write_json(self.detail(endpoint))
 
 
 class EndpointHandler(ServingHandler):
     @web.authenticated
     def get(self, name: str) -> None:
-        self.write_json(endpoint_detail(self.manager.get(name), self.manager.describe_capture))
+        self.write_json(self.detail(self.manager.get(name)))
 
     @web.authenticated
     async def delete(self, name: str) -> None:
@@ -172,14 +204,14 @@ class ConfigHandler(ServingHandler):
     @web.authenticated
     async def put(self, name: str) -> None:
         endpoint = await self.manager.update_config(name, self.json_body())
-        self.write_json(endpoint_detail(endpoint, self.manager.describe_capture))
+        self.write_json(self.detail(endpoint))
 
 
 class CancelUpdateHandler(ServingHandler):
     @web.authenticated
     async def post(self, name: str) -> None:
         endpoint = await self.manager.cancel_update(name)
-        self.write_json(endpoint_detail(endpoint, self.manager.describe_capture))
+        self.write_json(self.detail(endpoint))
 
 
 class LogsHandler(ServingHandler):
@@ -234,7 +266,7 @@ class InferenceTableHandler(ObserverHandler):
         raw = self.get_query_argument("limit", "50")
         if not raw.isdigit() or not 1 <= int(raw) <= 1000:
             raise InvalidParameterValue(f"limit must be an integer from 1 to 1000, got '{raw}'.")
-        capture = (endpoint.record.config or {}).get("auto_capture_config")
+        capture = endpoint.record.config.auto_capture_config if endpoint.record.config else None
         self.write_json(await self.observer.table(self.manager.table_path(capture), int(raw)))
 
 
@@ -261,25 +293,19 @@ class InvocationsHandler(ServingHandler):
         if len(body) > limit:
             raise PayloadTooLarge(f"The request body is {len(body)} bytes; the limit is {limit} bytes.")
         headers = self.request.headers
-        result = await self.manager.dataplane.invoke(
+        result = await self.gateway.invoke(
             name,
             served,
-            _scoring_content_type(headers.get("Content-Type")),
+            headers.get("Content-Type"),
             body,
             headers.get(ROUTING_KEY_HEADER),
             self.request_id,
+            self.current_user.username,
         )
         self.set_status(result.status)
         self.set_header("served-model-name", result.served_entity)
         self.set_header("x-request-id", self.request_id)
         self.finish(result.body)
-
-
-def _scoring_content_type(header: str | None) -> str:
-    """`curl -d` without -H sends a form content type; Databricks documents JSON bodies: read it as JSON."""
-    if not header or header.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
-        return "application/json"
-    return header
 
 
 class NotFoundHandler(ServingHandler):
@@ -313,7 +339,10 @@ NAME = r"(?P<name>[^/]+)"
 SERVED = r"(?P<served>[^/]+)"
 API = r"/api/2\.0/serving-endpoints"
 
+from jupyter_serving.api import gateway_handlers  # noqa: E402 (its handlers subclass ServingHandler)
+
 default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
+    *gateway_handlers.routes,
     (r"/\.well-known/databricks-config/?", WellKnownConfigHandler),
     (rf"{API}/?", EndpointsHandler),
     (rf"{API}/{NAME}/?", EndpointHandler),
@@ -329,6 +358,7 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"/serving-endpoints/{NAME}/invocations/?", InvocationsHandler),
     (rf"/serving-endpoints/{NAME}/served-models/{SERVED}/invocations/?", InvocationsHandler),
     (rf"{API}/.*", NotFoundHandler),
-    (r"/api/2\.0/jupyter-serving/.*", NotFoundHandler),
     (r"/serving-endpoints/.*", NotFoundHandler),
+    # Jupyter's own REST API is under /api/ without a version: /api/2.0/ is ours to answer in full.
+    (r"/api/2\.0/.*", NotFoundHandler),
 ]

@@ -6,16 +6,21 @@ from collections.abc import Callable
 from typing import Any
 
 from jupyter_serving.control.endpoint import Endpoint
+from jupyter_serving.dataplane.tokens import authorization_details
 from jupyter_serving.model.config import EndpointConfig
 from jupyter_serving.model.states import IN_PROGRESS, UPDATE_FAILED
 
 READY, NOT_READY = "READY", "NOT_READY"
 SUMMARY_FIELDS = ("name", "entity_name", "entity_version", "model_name", "model_version")
+_SETTINGS = ("ai_gateway", "budget_policy_id", "telemetry_config")  # echoed by GET and list when set
 Describe = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def endpoint_detail(endpoint: Endpoint, describe_capture: Describe | None = None) -> dict[str, Any]:
-    """`describe_capture` adds the payload table's state to an auto_capture_config."""
+def endpoint_detail(
+    endpoint: Endpoint, describe_capture: Describe | None = None, endpoint_url: str | None = None
+) -> dict[str, Any]:
+    """`describe_capture` adds the payload table's state to an auto_capture_config; `endpoint_url` is
+    the route-optimized listener's URL of this endpoint (shown when the endpoint is route optimized)."""
     record = endpoint.record
     describe = describe_capture or (lambda capture: capture)
     out = _base(endpoint)
@@ -26,7 +31,15 @@ def endpoint_detail(endpoint: Endpoint, describe_capture: Describe | None = None
         pending["start_time"] = record.pending_start_time
         out["pending_config"] = pending
     out["permission_level"] = "CAN_MANAGE"
-    out["route_optimized"] = False
+    out["route_optimized"] = record.route_optimized
+    if record.route_optimized and endpoint_url:
+        out["endpoint_url"] = endpoint_url
+        details = authorization_details(record.id, record.name)
+        out["data_plane_info"] = {
+            "query_info": {"endpoint_url": endpoint_url, "authorization_details": details}
+        }
+    if record.email_notifications is not None:
+        out["email_notifications"] = record.email_notifications
     return out
 
 
@@ -51,6 +64,7 @@ def _base(endpoint: Endpoint) -> dict[str, Any]:
         "state": {"ready": READY if endpoint.ready else NOT_READY, "config_update": record.update.state},
         "tags": record.tags,
         **({"description": record.description} if record.description else {}),
+        **{key: value for key in _SETTINGS if (value := getattr(record, key)) is not None},
     }
 
 

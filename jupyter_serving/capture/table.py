@@ -40,6 +40,35 @@ def payload_schema() -> pa.Schema:
     )
 
 
+USAGE_SUFFIX = "_usage"
+
+
+def usage_schema() -> pa.Schema:
+    """One row per request of an endpoint with AI Gateway usage tracking (see dataplane.usage)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("databricks_request_id", pa.string(), nullable=False),
+            pa.field("client_request_id", pa.string()),
+            pa.field("date", pa.date32()),
+            pa.field("timestamp_ms", pa.int64()),
+            pa.field("requester", pa.string()),
+            pa.field("endpoint_name", pa.string()),
+            pa.field("served_entity_name", pa.string()),
+            pa.field("status_code", pa.int32()),
+            pa.field("execution_time_ms", pa.int64()),
+            pa.field("request_bytes", pa.int64()),
+            pa.field("response_bytes", pa.int64()),
+        ]
+    )
+
+
+def schema_for(path: Path | str) -> pa.Schema:
+    """Tables are told apart by name: `*_usage` holds usage rows, every other table payload rows."""
+    return usage_schema() if Path(path).name.endswith(USAGE_SUFFIX) else payload_schema()
+
+
 def is_table(path: Path) -> bool:
     from deltalake import DeltaTable
 
@@ -51,13 +80,14 @@ def create_payload_table(path: Path) -> None:
     from deltalake import DeltaTable
 
     Path(path).mkdir(parents=True, exist_ok=True)
+    usage = Path(path).name.endswith(USAGE_SUFFIX)
     DeltaTable.create(
         str(path),
-        payload_schema(),
+        schema_for(path),
         mode="ignore",
         partition_by=[PARTITION_COLUMN],
         name=Path(path).name,
-        description="Inference table (payload) written by jupyter-serving",
+        description=f"{'Usage' if usage else 'Inference'} table written by jupyter-serving",
         configuration=TABLE_PROPERTIES,
     )
 
@@ -71,18 +101,17 @@ def watermark(path: Path, app_id: str) -> int | None:
     return DeltaTable(str(path)).transaction_version(app_id)
 
 
-def records_to_arrow(records: list[dict[str, Any]]) -> pa.Table:
+def records_to_arrow(records: list[dict[str, Any]], path: Path | str = "") -> pa.Table:
     import pyarrow as pa
 
     def column(name: str) -> list[Any]:
         return [r.get(name) for r in records]
 
-    dates = [_dt.date.fromisoformat(d) for d in column("date")]
-    metadata = [list((r.get("request_metadata") or {}).items()) for r in records]
-    schema = payload_schema()
+    schema = schema_for(path)
     arrays = {name: column(name) for name in schema.names}
-    arrays["date"] = dates
-    arrays["request_metadata"] = metadata
+    arrays["date"] = [_dt.date.fromisoformat(d) for d in column("date")]
+    if "request_metadata" in arrays:
+        arrays["request_metadata"] = [list((r.get("request_metadata") or {}).items()) for r in records]
     return pa.Table.from_pydict(arrays, schema=schema)
 
 
@@ -99,7 +128,7 @@ def append_records(path: Path, records: list[dict[str, Any]], *, app_id: str, ve
         create_payload_table(path)
     write_deltalake(
         str(path),
-        records_to_arrow(records),
+        records_to_arrow(records, path),
         mode="append",
         partition_by=[PARTITION_COLUMN],
         commit_properties=CommitProperties(

@@ -181,6 +181,7 @@ class EndpointManager:
             last_updated_timestamp=ts,
             description=request.description,
             tags=list(request.tags),
+            **request.record_fields(),
         )
         endpoint = Endpoint(record)
         self.endpoints[record.name] = endpoint

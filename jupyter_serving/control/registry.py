@@ -21,6 +21,7 @@ class ModelRegistry:
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="mlflow-registry")
         self._client: Any = None
         self._import_lock = threading.Lock()
+        self._signatures: dict[str, dict[str, Any]] = {}  # model URI -> signature ({} if none)
 
     def warm_up(self) -> None:
         """Import MLflow on a registry thread once the server is up, so the first create skips it."""
@@ -40,6 +41,37 @@ class ModelRegistry:
         return list(
             await asyncio.gather(*(loop.run_in_executor(self._executor, self._load_uri, e) for e in entities))
         )
+
+    async def signatures(self, entities: list[ServedEntity]) -> list[dict[str, Any] | None]:
+        """Each entity's MLflow signature (`{"inputs": [...], "outputs": [...], "params": [...]}`),
+        read from its MLmodel file on a registry thread; None where the model has none."""
+        loop = asyncio.get_running_loop()
+        return list(
+            await asyncio.gather(
+                *(loop.run_in_executor(self._executor, self._signature, e) for e in entities)
+            )
+        )
+
+    def _signature(self, entity: ServedEntity) -> dict[str, Any] | None:
+        import json
+
+        import yaml
+
+        cached = self._signatures.get(entity.model_uri)
+        if cached is not None:
+            return cached or None
+        path = os.path.join(self._load_uri(entity), "MLmodel")
+        if not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            raw = (yaml.safe_load(f) or {}).get("signature") or {}
+        signature = {
+            k: json.loads(v)
+            for k, v in raw.items()
+            if isinstance(v, str) and k in ("inputs", "outputs", "params")
+        }
+        self._signatures[entity.model_uri] = signature
+        return signature or None
 
     async def registered_models(self) -> list[dict[str, Any]]:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._list)

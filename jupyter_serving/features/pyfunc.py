@@ -73,7 +73,6 @@ class FeatureModel(_LookupModel):
             )
         return self.model.predict(joined.frame[columns], params=params)
 
-
     def fast_path(self, build_inner: Any) -> Any:
         """The worker's NumPy fast path over the inner model, with lookups (None if it does not apply)."""
         from jupyter_serving.features.fastpath import FeatureFastPath

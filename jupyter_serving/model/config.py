@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jupyter_serving.errors import InvalidParameterValue
+from jupyter_serving.model import gateway
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 CAPTURE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")
@@ -21,6 +22,7 @@ MAX_ENDPOINT_NAME = 63
 MAX_SERVED_ENTITIES = 15
 RESERVED_PREFIX = "databricks-"
 WORKLOAD_SIZES = {"small": ("Small", 4, 4), "medium": ("Medium", 8, 16), "large": ("Large", 16, 64)}
+# Exactly the SDK's `ServingModelWorkloadType` enum: a value outside it reads back as None in the SDK.
 WORKLOAD_TYPES = (
     "CPU",
     "CPU_MEDIUM",
@@ -28,15 +30,15 @@ WORKLOAD_TYPES = (
     "GPU_SMALL",
     "GPU_MEDIUM",
     "GPU_LARGE",
-    "GPU_LARGE_2",
-    "GPU_LARGE_4",
     "GPU_XLARGE",
     "GPU_XLARGE_8",
     "MULTIGPU_MEDIUM",
 )
+_WORKLOAD_ALIASES = {"GPU_LARGE_2": "GPU_XLARGE", "GPU_LARGE_4": "MULTIGPU_MEDIUM"}
 MODELS_URI = "models:/"
-# Fields of a served entity we understand; anything else is accepted, kept and echoed back.
+# Fields of a served entity we apply; the SDK's others are refused by name (`_OUT_OF_SCOPE`).
 _ENTITY_FIELDS = {
+    "burst_scaling_enabled",
     "name",
     "entity_name",
     "entity_version",
@@ -48,6 +50,26 @@ _ENTITY_FIELDS = {
     "min_provisioned_concurrency",
     "max_provisioned_concurrency",
     "environment_vars",
+}
+_OUT_OF_SCOPE = {
+    "external_model": "external models (OpenAI, Anthropic, ...) are proxied by Databricks, not served here",
+    "instance_profile_arn": "AWS instance profiles do not exist on a local server",
+    "min_provisioned_throughput": "provisioned throughput is for foundation-model endpoints",
+    "max_provisioned_throughput": "provisioned throughput is for foundation-model endpoints",
+    "provisioned_model_units": "provisioned throughput is for foundation-model endpoints",
+}
+_CONFIG_FIELDS = {"name", "served_entities", "served_models", "traffic_config", "auto_capture_config"}
+CREATE_FIELDS = {
+    "name",
+    "config",
+    "tags",
+    "description",
+    "route_optimized",
+    "rate_limits",
+    "ai_gateway",
+    "email_notifications",
+    "budget_policy_id",
+    "telemetry_config",
 }
 
 
@@ -65,7 +87,7 @@ class ServedEntity:
     scale_to_zero_enabled: bool = False
     environment_vars: dict[str, str] = field(default_factory=dict)
     legacy: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    burst_scaling_enabled: bool | None = None
 
     @property
     def model_uri(self) -> str:
@@ -108,7 +130,9 @@ class ServedEntity:
         out["scale_to_zero_enabled"] = self.scale_to_zero_enabled
         if self.environment_vars:
             out["environment_vars"] = dict(self.environment_vars)
-        return {**self.extra, **out}
+        if self.burst_scaling_enabled is not None:
+            out["burst_scaling_enabled"] = self.burst_scaling_enabled
+        return out
 
 
 @dataclass(frozen=True)
@@ -157,6 +181,21 @@ class CreateRequest:
     config: EndpointConfig
     tags: tuple[dict[str, str], ...] = ()
     description: str | None = None
+    route_optimized: bool = False
+    ai_gateway: dict[str, Any] | None = None
+    email_notifications: dict[str, Any] | None = None
+    budget_policy_id: str | None = None
+    telemetry_config: dict[str, Any] | None = None
+
+    def record_fields(self) -> dict[str, Any]:
+        """The endpoint-level settings, as `EndpointRecord` stores them."""
+        return {
+            "route_optimized": self.route_optimized,
+            "ai_gateway": self.ai_gateway,
+            "email_notifications": self.email_notifications,
+            "budget_policy_id": self.budget_policy_id,
+            "telemetry_config": self.telemetry_config,
+        }
 
 
 def validate_endpoint_name(name: Any) -> str:
@@ -180,21 +219,48 @@ def validate_endpoint_name(name: Any) -> str:
 
 
 def parse_create(body: Any) -> CreateRequest:
+    """Every field of the SDK's create input is applied, or refused by name."""
     if not isinstance(body, dict):
         raise InvalidParameterValue("The request body must be a JSON object.")
+    gateway.refuse_unknown(body, CREATE_FIELDS, "")
     name = validate_endpoint_name(body.get("name"))
     if not isinstance(body.get("config"), dict):
         raise InvalidParameterValue("Field 'config' is required: it lists the served entities to deploy.")
-    tags = body.get("tags") or []
-    if not isinstance(tags, list) or not all(isinstance(t, dict) and "key" in t for t in tags):
-        raise InvalidParameterValue('Field \'tags\' must be a list of {"key", "value"} objects.')
-    description = body.get("description")
-    return CreateRequest(name, parse_config(body["config"]), tuple(tags), description)
+    config = parse_config(body["config"])
+    ai_gateway = gateway.parse_ai_gateway(body["ai_gateway"]) if body.get("ai_gateway") is not None else None
+    legacy_limits = gateway.parse_rate_limits(body.get("rate_limits"), "rate_limits", legacy=True)
+    if legacy_limits:  # the legacy field is the AI Gateway's rate limits in an older shape
+        if ai_gateway and ai_gateway.get("rate_limits"):
+            raise InvalidParameterValue(
+                "Give rate limits in 'ai_gateway.rate_limits' or 'rate_limits', not both."
+            )
+        ai_gateway = {**(ai_gateway or {}), "rate_limits": legacy_limits}
+    if ai_gateway and ai_gateway.get("inference_table_config") is not None:
+        if config.auto_capture_config is not None:
+            raise InvalidParameterValue(
+                "Give the inference table in 'config.auto_capture_config' or "
+                "'ai_gateway.inference_table_config', not both."
+            )
+        config = replace(config, auto_capture_config=ai_gateway["inference_table_config"])
+    notifications = body.get("email_notifications")
+    telemetry = body.get("telemetry_config")
+    return CreateRequest(
+        name,
+        config,
+        tuple(gateway.parse_tags(body.get("tags"))),
+        gateway.parse_optional_str(body.get("description"), "description"),
+        gateway.parse_bool(body.get("route_optimized"), "route_optimized"),
+        ai_gateway,
+        gateway.parse_email_notifications(notifications) if notifications is not None else None,
+        gateway.parse_optional_str(body.get("budget_policy_id"), "budget_policy_id"),
+        gateway.parse_telemetry_config(telemetry) if telemetry is not None else None,
+    )
 
 
 def parse_config(cfg: Any) -> EndpointConfig:
     if not isinstance(cfg, dict):
         raise InvalidParameterValue("The endpoint config must be a JSON object.")
+    gateway.refuse_unknown(cfg, _CONFIG_FIELDS, "config")
     if cfg.get("served_entities") and cfg.get("served_models"):
         raise InvalidParameterValue("Specify either 'served_entities' or 'served_models', not both.")
     legacy = not cfg.get("served_entities") and bool(cfg.get("served_models"))
@@ -225,6 +291,11 @@ def parse_capture(raw: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(raw, dict):
         raise InvalidParameterValue("Field 'auto_capture_config' must be a JSON object.")
+    gateway.refuse_unknown(
+        {k: v for k, v in raw.items() if k != "state"},  # `state` is ours, on output: a GET sent back
+        ("catalog_name", "schema_name", "table_name_prefix", "enabled"),
+        "auto_capture_config",
+    )
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
         raise InvalidParameterValue("auto_capture_config.enabled must be true or false.")
@@ -249,6 +320,7 @@ def parse_entity(item: Any, legacy: bool, index: int) -> ServedEntity:
     where = f"served_{'models' if legacy else 'entities'}[{index}]"
     if not isinstance(item, dict):
         raise InvalidParameterValue(f"{where} must be a JSON object.")
+    _refuse_entity_fields(item, where, legacy)
     name_key, version_key = ("model_name", "model_version") if legacy else ("entity_name", "entity_version")
     entity_name = item.get(name_key)
     if not isinstance(entity_name, str) or not entity_name.strip():
@@ -257,9 +329,18 @@ def parse_entity(item: Any, legacy: bool, index: int) -> ServedEntity:
     size, low, high = _parse_sizing(item, where)
     workload_type = item.get("workload_type") or "CPU"
     if workload_type not in WORKLOAD_TYPES:
-        raise InvalidParameterValue(
-            f"{where}.workload_type '{workload_type}' is invalid; use one of {', '.join(WORKLOAD_TYPES)}."
+        hint = (
+            f" ('{_WORKLOAD_ALIASES[workload_type]}' has as many GPUs)"
+            if workload_type in _WORKLOAD_ALIASES
+            else ""
         )
+        raise InvalidParameterValue(
+            f"{where}.workload_type '{workload_type}' is invalid; "
+            f"use one of {', '.join(WORKLOAD_TYPES)}{hint}."
+        )
+    burst = item.get("burst_scaling_enabled")
+    if burst is not None and not isinstance(burst, bool):
+        raise InvalidParameterValue(f"{where}.burst_scaling_enabled must be true or false.")
     env = item.get("environment_vars") or {}
     if not isinstance(env, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in env.items()
@@ -274,10 +355,19 @@ def parse_entity(item: Any, legacy: bool, index: int) -> ServedEntity:
             f"{where}.name '{name}' is invalid: served entity names can consist of alphanumeric "
             "characters, dashes, and underscores."
         )
-    extra = {k: v for k, v in item.items() if k not in _ENTITY_FIELDS}
     return ServedEntity(
-        name, entity_name, version, workload_type, size, low, high, scale_to_zero, dict(env), legacy, extra
+        name, entity_name, version, workload_type, size, low, high, scale_to_zero, dict(env), legacy, burst
     )
+
+
+def _refuse_entity_fields(item: dict[str, Any], where: str, legacy: bool) -> None:
+    """What a local server cannot apply is refused by name; a field of the other form is a typo."""
+    for key, why in _OUT_OF_SCOPE.items():
+        if item.get(key) is not None:
+            raise InvalidParameterValue(f"{where}.{key} is not supported by this server: {why}.")
+    other = {"entity_name", "entity_version"} if legacy else {"model_name", "model_version"}
+    known = (_ENTITY_FIELDS - other) | set(_OUT_OF_SCOPE)
+    gateway.refuse_unknown(item, known, where)
 
 
 def default_served_name(entity_name: str, version: str | None) -> str:
@@ -299,6 +389,8 @@ def parse_routes(traffic: Any, entities: tuple[ServedEntity, ...]) -> tuple[Rout
             "traffic_config is required when an endpoint serves more than one entity: give each "
             "served entity a traffic_percentage; the percentages must sum to 100."
         )
+    if isinstance(traffic, dict):
+        gateway.refuse_unknown(traffic, ("routes",), "traffic_config")
     routes_raw = traffic.get("routes") if isinstance(traffic, dict) else None
     if not isinstance(routes_raw, list) or not routes_raw:
         raise InvalidParameterValue("traffic_config.routes must be a non-empty list of routes.")
@@ -307,6 +399,11 @@ def parse_routes(traffic: Any, entities: tuple[ServedEntity, ...]) -> tuple[Rout
     for i, raw in enumerate(routes_raw):
         if not isinstance(raw, dict):
             raise InvalidParameterValue(f"traffic_config.routes[{i}] must be a JSON object.")
+        gateway.refuse_unknown(
+            raw,
+            ("served_model_name", "served_entity_name", "traffic_percentage"),
+            f"traffic_config.routes[{i}]",
+        )
         target = raw.get("served_model_name") or raw.get("served_entity_name")
         if target not in names:
             raise InvalidParameterValue(

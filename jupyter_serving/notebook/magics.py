@@ -134,6 +134,14 @@ def _entities_table(config: Mapping[str, Any]) -> str:
     )
 
 
+def format_tags(endpoint: Mapping[str, Any]) -> str:
+    """`key=value, flag` for an endpoint's tags (empty without tags)."""
+    tags = endpoint.get("tags") or []
+    return ", ".join(
+        f"{t['key']}={t['value']}" if t.get("value") is not None else str(t["key"]) for t in tags
+    )
+
+
 def render_endpoint(endpoint: Mapping[str, Any], *, note: str = "") -> str:
     """An endpoint card: state badge, entities with versions, replicas and traffic bars, pending update."""
     label, tone = endpoint_status(endpoint)
@@ -143,6 +151,8 @@ def render_endpoint(endpoint: Mapping[str, Any], *, note: str = "") -> str:
     if config:
         parts.append(f' <span style="color:#57606a">config v{config.get("config_version", "?")}</span>')
     parts.append("</div>")
+    if tags := format_tags(endpoint):
+        parts.append(f'<div style="color:#57606a">Tags: {html.escape(tags)}</div>')
     if config:
         parts.append(_entities_table(config))
     if pending:
@@ -170,6 +180,7 @@ def render_endpoint(endpoint: Mapping[str, Any], *, note: str = "") -> str:
 def render_endpoint_text(endpoint: Mapping[str, Any], *, note: str = "") -> str:
     label, tone = endpoint_status(endpoint)
     lines = [f"{endpoint.get('name')}: {label}"]
+    lines += [f"  tags: {tags}"] if (tags := format_tags(endpoint)) else []
     config = endpoint.get("config") or endpoint.get("pending_config") or {}
     routes = _routes(config)
     for e in served_entities(endpoint):

@@ -25,6 +25,7 @@ from jupyter_serving.notebook.client import (
     parse_metrics,
     served_entities,
 )
+from jupyter_serving.notebook.health import health, transitions
 from jupyter_serving.notebook.magics import badge, endpoint_status, render_endpoint, traffic_bar
 
 __all__ = ["EndpointForm", "EndpointMonitor", "rebalance"]
@@ -438,11 +439,15 @@ class EndpointMonitor(w.VBox):
         self.events = w.HTML()
         self.footer = w.HTML()
         self._charts = charts
+        self.notice = w.HTML()  # failure / recovery notifications, newest first
+        self.notifications: list[tuple[str, str]] = []
+        self._health: dict[str, str] | None = None
         self.refreshes = 0
         self._previous: tuple[float, dict[str, EntityCounters]] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        super().__init__(children=[self.header, self.table, self.chart, self.events, self.footer])
+        parts = [self.header, self.notice, self.table, self.chart, self.events, self.footer]
+        super().__init__(children=parts)
         self.refresh()
         if start:
             self.start()
@@ -485,6 +490,7 @@ class EndpointMonitor(w.VBox):
         )
         self._previous = (now, counters)
         label, tone = endpoint_status(endpoint)
+        self._notify(endpoint)
         self.header.value = f"<b>{_escape(self.name)}</b> {badge(label, tone)}"
         self.table.value = self._render_entities(endpoint, counters, before, seconds)
         if self._charts:
@@ -504,6 +510,20 @@ class EndpointMonitor(w.VBox):
             return
         self.chart.value = history_png(history, [e["name"] for e in served_entities(endpoint)])
         self.events.value = _render_events(events)
+
+    def _notify(self, endpoint: Mapping[str, Any]) -> None:
+        """Announce failures and recoveries once each (see notebook.health)."""
+        now = health(endpoint)
+        fresh = transitions(self.name, self._health, now)
+        self._health = now
+        if not fresh:
+            return
+        self.notifications = fresh[::-1] + self.notifications
+        colors = {"bad": "#cf222e", "ok": "#1a7f37"}
+        self.notice.value = "".join(
+            f'<div style="color:{colors[tone]};font-weight:600">{_escape(message)}</div>'
+            for tone, message in self.notifications[:5]
+        )
 
     def _render_entities(
         self,

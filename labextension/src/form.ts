@@ -22,8 +22,9 @@ export const WORKLOAD_TYPES = [
   'GPU_SMALL',
   'GPU_MEDIUM',
   'GPU_LARGE',
-  'GPU_LARGE_2',
-  'GPU_LARGE_4'
+  'GPU_XLARGE',
+  'GPU_XLARGE_8',
+  'MULTIGPU_MEDIUM'
 ] as const;
 
 /** Scale-out sizes with the concurrency each stands for, as the Serving UI labels them. */

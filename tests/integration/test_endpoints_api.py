@@ -10,7 +10,7 @@ from serving_support import ServingServer, entity
 def test_well_known_config_needs_no_auth(serving_server: ServingServer) -> None:
     response = requests.get(serving_server.url + ".well-known/databricks-config", timeout=10)
     assert response.status_code == 200
-    assert response.json() == {}
+    assert response.json() == {"oidc_endpoint": serving_server.url + "oidc"}
 
 
 @pytest.mark.parametrize(

@@ -77,7 +77,7 @@ def test_a_workload_larger_than_the_machine_fails_clearly(start_server: Callable
     server = start_server("--gpus", "0")
     assert (
         server.create(
-            "gpu-big", {"served_entities": [entity("env-echo", 1, workload_type="GPU_LARGE_4")]}
+            "gpu-big", {"served_entities": [entity("env-echo", 1, workload_type="MULTIGPU_MEDIUM")]}
         ).status_code
         == 200
     )

@@ -289,7 +289,7 @@ def test_decisions_are_recorded() -> None:
 # --------------------------------------------------------------------------- (b) real answers
 def test_unauthenticated_extension_and_error_answers(serving_server: ServingServer) -> None:
     _, metadata = call(serving_server, "GET", "/.well-known/databricks-config", 200, anonymous=True)
-    assert metadata == {}
+    assert metadata == {"oidc_endpoint": serving_server.url + "oidc"}
     _, error = call(serving_server, "GET", API, 401, anonymous=True)
     assert error["error_code"] == "UNAUTHENTICATED"
     _, health = call(serving_server, "GET", "/api/2.0/jupyter-serving/health", 200)
@@ -382,7 +382,7 @@ def test_endpoint_lifecycle_answers_match_the_spec(
     )
     assert bad["error_code"] == "BAD_REQUEST" and "x-request-id" in response.headers
     _, unsupported = call(
-        serving_server, "POST", INVOKE, 400, name=name, data="x", headers={"Content-Type": "text/plain"}
+        serving_server, "POST", INVOKE, 415, name=name, data="x", headers={"Content-Type": "text/plain"}
     )
     assert unsupported["error_code"] == "BAD_REQUEST"
 

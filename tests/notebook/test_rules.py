@@ -175,6 +175,13 @@ def test_endpoint_card_shows_entities_replicas_traffic_and_table() -> None:
     assert "iris-lr-1: iris-lr v1 DEPLOYMENT_READY replicas 1/2 traffic 100%" in text
 
 
+def test_endpoint_card_and_text_show_tags() -> None:
+    tagged = {**ENDPOINT, "tags": [{"key": "team", "value": "ml"}, {"key": "flag"}]}
+    assert "Tags: team=ml, flag" in render_endpoint(tagged)
+    assert "  tags: team=ml, flag" in render_endpoint_text(tagged).splitlines()
+    assert "tags" not in render_endpoint_text(ENDPOINT)
+
+
 def test_failure_card_shows_the_error() -> None:
     assert "ModuleNotFoundError: nope" in render_endpoint(failed())
     assert "ModuleNotFoundError: nope" in render_endpoint_text(failed())

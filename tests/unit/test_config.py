@@ -6,6 +6,7 @@ import pytest
 
 from jupyter_serving.errors import InvalidParameterValue
 from jupyter_serving.model.config import (
+    WORKLOAD_TYPES,
     default_served_name,
     parse_config,
     parse_create,
@@ -103,17 +104,90 @@ def test_invalid_endpoint_names(name) -> None:
         validate_endpoint_name(name)
 
 
-def test_create_accepts_and_ignores_config_name_and_unknown_fields() -> None:
+def test_create_applies_every_endpoint_field_and_accepts_the_config_name() -> None:
     request = parse_create(
         {
             "name": "ep",
-            "route_optimized": False,
-            "budget_policy_id": "x",
-            "config": {"name": "ep", "served_entities": [entity(instance_profile_arn="arn")]},
+            "route_optimized": True,
+            "budget_policy_id": "bp-1",
+            "description": "d",
+            "tags": [{"key": "team", "value": "ml"}, {"key": "flag"}],
+            "email_notifications": {"on_update_failure": ["a@x.io"]},
+            "telemetry_config": {"enabled_telemetry_features": ["TELEMETRY_FEATURE_LOGS"]},
+            "rate_limits": [{"calls": 5, "key": "endpoint", "renewal_period": "minute"}],
+            "config": {"name": "ep", "served_entities": [entity(burst_scaling_enabled=False)]},
         }
     )
-    assert request.name == "ep"
-    assert request.config.served_entities[0].to_json()["instance_profile_arn"] == "arn"
+    assert request.record_fields() == {
+        "route_optimized": True,
+        "ai_gateway": {"rate_limits": [{"calls": 5, "key": "endpoint", "renewal_period": "minute"}]},
+        "email_notifications": {"on_update_failure": ["a@x.io"]},
+        "budget_policy_id": "bp-1",
+        "telemetry_config": {"enabled_telemetry_features": ["TELEMETRY_FEATURE_LOGS"]},
+    }
+    assert request.tags == ({"key": "team", "value": "ml"}, {"key": "flag"})
+    assert request.config.served_entities[0].to_json()["burst_scaling_enabled"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"surprise": 1}, "surprise"),
+        ({"config": {"served_entities": [entity()], "extra": 1}}, "config.extra"),
+        ({"config": {"served_entities": [entity(instance_profile_arn="arn")]}}, "instance_profile_arn"),
+        ({"config": {"served_entities": [entity(external_model={"name": "gpt"})]}}, "external_model"),
+        ({"config": {"served_entities": [entity(provisioned_model_units=1)]}}, "provisioned_model_units"),
+        ({"config": {"served_entities": [entity(model_name="x")]}}, "model_name"),
+        ({"config": {"served_entities": [entity(workload_type="GPU_LARGE_2")]}}, "workload_type"),
+        ({"ai_gateway": {"guardrails": {}}}, "guardrails"),
+        ({"ai_gateway": {"fallback_config": {"enabled": True}}}, "fallback_config"),
+        ({"ai_gateway": {"rate_limits": [{"calls": 1, "tokens": 5, "renewal_period": "minute"}]}}, "tokens"),
+        ({"ai_gateway": {"rate_limits": [{"calls": 1, "key": "planet", "renewal_period": "minute"}]}}, "key"),
+        ({"rate_limits": [{"calls": 1, "key": "user_group", "renewal_period": "minute"}]}, "key"),
+        ({"email_notifications": {"on_update_failure": ["not-an-address"]}}, "on_update_failure"),
+        ({"telemetry_config": {"enabled_telemetry_features": ["X"]}}, "enabled_telemetry_features"),
+        ({"route_optimized": "yes"}, "route_optimized"),
+        ({"config": {"served_entities": [entity()], "auto_capture_config": {"catalog": "x"}}}, "catalog"),
+        (
+            {"config": {"served_entities": [entity()], "traffic_config": {"routes": [], "x": 1}}},
+            "traffic_config.x",
+        ),
+    ],
+)
+def test_create_refuses_what_it_cannot_apply_naming_the_field(body: dict, field: str) -> None:
+    full = {"name": "ep", "config": {"served_entities": [entity()]}, **body}
+    with pytest.raises(InvalidParameterValue, match=field):
+        parse_create(full)
+
+
+def test_gateway_inference_table_is_the_auto_capture_config() -> None:
+    table = {"catalog_name": "main", "schema_name": "logs", "enabled": True}
+    request = parse_create(
+        {
+            "name": "ep",
+            "config": {"served_entities": [entity()]},
+            "ai_gateway": {"inference_table_config": table},
+        }
+    )
+    assert request.config.auto_capture_config == {
+        "enabled": True,
+        "catalog_name": "main",
+        "schema_name": "logs",
+    }
+    with pytest.raises(InvalidParameterValue, match="not both"):
+        parse_create(
+            {
+                "name": "ep",
+                "config": {"served_entities": [entity()], "auto_capture_config": table},
+                "ai_gateway": {"inference_table_config": table},
+            }
+        )
+
+
+def test_workload_types_are_the_sdks_enum() -> None:
+    from databricks.sdk.service.serving import ServingModelWorkloadType
+
+    assert set(WORKLOAD_TYPES) == {t.value for t in ServingModelWorkloadType}
 
 
 def test_runtime_key_changes_with_what_a_replica_runs_only() -> None:

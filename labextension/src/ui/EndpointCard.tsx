@@ -55,6 +55,14 @@ export function EndpointCard({ endpoint, client, actions }: EndpointCardProps): 
           ))}
         </span>
       </div>
+      {endpoint.tags?.length ? (
+        <div className="jp-serving-tags">
+          Tags:{' '}
+          {endpoint.tags
+            .map(t => (t.value !== undefined ? `${t.key}=${t.value}` : t.key))
+            .join(', ')}
+        </div>
+      ) : null}
       {config ? (
         <ConfigView
           endpoint={endpoint}

@@ -2,11 +2,13 @@
  * The panel's root view: the endpoint list (refreshing on its own) or the create/edit form.
  */
 
+import { Notification } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import type { ServingClient } from '../client';
 import { errorMessage } from '../errors';
 import { emptyForm, EndpointForm, fromEndpoint, toConfig, toCreateRequest } from '../form';
+import { type Health, health, transitions } from '../health';
 import { createCell, updateCell } from '../notebook';
 import { Refresher } from '../refresher';
 import type { Endpoint, RegisteredModel } from '../types';
@@ -39,6 +41,7 @@ export function PanelView({ services }: { services: PanelServices }): JSX.Elemen
   const [models, setModels] = React.useState<RegisteredModel[] | null>(null);
   const [modelsError, setModelsError] = React.useState<string | null>(null);
   const refresher = React.useRef<Refresher | null>(null);
+  const healths = React.useRef(new Map<string, Map<string, Health>>());
 
   React.useEffect(() => {
     const r = new Refresher(
@@ -47,6 +50,7 @@ export function PanelView({ services }: { services: PanelServices }): JSX.Elemen
       ({ endpoints, error }) => {
         if (endpoints) {
           setEndpoints(endpoints);
+          notifyHealth(endpoints, healths.current);
         }
         setLoadError(error ? errorMessage(error) : null);
       }
@@ -182,4 +186,19 @@ export function PanelView({ services }: { services: PanelServices }): JSX.Elemen
       )}
     </div>
   );
+}
+
+/** A JupyterLab notification when an endpoint or served entity fails or recovers (once per change). */
+function notifyHealth(endpoints: Endpoint[], previous: Map<string, Map<string, Health>>): void {
+  for (const endpoint of endpoints) {
+    const now = health(endpoint);
+    for (const change of transitions(endpoint.name, previous.get(endpoint.name), now)) {
+      if (change.failed) {
+        Notification.error(change.message, { autoClose: false });
+      } else {
+        Notification.success(change.message, { autoClose: 5000 });
+      }
+    }
+    previous.set(endpoint.name, now);
+  }
 }

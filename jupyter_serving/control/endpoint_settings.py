@@ -1,0 +1,102 @@
+"""Control-plane updates of the settings beside an endpoint's config: tags, AI Gateway, rate limits,
+notifications, telemetry. Each validates with `model.gateway`, changes the stored record, saves it.
+
+None of them starts a rollout, except an AI Gateway `inference_table_config` that changes the
+payload table: that is `auto_capture_config`, so it goes through `update_config` like any config change.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jupyter_serving.control.manager import Endpoint, EndpointManager
+from jupyter_serving.errors import InvalidParameterValue, ResourceConflict
+from jupyter_serving.model import gateway
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidParameterValue("The request body must be a JSON object.")
+    return body
+
+
+def save(manager: EndpointManager, endpoint: Endpoint) -> None:
+    if manager.endpoints.get(endpoint.name) is not endpoint:
+        return  # deleted meanwhile
+    endpoint.record.last_updated_timestamp = int(time.time() * 1000)
+    assert manager.store is not None
+    manager.store.save(endpoint.record)
+
+
+def patch_tags(manager: EndpointManager, name: str, body: Any) -> list[dict[str, Any]]:
+    endpoint = manager.get(name)
+    body = _object(body)
+    gateway.refuse_unknown(body, ("name", "add_tags", "delete_tags"), "")
+    endpoint.record.tags = gateway.patch_tags(
+        endpoint.record.tags, body.get("add_tags"), body.get("delete_tags")
+    )
+    save(manager, endpoint)
+    return endpoint.record.tags
+
+
+def put_rate_limits(manager: EndpointManager, name: str, body: Any) -> list[dict[str, Any]]:
+    """The legacy route: its limits become the AI Gateway's rate limits (one set of limits)."""
+    endpoint = manager.get(name)
+    body = _object(body)
+    gateway.refuse_unknown(body, ("name", "rate_limits"), "")
+    limits = gateway.parse_rate_limits(body.get("rate_limits"), "rate_limits", legacy=True)
+    current = dict(endpoint.record.ai_gateway or {})
+    current["rate_limits"] = limits
+    endpoint.record.ai_gateway = current
+    save(manager, endpoint)
+    return gateway.legacy_rate_limits(limits)
+
+
+async def put_ai_gateway(manager: EndpointManager, name: str, body: Any) -> dict[str, Any]:
+    endpoint = manager.get(name)
+    body = _object(body)
+    config = gateway.parse_ai_gateway({k: v for k, v in body.items() if k != "name"})
+    table = config.get("inference_table_config")
+    if table is not None:
+        await _apply_inference_table(manager, endpoint, table)
+    endpoint.record.ai_gateway = config
+    save(manager, endpoint)
+    return config
+
+
+async def _apply_inference_table(manager: EndpointManager, endpoint: Endpoint, table: dict[str, Any]) -> None:
+    record = endpoint.record
+    active = record.config
+    if active is None or record.update.in_progress:
+        raise ResourceConflict(
+            f"Endpoint '{endpoint.name}' has a config update in progress; "
+            "set the inference table when it ends."
+        )
+    current = active.auto_capture_config
+    wanted = {"table_name_prefix": endpoint.name, **table}
+    if current == wanted:
+        return
+    update = {k: v for k, v in active.to_json().items() if k != "auto_capture_config"}
+    await manager.update_config(endpoint.name, {**update, "auto_capture_config": wanted})
+
+
+def patch_notifications(manager: EndpointManager, name: str, body: Any) -> dict[str, Any]:
+    endpoint = manager.get(name)
+    body = _object(body)
+    gateway.refuse_unknown(body, ("name", "email_notifications"), "")
+    raw = body.get("email_notifications")
+    endpoint.record.email_notifications = gateway.parse_email_notifications(raw) if raw is not None else None
+    save(manager, endpoint)
+    return {"name": name, "email_notifications": endpoint.record.email_notifications or {}}
+
+
+def patch_telemetry(manager: EndpointManager, name: str, body: Any) -> Endpoint:
+    """Absent `telemetry_config` removes it, as the SDK documents."""
+    endpoint = manager.get(name)
+    body = _object(body)
+    gateway.refuse_unknown(body, ("name", "telemetry_config"), "")
+    raw = body.get("telemetry_config")
+    endpoint.record.telemetry_config = gateway.parse_telemetry_config(raw) if raw is not None else None
+    save(manager, endpoint)
+    return endpoint

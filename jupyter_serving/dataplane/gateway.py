@@ -1,0 +1,176 @@
+"""The AI Gateway around one invocation: content type, rate limits, usage rows, then the manager.
+
+Both hosts of the data plane call `DataPlaneGateway.invoke`: the Jupyter handler stack
+(`/serving-endpoints/.../invocations`) and the route-optimized listener. It wraps
+`EndpointManager.invoke` rather than living inside it, so execution (the manager's, or a later
+backend's) and gateway policy change independently. It also owns the token signer and the listener.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_serving.capture import SpoolWriteError
+from jupyter_serving.dataplane.limits import RateLimiter
+from jupyter_serving.dataplane.tokens import TokenSigner
+from jupyter_serving.dataplane.usage import encode_usage_row, usage_table_path
+from jupyter_serving.errors import (
+    RequestLimitExceeded,
+    ServingError,
+    TemporarilyUnavailable,
+    UnsupportedMediaType,
+)
+
+if TYPE_CHECKING:
+    from jupyter_serving.control.manager import EndpointManager, Invocation
+    from jupyter_serving.dataplane.listener import DataPlaneListener
+
+log = logging.getLogger("jupyter_serving")
+
+SCORING_TYPES = ("application/json", "text/csv", "application/x-parquet")
+
+
+def scoring_content_type(header: str | None) -> str:
+    """The content type to score with, or 415 as `mlflow models serve` answers: an unknown type, a
+    charset other than UTF-8, or any parameter but charset (`application/json; format=pandas-split`).
+
+    `curl -d` without -H sends a form content type; Databricks documents JSON bodies: read it as JSON.
+    """
+    if not header:
+        return "application/json"
+    mime, *params = (part.strip() for part in header.split(";"))
+    mime = mime.lower()
+    if mime == "application/x-www-form-urlencoded":
+        return "application/json"
+    if mime not in SCORING_TYPES:
+        raise UnsupportedMediaType(
+            f"Content type '{header}' is not supported; use one of {', '.join(SCORING_TYPES)}."
+        )
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() != "charset":
+            raise UnsupportedMediaType(f"Unrecognized content type parameter '{key.strip()}' in '{header}'.")
+        if value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType("The scoring server only supports UTF-8.")
+    return header
+
+
+class DataPlaneGateway:
+    def __init__(self, manager: EndpointManager) -> None:
+        self.manager = manager
+        self.settings = manager.settings
+        self.limiter = RateLimiter(window_s=self.settings.rate_limit_window_s)
+        self.signer = TokenSigner()
+        self.listener: DataPlaneListener | None = None
+        self._usage_tables: dict[tuple[str, int], Path] = {}  # (endpoint id, config version) -> table
+
+    # ----------------------------------------------------------------- lifecycle
+    @property
+    def started(self) -> bool:
+        return self.listener is not None
+
+    def start(self) -> None:
+        """Open the route-optimized listener (once; it shares this process's event loop)."""
+        if self.listener is None:
+            from jupyter_serving.dataplane.listener import DataPlaneListener
+
+            self.listener = DataPlaneListener(self)
+            self.listener.listen(self.settings.data_plane_port, self.settings.data_plane_host)
+
+    def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+
+    def endpoint_url(self, name: str) -> str | None:
+        if self.listener is None:
+            return None
+        return f"{self.listener.url}/serving-endpoints/{name}/invocations"
+
+    # ----------------------------------------------------------------- invocation
+    async def invoke(
+        self,
+        name: str,
+        served: str | None,
+        content_type: str | None,
+        body: bytes,
+        routing_key: str | None,
+        request_id: str,
+        principal: str,
+    ) -> Invocation:
+        endpoint = self.manager.get(name)
+        record = endpoint.record
+        gateway = record.ai_gateway or {}
+        tracked = bool((gateway.get("usage_tracking_config") or {}).get("enabled"))
+        started, arrived_ms = time.perf_counter(), int(time.time() * 1000)
+        try:
+            scoring_type = scoring_content_type(content_type)
+            limits = gateway.get("rate_limits")
+            if limits and (wait := self.limiter.admit(name, limits, principal)) is not None:
+                raise RequestLimitExceeded(
+                    f"Endpoint '{name}' is over its rate limit for {principal}; "
+                    "retry after the window renews.",
+                    headers={"Retry-After": self.limiter.retry_after(wait)},
+                )
+            result = await self.manager.dataplane.invoke(
+                name, served, scoring_type, body, routing_key, request_id
+            )
+        except ServingError as exc:
+            if tracked:
+                response = len(json.dumps(exc.to_json()))
+                await self._usage(
+                    record,
+                    request_id,
+                    None,
+                    arrived_ms,
+                    principal,
+                    served,
+                    exc.http_status,
+                    started,
+                    body,
+                    response,
+                )
+            raise
+        if tracked:
+            await self._usage(
+                record, request_id, result.client_request_id, arrived_ms, principal,
+                result.served_entity, result.status, started, body, len(result.body),
+            )  # fmt: skip
+        return result
+
+    async def _usage(
+        self,
+        record: Any,
+        request_id: str,
+        client_request_id: str | None,
+        arrived_ms: int,
+        principal: str,
+        served: str | None,
+        status: int,
+        started: float,
+        body: bytes,
+        response_bytes: int,
+    ) -> None:
+        key = (record.id, record.config_version)
+        table = self._usage_tables.get(key)
+        if table is None:
+            capture = record.config.auto_capture_config if record.config else None
+            table = self._usage_tables[key] = usage_table_path(
+                self.settings.catalog_path, record.name, capture
+            )
+        row = encode_usage_row(
+            table, request_id, client_request_id, arrived_ms, principal, record.name, served, status,
+            round((time.perf_counter() - started) * 1000), len(body), response_bytes,
+        )  # fmt: skip
+        assert self.manager.capture is not None
+        try:
+            await self.manager.capture.record_json(row)
+        except SpoolWriteError as exc:
+            log.error("usage table spool failed: %s", exc)
+            raise TemporarilyUnavailable(
+                "The request was scored, but its usage row could not be stored durably; retry.",
+                headers={"Retry-After": "1"},
+            ) from None

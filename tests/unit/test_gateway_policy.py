@@ -1,0 +1,187 @@
+"""Pure pieces of the AI Gateway: the windowed rate limiter, data-plane tokens, tag patches,
+scoring content types and the per-endpoint OpenAPI document."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_serving.api.endpoint_openapi import endpoint_openapi
+from jupyter_serving.dataplane.gateway import scoring_content_type
+from jupyter_serving.dataplane.limits import RateLimiter
+from jupyter_serving.dataplane.tokens import (
+    ALL_APIS,
+    TokenSigner,
+    authorization_details,
+    endpoint_scope,
+    requested_endpoint,
+)
+from jupyter_serving.errors import InvalidParameterValue, UnsupportedMediaType
+from jupyter_serving.model.gateway import legacy_rate_limits, parse_rate_limits, patch_tags
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limits(*items: dict) -> list[dict]:
+    return parse_rate_limits([{"renewal_period": "minute", **i} for i in items], "rate_limits")
+
+
+def test_the_n_plus_first_call_in_a_window_is_refused_and_the_window_renews() -> None:
+    clock = Clock()
+    limiter = RateLimiter(window_s=60.0, clock=clock)
+    rules = limits({"calls": 3, "key": "endpoint"})
+    assert [limiter.admit("ep", rules, "alice") for _ in range(3)] == [None, None, None]
+    clock.now += 10
+    assert limiter.admit("ep", rules, "bob") == pytest.approx(50.0)
+    assert limiter.retry_after(50.0) == "50" and limiter.retry_after(0.2) == "1"
+    clock.now += 50
+    assert limiter.admit("ep", rules, "bob") is None
+
+
+def test_user_limits_count_per_principal_and_a_named_principal_overrides() -> None:
+    limiter = RateLimiter(window_s=60.0, clock=Clock())
+    rules = limits({"calls": 1, "key": "user"}, {"calls": 3, "key": "user", "principal": "vip"})
+    assert limiter.admit("ep", rules, "alice") is None
+    assert limiter.admit("ep", rules, "alice") is not None
+    assert limiter.admit("ep", rules, "bob") is None
+    assert [limiter.admit("ep", rules, "vip") for _ in range(3)] == [None, None, None]
+    assert limiter.admit("ep", rules, "vip") is not None
+    assert limiter.admit("other-ep", rules, "alice") is None  # counters are per endpoint
+
+
+def test_a_refused_call_counts_against_no_limit_and_groups_share_one() -> None:
+    limiter = RateLimiter(window_s=60.0, clock=Clock())
+    rules = limits({"calls": 2, "key": "endpoint"}, {"calls": 1, "key": "user_group", "principal": "g"})
+    assert limiter.admit("ep", rules, "a", groups=["g"]) is None
+    assert limiter.admit("ep", rules, "b", groups=["g"]) is not None  # the group's one call is used
+    assert limiter.admit("ep", rules, "c") is None  # the refusal did not use the endpoint's second call
+    assert limiter.admit("ep", rules, "d") is not None
+
+
+def test_legacy_rate_limits_show_what_the_legacy_shape_can_say() -> None:
+    rules = limits({"calls": 2, "key": "endpoint"}, {"calls": 1, "key": "user", "principal": "x"})
+    assert legacy_rate_limits(rules) == [{"calls": 2, "key": "endpoint", "renewal_period": "minute"}]
+
+
+def test_tokens_are_scoped_signed_and_expire() -> None:
+    clock = Clock()
+    signer = TokenSigner(clock=clock)
+    token = signer.mint("alice", endpoint_scope("ep"), ttl_s=60)
+    assert signer.verify(token, endpoint_scope("ep"))["sub"] == "alice"
+    assert signer.verify(token, endpoint_scope("other")) is None
+    assert signer.verify(token, ALL_APIS) is None
+    assert TokenSigner(clock=clock).verify(token) is None  # another server's key
+    assert signer.verify(token[:-2] + ("AA" if token[-2:] != "AA" else "BB")) is None
+    clock.now += 61
+    assert signer.verify(token) is None
+
+
+def test_authorization_details_name_the_endpoint() -> None:
+    assert requested_endpoint(authorization_details("abc", "ep")) == "ep"
+    assert requested_endpoint("[]") is None and requested_endpoint("nope") is None
+
+
+def test_tag_patch_deletes_then_adds_and_replaces_values() -> None:
+    tags = [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]
+    out = patch_tags(tags, [{"key": "b", "value": "3"}, {"key": "c"}], ["a"])
+    assert out == [{"key": "b", "value": "3"}, {"key": "c"}]
+    with pytest.raises(InvalidParameterValue, match="delete_tags"):
+        patch_tags(tags, None, "a")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, "application/json"),
+        ("application/x-www-form-urlencoded", "application/json"),
+        ("application/json; charset=UTF-8", "application/json; charset=UTF-8"),
+        ("text/csv", "text/csv"),
+    ],
+)
+def test_scoring_content_types_accepted(header: str | None, expected: str) -> None:
+    assert scoring_content_type(header) == expected
+
+
+@pytest.mark.parametrize(
+    "header", ["text/plain", "application/json; something=something", "text/csv; charset=latin-1"]
+)
+def test_scoring_content_types_refused_with_415(header: str) -> None:
+    with pytest.raises(UnsupportedMediaType):
+        scoring_content_type(header)
+
+
+def test_endpoint_openapi_has_one_path_per_served_entity_typed_from_the_signature() -> None:
+    columns = {"inputs": [{"type": "double", "name": "x", "required": True}], "outputs": [{"type": "long"}]}
+    tensor = {"inputs": [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 4]}}]}
+    doc = endpoint_openapi("ep", "http://h", [("a", columns), ("b", tensor), ("c", None)])
+    assert doc["openapi"] == "3.1.0" and doc["servers"] == [{"url": "http://h/serving-endpoints/ep"}]
+    assert list(doc["paths"]) == [f"/served-models/{n}/invocations" for n in "abc"]
+    a = doc["paths"]["/served-models/a/invocations"]["post"]
+    records = a["requestBody"]["content"]["application/json"]["schema"]["oneOf"][1]
+    assert records["properties"]["dataframe_records"]["items"]["properties"]["x"] == {
+        "type": "number",
+        "format": "double",
+    }
+    predictions = a["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["predictions"]
+    assert predictions["items"] == {"type": "integer", "format": "int64"}
+    b = doc["paths"]["/served-models/b/invocations"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
+    assert b["oneOf"][0]["properties"]["instances"]["items"] == {"type": "array", "items": {"type": "number"}}
+
+
+def test_health_transitions_fire_once_on_failure_and_on_recovery() -> None:
+    from jupyter_serving.notebook.health import health, transitions
+
+    def endpoint(update: str, ready: str, deployment: str) -> dict:
+        entity = {"name": "m-1", "state": {"deployment": deployment}}
+        return {"state": {"ready": ready, "config_update": update}, "config": {"served_entities": [entity]}}
+
+    ok = health(endpoint("NOT_UPDATING", "READY", "DEPLOYMENT_READY"))
+    failed = health(endpoint("NOT_UPDATING", "NOT_READY", "DEPLOYMENT_FAILED"))
+    assert transitions("ep", None, ok) == []
+    assert transitions("ep", ok, failed) == [
+        ("bad", "Served entity 'm-1' of endpoint 'ep' has failed"),
+        ("bad", "Endpoint 'ep' has failed"),
+    ]
+    assert transitions("ep", failed, failed) == []
+    assert transitions("ep", failed, ok) == [
+        ("ok", "Served entity 'm-1' of endpoint 'ep' has recovered"),
+        ("ok", "Endpoint 'ep' has recovered"),
+    ]
+
+
+class _Polled:
+    """A double of our own `Client` interface: the endpoint as successive GETs return it."""
+
+    def __init__(self, states: list[str]) -> None:
+        self.states = states
+
+    def get(self, name: str) -> dict:
+        deployment = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        ready = "READY" if deployment == "DEPLOYMENT_READY" else "NOT_READY"
+        entity = {"name": "m-1", "state": {"deployment": deployment}, "local": {}}
+        config = {"served_entities": [entity], "traffic_config": {"routes": []}}
+        return {"name": name, "state": {"ready": ready, "config_update": "NOT_UPDATING"}, "config": config}
+
+    def metrics(self, name: str) -> str:
+        return ""
+
+
+def test_endpoint_monitor_shows_a_notification_when_an_endpoint_fails_and_recovers() -> None:
+    from jupyter_serving.notebook.widgets import EndpointMonitor
+
+    client = _Polled(["DEPLOYMENT_READY", "DEPLOYMENT_FAILED", "DEPLOYMENT_FAILED", "DEPLOYMENT_READY"])
+    monitor = EndpointMonitor(client, "ep", start=False)  # type: ignore[arg-type]
+    assert monitor.notifications == [] and monitor.notice.value == ""
+    monitor.refresh()
+    monitor.refresh()
+    assert [t for t, _ in monitor.notifications] == ["bad", "bad"]
+    assert "Endpoint &#x27;ep&#x27; has failed" in monitor.notice.value
+    monitor.refresh()
+    assert monitor.notifications[0] == ("ok", "Endpoint 'ep' has recovered")
