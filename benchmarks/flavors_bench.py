@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gpu", action="store_true", help="GPU_SMALL, a DistilBERT-sized model, no mlflow side"
     )
+    parser.add_argument("--no-mlflow", action="store_true", help="skip the `mlflow models serve` side")
     parser.add_argument("--out", type=Path, help="write the JSON results here")
     args = parser.parse_args(argv)
     plan = run.Plan(
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             "ours_unbatched": lambda: bench_ours(root, env, plan, batching=False, gpu=args.gpu),
             "ours_batched": lambda: bench_ours(root, env, plan, batching=True, gpu=args.gpu),
         }
-        if args.gpu:
+        if args.gpu or args.no_mlflow:
             del benches["mlflow"]
         try:
             for key, bench in benches.items():
