@@ -27,7 +27,7 @@ def wait_rows(path: str, count: int, timeout: float = 60) -> pd.DataFrame:
         frame = read_table(path) if Path(path, "_delta_log").exists() else pd.DataFrame()
         return frame if len(frame) >= count else None
 
-    return eventually(rows, timeout, 0.1, f"{count} rows in {path}")
+    return eventually(rows, timeout, 0.1, f"{count} rows in {path}", until=lambda f: f is not None)
 
 
 def test_requests_and_failures_are_logged_with_databricks_columns(
