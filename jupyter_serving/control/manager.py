@@ -47,6 +47,7 @@ from jupyter_serving.capture import (
     request_metadata,
 )
 from jupyter_serving.control.registry import ModelRegistry
+from jupyter_serving.control.secrets import SecretStore
 from jupyter_serving.control.store import (
     IN_PROGRESS,
     NOT_UPDATING,
@@ -65,6 +66,7 @@ from jupyter_serving.errors import (
     ServingError,
     TemporarilyUnavailable,
 )
+from jupyter_serving.files import private_dir
 from jupyter_serving.model.config import EndpointConfig, ServedEntity, parse_config, parse_create
 from jupyter_serving.policy.autoscaler import ScalingPolicy
 from jupyter_serving.settings import ServingSettings
@@ -158,11 +160,11 @@ class EndpointManager:
         await asyncio.shield(self._starting)
 
     async def _start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)  # request bodies, environment_vars and secrets live below it
         self._lock_state_dir()
         self.store = EndpointStore(self.state_dir / "endpoints.sqlite")
-        log_dir = self.state_dir / "logs"
-        log_dir.mkdir(exist_ok=True)
+        log_dir = private_dir(self.state_dir / "logs")
+        private_dir(self.settings.catalog_path)
         self.pool = WarmPool(self.settings.warm_pool_size, log_dir / "warm-pool.log")
         self.spawner = Spawner(
             self.pool,
@@ -171,6 +173,7 @@ class EndpointManager:
             self.settings.deploy_timeout_s,
             {"max_batch_size": self.settings.max_batch_size, "fast_path": self.settings.fast_path},
             GpuAllocator(discover_gpus(self.settings.gpus)),
+            SecretStore(self.state_dir),
         )
         self.pool.start()
         self.registry.warm_up()

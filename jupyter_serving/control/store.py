@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_serving.files import private_dir, private_file
+
 NOT_UPDATING = "NOT_UPDATING"
 IN_PROGRESS = "IN_PROGRESS"
 UPDATE_FAILED = "UPDATE_FAILED"
@@ -44,7 +46,8 @@ class EndpointRecord:
 
 class EndpointStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        private_file(path)  # configs hold environment_vars; SQLite's -wal/-shm files take this mode
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -59,6 +59,7 @@ class Prepared:
     rows: np.ndarray | None = None
     frame: pd.DataFrame | None = None
     tensor: np.ndarray | None = None
+    error: Result | None = None  # refused before scoring (input the server can tell is malformed)
 
 
 class Scorer:
@@ -81,7 +82,7 @@ class Scorer:
         """Score concurrent requests, coalescing the compatible ones; one Result per request."""
         started = time.perf_counter()
         prepared = [self._prepare(ct, body) for ct, body in requests]
-        results: list[Result | None] = [None] * len(requests)
+        results: list[Result | None] = [p.error for p in prepared]
         self._score_fast(prepared, results)
         self._score_frames(prepared, results)
         self._score_tensors(prepared, results)
@@ -98,11 +99,16 @@ class Scorer:
             return Prepared(None, None)
         try:
             payload = json.loads(body)
+        except RecursionError:
+            return Prepared(None, None, error=bad_request("The request body nests JSON too deeply to parse."))
         except ValueError:
             return Prepared(None, None)
         if not isinstance(payload, dict):
             return Prepared(None, None)
         crid = payload.get("client_request_id")
+        if isinstance(crid, str) and not _encodable(crid):
+            message = "client_request_id must be valid Unicode text (it has an unpaired surrogate)."
+            return Prepared(None, None, error=bad_request(message))
         item = Prepared(payload, crid if isinstance(crid, str) else None)
         fmt = [k for k in payload if k in scoring_server.SUPPORTED_FORMATS]
         if len(fmt) != 1 or "params" in payload or not self.batchable:
@@ -219,6 +225,18 @@ class Scorer:
             status, text = 500, json.dumps({"error_code": "INTERNAL_ERROR", "message": message})
         elapsed = (time.perf_counter() - started) * 1000
         return Result(status, text.encode(), item.client_request_id, elapsed)
+
+
+def bad_request(message: str) -> Result:
+    return Result(400, json.dumps({"error_code": "BAD_REQUEST", "message": message}).encode())
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def client_safe(message: str) -> str:
