@@ -29,6 +29,10 @@ class IdentityHandler(ServingHandler):
     def token_json(self, info: TokenInfo) -> dict[str, Any]:
         return info.to_json(self.authority.owner_name, self.authority.store.names())
 
+    def own_key(self) -> str:
+        """Whose tokens `token/*` manages: the caller's own (the admin's are OWNER_KEY)."""
+        return OWNER_KEY if self.caller.admin else self.caller.key
+
 
 class ServicePrincipalsHandler(IdentityHandler):
     @web.authenticated
@@ -124,26 +128,23 @@ class OwnTokenCreateHandler(IdentityHandler):
     def post(self) -> None:
         body = self.body_object()
         token, info = self.authority.store.create_token(
-            self._key(), body.get("comment"), body.get("lifetime_seconds")
+            self.own_key(), body.get("comment"), body.get("lifetime_seconds")
         )
         self.write_json({"token_info": _public(self.token_json(info)), "token_value": token})
 
-    def _key(self) -> str:
-        return OWNER_KEY if self.caller.admin else self.caller.key
 
-
-class OwnTokenListHandler(OwnTokenCreateHandler):
+class OwnTokenListHandler(IdentityHandler):
     @web.authenticated
     def get(self) -> None:
-        infos = self.authority.store.tokens(self._key())
+        infos = self.authority.store.tokens(self.own_key())
         self.write_json({"token_infos": [_public(self.token_json(t)) for t in infos]})
 
 
-class OwnTokenDeleteHandler(OwnTokenCreateHandler):
+class OwnTokenDeleteHandler(IdentityHandler):
     @web.authenticated
     def post(self) -> None:
         token_id = self.body_object().get("token_id")
-        own = {t.token_id for t in self.authority.store.tokens(self._key())}
+        own = {t.token_id for t in self.authority.store.tokens(self.own_key())}
         if not isinstance(token_id, str) or token_id not in own:
             raise ResourceDoesNotExist(f"Token '{str(token_id)[:40]}' does not exist.")
         self.authority.store.revoke(token_id)

@@ -187,12 +187,14 @@ def test_revoked_token_and_admin_only_routes(
 def test_standalone_serves_no_jupyter_service(
     serving_server: ServingServer, app_token: tuple[str, str, str], path: str
 ) -> None:
-    for token in (serving_server.token, app_token[1]):
-        for method in ("GET", "POST", "PUT"):
-            response = as_token(
-                serving_server, token, method, path, json={"content": "x", "type": "file", "format": "text"}
-            )
-            assert response.status_code in (404, 405), (token[:4], method, path, response.status_code)
+    body = {"content": "x", "type": "file", "format": "text"}
+    for method in ("GET", "POST", "PUT"):  # the admin token: no such service at all
+        response = as_token(serving_server, serving_server.token, method, path, json=body)
+        assert response.status_code in (404, 405), (method, path, response.status_code)
+        # a service principal's token is not even a Jupyter credential (403 before any routing)
+        response = as_token(serving_server, app_token[1], method, path, json=body)
+        assert response.status_code in (403, 404, 405), (method, path, response.status_code)
+    assert not list(serving_server.state_dir.parent.glob("x.txt"))
 
 
 def test_options_query_token_and_multipart_get(serving_server: ServingServer) -> None:
