@@ -168,6 +168,8 @@ class ServingHandler(APIHandler):
         else:
             error, status = InternalError(f"The server failed to handle the request: {exc!r}"), 500
         self.set_status(status)
+        if status == 405:  # RFC 9110: a 405 lists what the route does support
+            self.set_header("Allow", ", ".join(self._allowed_methods()))
         for key, value in error.headers.items():
             self.set_header(key, value)
         if self.request_id:
@@ -181,6 +183,15 @@ class ServingHandler(APIHandler):
             )
             return
         super().log_exception(typ, value, tb)
+
+    def _allowed_methods(self) -> list[str]:
+        base = ServingHandler
+        own = [
+            m
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if getattr(type(self), m.lower()) is not getattr(base, m.lower())
+        ]
+        return [*own, "OPTIONS"]
 
 
 def parse_json(body: bytes) -> Any:

@@ -167,7 +167,7 @@ class EndpointPermissionsHandler(IdentityHandler):
 
     def _update(self, endpoint_id: str, *, replace: bool) -> None:
         self.endpoint_by_id(endpoint_id, CAN_MANAGE)
-        body = self.body_object()
+        body = self.json_body()  # required: an empty PUT must not silently drop every grant
         self.write_json(self.authority.permissions.update(endpoint_id, body, replace=replace))
 
 

@@ -284,6 +284,8 @@ def _comment(value: Any) -> str:
 def _lifetime(value: Any) -> int:
     if value is None:
         return DEFAULT_LIFETIME_S
+    if isinstance(value, float) and value.is_integer():  # JSON's 600.0 is the integer 600
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_LIFETIME_S:
         raise InvalidParameterValue(
             f"lifetime_seconds must be a whole number of seconds between 1 and {MAX_LIFETIME_S}."
