@@ -95,6 +95,12 @@ class EndpointPermissions:
         }
 
     def _resolve(self, entry: dict[str, Any]) -> str:
+        named = [k for k in ("service_principal_name", "user_name", "group_name") if k in entry]
+        if len(named) != 1 or not isinstance(entry[named[0]], str):
+            raise InvalidParameterValue(
+                "Each access_control_list entry names exactly one of service_principal_name, user_name "
+                "or group_name, as a string."
+            )
         if entry.get("group_name") is not None:
             if entry["group_name"] != USERS_GROUP:
                 group = str(entry["group_name"])[:40]

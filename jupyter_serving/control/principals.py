@@ -276,9 +276,17 @@ def _application_id(value: Any) -> str:
 def _comment(value: Any) -> str:
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value) > MAX_COMMENT or not value.isprintable():
-        raise InvalidParameterValue(f"comment must be printable text of at most {MAX_COMMENT} characters.")
+    if not isinstance(value, str) or len(value) > MAX_COMMENT or not _encodable(value):
+        raise InvalidParameterValue(f"comment must be text of at most {MAX_COMMENT} characters.")
     return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # an unpaired surrogate ("\ud800") cannot be stored
+        return False
+    return True
 
 
 def _lifetime(value: Any) -> int:
