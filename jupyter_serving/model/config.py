@@ -222,6 +222,11 @@ def parse_tags(tags: Any, where: str) -> tuple[dict[str, str], ...]:
     return tuple(tags)
 
 
+def _env_safe(text: str) -> bool:
+    """What a process environment can hold: no NUL, valid UTF-8."""
+    return "\x00" not in text and not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
 def _printable(text: str) -> bool:
     return text.isprintable() and not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
@@ -296,9 +301,13 @@ def parse_entity(item: Any, legacy: bool, index: int) -> ServedEntity:
         )
     env = item.get("environment_vars") or {}
     if not isinstance(env, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        isinstance(k, str) and isinstance(v, str) and k and "=" not in k and _env_safe(k) and _env_safe(v)
+        for k, v in env.items()
     ):
-        raise InvalidParameterValue(f"{where}.environment_vars must map strings to strings.")
+        raise InvalidParameterValue(
+            f"{where}.environment_vars must map strings to strings (names without '='); NUL and unpaired "
+            "surrogates cannot be in a process environment."
+        )
     scale_to_zero = item.get("scale_to_zero_enabled", False)
     if not isinstance(scale_to_zero, bool):
         raise InvalidParameterValue(f"{where}.scale_to_zero_enabled must be true or false.")

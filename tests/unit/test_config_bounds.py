@@ -53,6 +53,9 @@ def body(**entity: Any) -> dict[str, Any]:
         {**body(), "description": 5},
         {**body(), "description": "x" * 5000},
         body(min_provisioned_concurrency=4 * 10**18, max_provisioned_concurrency=4 * 10**18),
+        body(environment_vars={"A": "\ud800"}),
+        body(environment_vars={"A=B": "x"}),
+        body(environment_vars={"A": "x\x00"}),
         body(min_provisioned_concurrency=0, max_provisioned_concurrency=MAX_PROVISIONED_CONCURRENCY + 4),
     ],
 )
