@@ -385,6 +385,8 @@ def _parse_version(value: Any, entity_name: str, where: str) -> str | None:
         if entity_name.startswith(MODELS_URI):
             return None
         raise InvalidParameterValue(f"{where} is required for model '{entity_name}'.")
+    if isinstance(value, float) and value.is_integer() and 0 <= value < 1e18:  # JSON's 3.0 is the integer 3
+        value = int(value)
     text = str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
     if not text.isascii() or not text.isdigit() or len(text) > MAX_VERSION_DIGITS:
         raise InvalidParameterValue(
