@@ -35,7 +35,7 @@ from benchmarks.run import (
     stop,
     wait_for_url,
 )
-from jupyter_serving.launch import serve_command
+from jupyter_serving.launch import TOKEN_ENV, serve_command
 
 FEATURES, HIDDEN, CLASSES = 256, 2048, 16
 CLIENTS = (1, 16, 64)
@@ -113,8 +113,8 @@ def run(root: Path, quick: bool) -> dict[str, Any]:
     device = cuda_device()
     env = {**register_mlp(root), **({} if device else {"JUPYTER_SERVING_GPUS": "0"})}
     info, log_path = root / "info.json", root / "server.log"
-    cmd = serve_command(info, "--host", HOST, "--token", TOKEN, "--state-dir", str(root / "state"))
-    proc = spawn(cmd, env, log_path)
+    cmd = serve_command(info, "--host", HOST, "--state-dir", str(root / "state"))
+    proc = spawn(cmd, {**env, TOKEN_ENV: TOKEN}, log_path)
     warmup_s, duration_s = (0.5, 2.0) if quick else (2.0, 10.0)
     body = json.dumps({"inputs": [[0.1] * FEATURES]}).encode()
     results: dict[str, Any] = {"device": device or "CPU (no CUDA GPU here; declared inventory)", "modes": {}}

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import psutil
 import requests
 
-from jupyter_serving.launch import log_tail, serve_command, wait_for_info
+from jupyter_serving.launch import TOKEN_ENV, log_tail, serve_command, wait_for_info
 
 HOST = "127.0.0.1"
 TOKEN = "bench-token"
@@ -378,11 +378,9 @@ def wait_for_url(proc: subprocess.Popen[bytes], info: Path, log_path: Path) -> s
 
 def bench_ours(root: Path, env: dict[str, str], bodies: list[bytes], plan: Plan) -> dict[str, Any]:
     info, log_path = root / "server-info.json", root / "jupyter-serving.log"
-    cmd = serve_command(
-        info, "--host", HOST, "--token", TOKEN, "--state-dir", str(root / "state"), *plan.ours_args
-    )
+    cmd = serve_command(info, "--host", HOST, "--state-dir", str(root / "state"), *plan.ours_args)
     started = time.perf_counter()
-    proc = spawn(cmd, env, log_path)
+    proc = spawn(cmd, {**env, TOKEN_ENV: TOKEN}, log_path)
     try:
         with requests.Session() as session:
             session.headers["Authorization"] = f"Bearer {TOKEN}"

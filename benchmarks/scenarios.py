@@ -40,7 +40,7 @@ import requests
 
 from benchmarks import run as base
 from benchmarks.loadgen import percentile
-from jupyter_serving.launch import log_tail, serve_command
+from jupyter_serving.launch import TOKEN_ENV, log_tail, serve_command
 
 HOST, TOKEN, COLUMNS, ROWS = base.HOST, base.TOKEN, base.COLUMNS, base.ROWS
 CAPTURE = {"catalog_name": "main", "schema_name": "default"}
@@ -122,11 +122,9 @@ class Ours:
         self.starts += 1
         tag = f"{self.name}-{self.starts}"
         info, self.log_path = self.root / f"{tag}-info.json", self.root / f"{tag}.log"
-        cmd = serve_command(
-            info, "--host", HOST, "--token", TOKEN, "--state-dir", str(self.state_dir), *self.args
-        )
+        cmd = serve_command(info, "--host", HOST, "--state-dir", str(self.state_dir), *self.args)
         started = time.perf_counter()
-        self.proc = base.spawn(cmd, self.env, self.log_path)
+        self.proc = base.spawn(cmd, {**self.env, TOKEN_ENV: TOKEN}, self.log_path)
         self.url = base.wait_for_url(self.proc, info, self.log_path)
         return time.perf_counter() - started
 

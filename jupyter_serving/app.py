@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Unicode
+from jupyter_server.serverapp import ServerApp
+from traitlets import Bool, Unicode, default
 
+from jupyter_serving.api.auth import AUTHORITY_KEY, Authority
 from jupyter_serving.api.handlers import GATEWAY_KEY, MANAGER_KEY, OBSERVER_KEY, default_handlers
 from jupyter_serving.backends.base import load_backend
 from jupyter_serving.control.manager import EndpointManager
@@ -56,6 +58,8 @@ class ServingApp(ExtensionApp):
         self.settings[OBSERVER_KEY] = self.observer
         self.gateway = DataPlaneGateway(self.manager)
         self.settings[GATEWAY_KEY] = self.gateway
+        self.authority = Authority(self.serving_settings.state_path, self.serving_settings.owner_name)
+        self.settings[AUTHORITY_KEY] = self.authority
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
@@ -87,10 +91,29 @@ class ServingApp(ExtensionApp):
         await self.observer.stop()
         self.gateway.stop()
         await self.manager.stop()
+        self.authority.close()
 
     def current_activity(self) -> list[str] | None:
         """Endpoints keep `shutdown_no_activity_timeout` from stopping a server that serves them."""
         return [e.name for e in self.manager.endpoints.values()] or None
+
+
+class ServingServerApp(ServerApp):
+    """The standalone host: a Jupyter server with none of Jupyter's services (no kernels, contents,
+    terminals, sessions, config or files routes), so its token can run no code; only this API."""
+
+    name = "jupyter-serving"
+    default_services = ()
+
+    @default("terminals_enabled")
+    def _default_terminals_enabled(self) -> bool:
+        return False
+
+
+class StandaloneServingApp(ServingApp):
+    """`jupyter-serving serve`: this extension on `ServingServerApp`."""
+
+    serverapp_class = ServingServerApp
 
 
 def _write_info(path: Path, serverapp: Any) -> None:

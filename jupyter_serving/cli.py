@@ -1,18 +1,29 @@
-"""`jupyter-serving serve`: the serving API without Jupyter's UI, on a stock Jupyter server.
+"""`jupyter-serving serve|tokens|secrets`: the standalone server and its local administration.
 
-Every trait of `ServingSettings` becomes a flag (`request_timeout_s` -> `--request-timeout-s`),
-so flags, environment variables and config files name the same settings.
+`serve` runs the serving API alone, on a Jupyter server with none of Jupyter's services. Every trait
+of `ServingSettings` becomes a flag (`request_timeout_s` -> `--request-timeout-s`), so flags,
+environment variables and config files name the same settings. The admin token comes from
+$JUPYTER_SERVING_TOKEN (or Jupyter's $JUPYTER_TOKEN) or a 0600 `--token-file`, never from argv,
+which every local user can read with `ps`. `tokens` and `secrets` edit the state dir directly.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
+import stat
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from traitlets import Bool, List
 
+from jupyter_serving.errors import ServingError
+from jupyter_serving.files import PRIVATE_UMASK
+from jupyter_serving.launch import TOKEN_ENV
 from jupyter_serving.settings import ServingSettings, env_name
 
 
@@ -25,8 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (0 picks a free one; default 8765)")
     serve.add_argument(
-        "--token", default=None, help="token clients must send (default: $JUPYTER_TOKEN or random)"
+        "--token-file",
+        default=None,
+        help=f"file (mode 0600) holding the admin token; default ${TOKEN_ENV}, $JUPYTER_TOKEN or random",
     )
+    serve.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: see _admin_token
     serve.add_argument("--base-url", default="/", help="URL prefix of every route (default /)")
     serve.add_argument("--info-file", default="", help="write {url, token, pid} here once listening")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
@@ -42,7 +56,38 @@ def build_parser() -> argparse.ArgumentParser:
             )
         else:
             serve.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, help=help_text)
+    _admin_parsers(sub)
     return parser
+
+
+def _admin_parsers(sub: Any) -> None:
+    state = {"default": None, "help": "state dir of the server (default: the server's default)"}
+    tokens = sub.add_parser("tokens", help="service-principal tokens for the serving API")
+    tsub = tokens.add_subparsers(dest="action", required=True)
+    create = tsub.add_parser("create", help="create a token (and the principal if new); prints it once")
+    create.add_argument("--principal", required=True, help="service principal display name or application id")
+    create.add_argument("--comment", default=None)
+    create.add_argument("--lifetime-seconds", type=int, default=None)
+    create.add_argument("--state-dir", **state)
+    listing = tsub.add_parser("list", help="list tokens (never their values)")
+    listing.add_argument("--state-dir", **state)
+    revoke = tsub.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("token_id")
+    revoke.add_argument("--state-dir", **state)
+    secrets = sub.add_parser(
+        "secrets", help="secrets referenced as {{secrets/scope/key}} in environment_vars"
+    )
+    ssub = secrets.add_subparsers(dest="action", required=True)
+    put = ssub.add_parser("put", help="store a secret; the value is read from stdin (never argv)")
+    put.add_argument("scope")
+    put.add_argument("key")
+    put.add_argument("--state-dir", **state)
+    slist = ssub.add_parser("list", help="list scope/key names (never values)")
+    slist.add_argument("--state-dir", **state)
+    delete = ssub.add_parser("delete", help="delete a secret")
+    delete.add_argument("scope")
+    delete.add_argument("key")
+    delete.add_argument("--state-dir", **state)
 
 
 def server_argv(args: argparse.Namespace) -> list[str]:
@@ -61,8 +106,9 @@ def server_argv(args: argparse.Namespace) -> list[str]:
         f"--ServingApp.info_file={args.info_file}",
         "--ServingApp.standalone=True",
     ]
-    if args.token is not None:
-        argv.append(f"--IdentityProvider.token={args.token}")
+    token = _admin_token(args)
+    if token is not None:  # in-process: this argv is never a process's command line
+        argv.append(f"--IdentityProvider.token={token}")
     for name, trait in ServingSettings.class_traits(env=True).items():
         value = getattr(args, name)
         if value is not None and not isinstance(trait, List):
@@ -77,13 +123,99 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
     return {env_name(n): str(getattr(args, n)) for n in lists if getattr(args, n) is not None}
 
 
+def _admin_token(args: argparse.Namespace) -> str | None:
+    """The admin token from a 0600 file or the environment; removed from the environment so that
+    workers (which run model code) never inherit it."""
+    if args.token is not None:
+        raise SystemExit(
+            "jupyter-serving: --token is not accepted: every local user can read a command line (ps). "
+            f"Set ${TOKEN_ENV} or pass --token-file (a file of mode 0600)."
+        )
+    if args.token_file:
+        return read_token_file(Path(args.token_file))
+    env_token = os.environ.pop(TOKEN_ENV, None)
+    jupyter_token = os.environ.pop("JUPYTER_TOKEN", None)
+    return env_token or jupyter_token or None
+
+
+def read_token_file(path: Path) -> str:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise SystemExit(f"jupyter-serving: {path} is readable by others (mode {mode:o}); chmod 600 it.")
+    token = path.read_text().strip()
+    if not token:
+        raise SystemExit(f"jupyter-serving: {path} is empty.")
+    return token
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        from jupyter_serving.app import ServingApp
+        from jupyter_serving.app import StandaloneServingApp
 
+        os.umask(PRIVATE_UMASK)  # everything the server writes is its owner's alone
+        server_args = server_argv(args)
         os.environ.update(server_env(args))
-        ServingApp.launch_instance(server_argv(args))
+        StandaloneServingApp.launch_instance(server_args)
+    elif args.command == "tokens":
+        _tokens(args)
+    elif args.command == "secrets":
+        _secrets(args)
+
+
+def _state_path(args: argparse.Namespace) -> Path:
+    settings = ServingSettings(**({"state_dir": args.state_dir} if args.state_dir else {}))
+    return settings.state_path
+
+
+def _tokens(args: argparse.Namespace) -> None:
+    from jupyter_serving.control.principals import IdentityStore, ResourceDoesNotExist
+
+    store = IdentityStore(_state_path(args) / "identity.sqlite")
+    try:
+        if args.action == "create":
+            try:
+                sp = store.principal(args.principal)
+            except ResourceDoesNotExist:
+                sp = store.create_principal(args.principal)
+                print(f"created service principal {sp.display_name} ({sp.application_id})", file=sys.stderr)
+            token, info = store.create_token(sp.application_id, args.comment, args.lifetime_seconds)
+            print(f"token id {info.token_id}, expires {_iso(info.expiry_time)}", file=sys.stderr)
+            print(token)  # the only time it is shown
+        elif args.action == "list":
+            names = store.names()
+            for t in store.tokens():
+                who = "admin" if t.principal == "owner" else names.get(t.principal, t.principal)
+                print(f"{t.token_id}\t{who}\texpires {_iso(t.expiry_time)}\t{t.comment}")
+        else:
+            store.revoke(args.token_id)
+            print(f"revoked {args.token_id}", file=sys.stderr)
+    except ServingError as exc:
+        raise SystemExit(f"jupyter-serving: {exc.message}") from None
+    finally:
+        store.close()
+
+
+def _secrets(args: argparse.Namespace) -> None:
+    from jupyter_serving.control.secrets import SecretStore
+
+    store = SecretStore(_state_path(args))
+    try:
+        if args.action == "put":
+            prompt = f"value of {args.scope}/{args.key}: "
+            value = getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.read().rstrip("\n")
+            store.put(args.scope, args.key, value)
+        elif args.action == "list":
+            for scope, key in store.names():
+                print(f"{scope}/{key}")
+        else:
+            store.delete(args.scope, args.key)
+    except ServingError as exc:
+        raise SystemExit(f"jupyter-serving: {exc.message}") from None
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 if __name__ == "__main__":

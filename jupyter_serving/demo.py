@@ -53,10 +53,14 @@ def register_models(tracking_uri: str) -> None:
 
 def start_server(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, str]:
     token = secrets.token_urlsafe(16)
-    args = ["--token", token, "--state-dir", str(root / "state")]
+    args = ["--state-dir", str(root / "state")]  # the token goes in the environment, not argv
     try:
         server = launch(
-            args, info_file=root / "server-info.json", log_path=root / "server.log", extra_env=env
+            args,
+            info_file=root / "server-info.json",
+            log_path=root / "server.log",
+            extra_env=env,
+            token=token,
         )
     except ServerStartError as exc:
         raise SystemExit(f"the server did not start: {exc}") from exc

@@ -5,6 +5,7 @@
     ├── BadRequest              400 BAD_REQUEST         (scoring payloads, MLflow's scorer code)
     ├── InvalidState            400 INVALID_STATE
     ├── Unauthenticated         401 UNAUTHENTICATED
+    ├── PermissionDenied        403 PERMISSION_DENIED
     ├── ResourceDoesNotExist    404 RESOURCE_DOES_NOT_EXIST
     ├── EndpointNotFound        404 ENDPOINT_NOT_FOUND  (unknown route)
     ├── ResourceAlreadyExists   409 RESOURCE_ALREADY_EXISTS
@@ -60,6 +61,11 @@ class InvalidState(ServingError):
 class Unauthenticated(ServingError):
     error_code = "UNAUTHENTICATED"
     http_status = 401
+
+
+class PermissionDenied(ServingError):
+    error_code = "PERMISSION_DENIED"
+    http_status = 403
 
 
 class ResourceDoesNotExist(ServingError):

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+TOKEN_ENV = "JUPYTER_SERVING_TOKEN"  # the admin token of `jupyter-serving serve` (see cli.py)
+
 
 class ServerStartError(RuntimeError):
     """The server exited, or did not write its info file in time; the message ends with its log tail."""
@@ -118,15 +120,18 @@ def launch(
     log_path: Path,
     extra_env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
+    token: str | None = None,
 ) -> LaunchedServer:
     """`spawn` `jupyter-serving serve *args` on port 0 and `wait_for_info`; stop it if that fails.
+
+    `token`, the admin token, travels in $JUPYTER_SERVING_TOKEN: only the process's owner can read
+    its environment, while every local user can read its argv.
 
     For callers with no special way to stop the server: on failure it is sent SIGTERM (it stops
     its workers), then SIGKILL, since nobody else knows about the process yet.
     """
-    process = spawn(
-        serve_command(info_file, *args), info_file=info_file, log_path=log_path, extra_env=extra_env
-    )
+    env = {**(extra_env or {}), **({TOKEN_ENV: token} if token is not None else {})}
+    process = spawn(serve_command(info_file, *args), info_file=info_file, log_path=log_path, extra_env=env)
     try:
         info = wait_for_info(process, info_file, log_path, timeout=timeout)
     except BaseException:

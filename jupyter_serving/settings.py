@@ -134,6 +134,13 @@ class ServingSettings(Configurable):
         "Unset: discovered with NVML. Env: JUPYTER_SERVING_GPUS.",
     ).tag(env=True)
 
+    owner_name = Unicode(
+        "admin",
+        config=True,
+        help="Name of the server owner (the admin: the server's own token, or the Jupyter user), "
+        "recorded as `creator` of the endpoints it creates. Env: JUPYTER_SERVING_OWNER_NAME.",
+    ).tag(env=True)
+
     catalog_root = Unicode(
         "",
         config=True,

@@ -144,11 +144,12 @@ class ServingServer:
 
     def start(self) -> ServingServer:
         server = launch(
-            ["--token", self.token, "--state-dir", str(self.state_dir), *self.args],
+            ["--state-dir", str(self.state_dir), *self.args],
             info_file=self.state_dir.parent / f"{self.state_dir.name}-info.json",
             log_path=self.state_dir.parent / f"{self.state_dir.name}-server.log",
             extra_env=self.env,
             timeout=STARTUP_TIMEOUT_S,
+            token=self.token,
         )
         self.proc, self.url = server.process, server.url
         self.session.headers["Authorization"] = f"Bearer {self.token}"

@@ -6,8 +6,6 @@ Handlers are thin: parse the request, call the `EndpointManager`, render. Every 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import json
 import uuid
@@ -19,20 +17,26 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from jupyter_serving._version import __version__
+from jupyter_serving.api.auth import AUTHORITY_KEY, Authority, bearer_token, strip_query_token
 from jupyter_serving.api.render import endpoint_detail, endpoint_summary
 from jupyter_serving.control.endpoint import Endpoint
 from jupyter_serving.control.manager import EndpointManager
 from jupyter_serving.control.observer import Observer
+from jupyter_serving.control.permissions import CAN_MANAGE, CAN_QUERY, CAN_VIEW
+from jupyter_serving.control.principals import TOKEN_PREFIX, Principal
+from jupyter_serving.control.secrets import SecretStore, secret_refs
 from jupyter_serving.dataplane.gateway import DataPlaneGateway
 from jupyter_serving.dataplane.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
 from jupyter_serving.dataplane.tokens import ALL_APIS
-from jupyter_serving.dataplane.tokens import PREFIX as TOKEN_PREFIX
+from jupyter_serving.dataplane.tokens import PREFIX as OAUTH_PREFIX
 from jupyter_serving.errors import (
     EndpointNotFound,
     InternalError,
     InvalidParameterValue,
     PayloadTooLarge,
+    PermissionDenied,
+    ResourceDoesNotExist,
     ServingError,
     Unauthenticated,
 )
@@ -56,9 +60,15 @@ _STATUS_CODES = {
 
 
 class ServingHandler(APIHandler):
-    """Base: Databricks auth forms, Databricks error bodies."""
+    """Base: Databricks auth forms, the caller's principal, Databricks error bodies."""
 
     request_id: str | None = None  # set on invocations; returned as x-request-id, errors included
+    principal: Principal | None = None  # who is calling; set by prepare() once authenticated
+
+    def initialize(self) -> None:
+        # No route here reads form fields, and Tornado would refuse (400) a GET or DELETE whose
+        # content type says multipart but that has no body: leave bodies unparsed.
+        self.request._parse_body = _no_form_parsing  # type: ignore[method-assign]
 
     @property
     def manager(self) -> EndpointManager:
@@ -68,56 +78,101 @@ class ServingHandler(APIHandler):
     def gateway(self) -> DataPlaneGateway:
         return self.settings[GATEWAY_KEY]
 
-    def detail(self, endpoint: Endpoint) -> dict[str, Any]:
-        return endpoint_detail(
-            endpoint, self.manager.describe_capture, self.gateway.endpoint_url(endpoint.name)
-        )
+    @property
+    def authority(self) -> Authority:
+        return self.settings[AUTHORITY_KEY]
 
     async def prepare(self) -> None:  # type: ignore[override]
         if not self.manager.started:
             await self.manager.start()
         if not self.gateway.started:
             self.gateway.start()
+        strip_query_token(self.request)
         _accept_basic_token(self.request.headers)
-        if (oauth_user := self._oauth_user()) is not None:
-            self.current_user = self._jupyter_current_user = oauth_user
-            self._token_authenticated = True
+        if (oauth_user := self._oauth_user()) is not None:  # minted from the owner's token: the owner
+            self._token_login(oauth_user, self.authority.owner())
             return
         if self._bearer_token_matches():
             # Same decision Jupyter's stock IdentityProvider makes for this header, minus minting an
             # anonymous user and signing a login cookie on every call: an API client resends the
             # token anyway, and on the invocation path that work was most of the server's cost.
-            self.current_user = self._jupyter_current_user = TOKEN_USER
-            self._token_authenticated = True
+            self._token_login(TOKEN_USER, self.authority.owner())
+            return
+        token = bearer_token(self.request.headers)
+        principal = self.authority.from_token(token) if token and token.startswith(TOKEN_PREFIX) else None
+        if principal is not None:  # a service principal's token: valid on serving routes only
+            self._token_login(User(username=principal.name or principal.key), principal)
             return
         await super().prepare()
+        if self.current_user is not None:  # the Jupyter user (cookie, or a custom identity provider)
+            username = None if self._stock_provider() else self.current_user.username
+            self.principal = self.authority.owner(username)
+
+    def _token_login(self, user: User, principal: Principal) -> None:
+        self.current_user = self._jupyter_current_user = user
+        self._token_authenticated = True
+        self.principal = principal
+
+    def _stock_provider(self) -> bool:
+        provider = type(self.identity_provider)
+        methods = ("get_user", "get_token", "get_user_token")
+        return all(getattr(provider, m) is getattr(IdentityProvider, m) for m in methods)
 
     def _oauth_user(self) -> User | None:
         """An `all-apis` token from /oidc/v1/token (OAuth M2M) authenticates its client id."""
         auth = self.request.headers.get("Authorization", "")
-        if auth[:7].lower() != "bearer " or not auth[7:].lstrip().startswith(TOKEN_PREFIX):
+        if auth[:7].lower() != "bearer " or not auth[7:].lstrip().startswith(OAUTH_PREFIX):
             return None
         claims = self.gateway.signer.verify(auth[7:].strip(), ALL_APIS)
         return User(username=claims["sub"], name=claims["sub"]) if claims else None
 
     def _bearer_token_matches(self) -> bool:
         provider = self.identity_provider
-        stock = all(
-            getattr(type(provider), m) is getattr(IdentityProvider, m)
-            for m in ("get_user", "get_token", "get_user_token")
-        )
-        if not stock or not provider.token:
+        if not self._stock_provider() or not provider.token:
             return False
         match = provider.auth_header_pat.match(self.request.headers.get("Authorization", ""))
         return bool(match) and hmac.compare_digest(match.group(2).encode(), provider.token.encode())
 
+    @web.authenticated
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        """CORS preflight answers only an authenticated caller: unauthenticated, it is a 401."""
+        super().options(*args, **kwargs)
+
+    # ----------------------------------------------------------------- permissions
+    @property
+    def caller(self) -> Principal:
+        assert self.principal is not None, "handler method not marked @web.authenticated"
+        return self.principal
+
+    def require_admin(self) -> None:
+        if not self.caller.admin:
+            raise PermissionDenied(
+                f"Principal '{self.caller.name}' is not an admin: only the server owner may do this."
+            )
+
+    def endpoint(self, name: str, needed: str) -> Endpoint:
+        """The endpoint `name`, if the caller holds at least `needed` on it (else 403)."""
+        endpoint = self.manager.get(name)
+        self.authority.permissions.require(self.caller, endpoint.record.id, name, needed)
+        return endpoint
+
+    def endpoint_by_id(self, endpoint_id: str, needed: str) -> Endpoint:
+        for endpoint in self.manager.list():
+            if endpoint.record.id == endpoint_id:
+                return self.endpoint(endpoint.name, needed)
+        raise ResourceDoesNotExist(f"Serving endpoint with id '{endpoint_id}' does not exist.")
+
+    def detail(self, endpoint: Endpoint) -> dict[str, Any]:
+        url = self.gateway.endpoint_url(endpoint.name)
+        out = endpoint_detail(endpoint, self.manager.describe_capture, url)
+        out["permission_level"] = self.authority.permissions.level(self.caller, endpoint.record.id)
+        return out
+
+    # ----------------------------------------------------------------- bodies and errors
     def json_body(self) -> Any:
         if not self.request.body:
             raise InvalidParameterValue("The request body is empty; expected a JSON object.")
-        try:
-            return json.loads(self.request.body)
-        except ValueError as exc:
-            raise InvalidParameterValue(f"The request body is not valid JSON: {exc}.") from None
+        return parse_json(self.request.body)
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -140,6 +195,8 @@ class ServingHandler(APIHandler):
         else:
             error, status = InternalError(f"The server failed to handle the request: {exc!r}"), 500
         self.set_status(status)
+        if status == 405:  # RFC 9110: a 405 lists what the route does support
+            self.set_header("Allow", ", ".join(self._allowed_methods()))
         for key, value in error.headers.items():
             self.set_header(key, value)
         if self.request_id:
@@ -154,18 +211,36 @@ class ServingHandler(APIHandler):
             return
         super().log_exception(typ, value, tb)
 
+    def _allowed_methods(self) -> list[str]:
+        base = ServingHandler
+        own = [
+            m
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if getattr(type(self), m.lower()) is not getattr(base, m.lower())
+        ]
+        return [*own, "OPTIONS"]
+
+
+def parse_json(body: bytes) -> Any:
+    """A JSON request body; malformed, too deep or not UTF-8 is the client's 400, never our 500."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise InvalidParameterValue("The request body nests JSON too deeply to parse.") from None
+    except ValueError as exc:
+        raise InvalidParameterValue(f"The request body is not valid JSON: {str(exc)[:200]}.") from None
+
+
+def _no_form_parsing() -> None:
+    return None
+
 
 def _accept_basic_token(headers: Any) -> None:
     """Databricks documents `curl -u token:<pat>`; Jupyter reads only `token`/`bearer` headers."""
-    auth = headers.get("Authorization", "")
-    if auth[:6].lower() != "basic ":
-        return
-    try:
-        user, _, secret = base64.b64decode(auth[6:].strip()).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return
-    if user == "token" and secret:
-        headers["Authorization"] = f"token {secret}"
+    if headers.get("Authorization", "")[:6].lower() == "basic ":
+        token = bearer_token(headers)
+        if token is not None:
+            headers["Authorization"] = f"token {token}"
 
 
 class WellKnownConfigHandler(ServingHandler):
@@ -181,35 +256,58 @@ class WellKnownConfigHandler(ServingHandler):
 class EndpointsHandler(ServingHandler):
     @web.authenticated
     def get(self) -> None:
-        self.write_json({"endpoints": [endpoint_summary(e) for e in self.manager.list()]})
+        permissions = self.authority.permissions
+        visible = [e for e in self.manager.list() if permissions.level(self.caller, e.record.id)]
+        self.write_json({"endpoints": [endpoint_summary(e) for e in visible]})
 
     @web.authenticated
     async def post(self) -> None:
-        endpoint = await self.manager.create(self.json_body())
+        body = self.json_body()
+        self._check_secret_refs(body)
+        endpoint = await self.manager.create(body, creator=self.caller.name)
+        self.authority.permissions.grant_creator(self.caller, endpoint.record.id)
         self.write_json(self.detail(endpoint))
+
+    def _check_secret_refs(self, body: Any) -> None:
+        config = body.get("config") if isinstance(body, dict) else None
+        check_secret_refs(config, self.caller, self.manager.settings.state_path)
+
+
+def check_secret_refs(config: Any, caller: Principal, state_path: Any) -> None:
+    """Only the admin may put secrets into a model's environment, and only secrets that exist."""
+    refs = secret_refs(config)
+    if refs and not caller.admin:
+        raise PermissionDenied("Only the server owner may reference {{secrets/...}} in environment_vars.")
+    SecretStore(state_path).require(refs)
 
 
 class EndpointHandler(ServingHandler):
     @web.authenticated
     def get(self, name: str) -> None:
-        self.write_json(self.detail(self.manager.get(name)))
+        self.write_json(self.detail(self.endpoint(name, CAN_VIEW)))
 
     @web.authenticated
     async def delete(self, name: str) -> None:
+        endpoint_id = self.endpoint(name, CAN_MANAGE).record.id
         await self.manager.delete(name)
+        self.authority.store.drop_acl(endpoint_id)
         self.write_json({})
 
 
 class ConfigHandler(ServingHandler):
     @web.authenticated
     async def put(self, name: str) -> None:
-        endpoint = await self.manager.update_config(name, self.json_body())
+        self.endpoint(name, CAN_MANAGE)
+        body = self.json_body()
+        check_secret_refs(body, self.caller, self.manager.settings.state_path)
+        endpoint = await self.manager.update_config(name, body)
         self.write_json(self.detail(endpoint))
 
 
 class CancelUpdateHandler(ServingHandler):
     @web.authenticated
     async def post(self, name: str) -> None:
+        self.endpoint(name, CAN_MANAGE)
         endpoint = await self.manager.cancel_update(name)
         self.write_json(self.detail(endpoint))
 
@@ -217,13 +315,15 @@ class CancelUpdateHandler(ServingHandler):
 class LogsHandler(ServingHandler):
     @web.authenticated
     def get(self, name: str, served: str) -> None:
+        self.endpoint(name, CAN_VIEW)
         self.write_json({"logs": self.manager.logs(name, served)})
 
 
 class MetricsHandler(ServingHandler):
     @web.authenticated
     def get(self, name: str) -> None:
-        self.finish(self.manager.get(name).metrics.render(), set_content_type=METRICS_CONTENT_TYPE)
+        endpoint = self.endpoint(name, CAN_VIEW)
+        self.finish(endpoint.metrics.render(), set_content_type=METRICS_CONTENT_TYPE)
 
 
 class ObserverHandler(ServingHandler):
@@ -279,6 +379,7 @@ class HealthHandler(ServingHandler):
 class RegisteredModelsHandler(ServingHandler):
     @web.authenticated
     async def get(self) -> None:
+        self.require_admin()  # the registry is the owner's: service principals see only endpoints
         self.write_json({"registered_models": await self.manager.registered_models()})
 
 
@@ -288,6 +389,8 @@ class InvocationsHandler(ServingHandler):
     @web.authenticated
     async def post(self, name: str, served: str | None = None) -> None:
         self.request_id = uuid.uuid4().hex
+        if not self.caller.admin:  # the admin's fast path skips the ACL lookup
+            self.endpoint(name, CAN_QUERY)
         body = self.request.body
         limit = self.manager.settings.max_request_bytes
         if len(body) > limit:
@@ -340,6 +443,7 @@ SERVED = r"(?P<served>[^/]+)"
 API = r"/api/2\.0/serving-endpoints"
 
 from jupyter_serving.api import gateway_handlers  # noqa: E402 (its handlers subclass ServingHandler)
+from jupyter_serving.api.identity_handlers import identity_handlers  # noqa: E402 (they subclass ours)
 
 default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     *gateway_handlers.routes,
@@ -357,8 +461,10 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (r"/api/2\.0/jupyter-serving/registered-models/?", RegisteredModelsHandler),
     (rf"/serving-endpoints/{NAME}/invocations/?", InvocationsHandler),
     (rf"/serving-endpoints/{NAME}/served-models/{SERVED}/invocations/?", InvocationsHandler),
+    *identity_handlers,
     (rf"{API}/.*", NotFoundHandler),
     (r"/serving-endpoints/.*", NotFoundHandler),
+    (r"/api/2\.0/(preview/scim|token-management|token|permissions)/.*", NotFoundHandler),
     # Jupyter's own REST API is under /api/ without a version: /api/2.0/ is ours to answer in full.
     (r"/api/2\.0/.*", NotFoundHandler),
 ]

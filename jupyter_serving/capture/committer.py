@@ -9,12 +9,21 @@ and would get slower as the table grows. It holds because segment numbers only g
 covers every not-yet-committed row of its table in the segments it names, and a failed batch
 stops later segments from being committed ahead of it.
 
+Quarantine. A batch that Delta keeps refusing (QUARANTINE_AFTER failures in a row: a table path
+Delta rejects, a corrupt log) is set aside as a 0600 JSON-lines file under `<spool>/quarantine/`,
+so the spool is trimmed and every other table keeps committing. The table's status says how many
+rows wait there; `replay_quarantine()` (run at every start) commits them once the table accepts
+them again, exactly once through an app transaction per quarantine file.
+
 Runs in the capture service process, on one thread, so appends and compactions never race.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +37,10 @@ log = logging.getLogger(__name__)
 # Upper bound on spool bytes read into memory for one commit, so a long backlog (a table that
 # failed for hours) is committed in pieces rather than all at once.
 MAX_BATCH_BYTES = 64 * 1024 * 1024
+# Consecutive failed commits of one table's rows before they are set aside; fewer retries would
+# quarantine rows on a passing hiccup, more would hold every other table's rows back longer.
+QUARANTINE_AFTER = 3
+QUARANTINE_DIR = "quarantine"
 
 
 @dataclass(slots=True)
@@ -38,6 +51,8 @@ class CommitStats:
     commits: int = 0
     replayed_rows: int = 0
     compactions: int = 0
+    quarantined_rows: int = 0
+    replayed_quarantine_rows: int = 0
     commits_since_compaction: dict[str, int] = field(default_factory=dict)
 
 
@@ -61,6 +76,7 @@ class Committer:
         self._on_status = on_status
         self._watermarks: dict[str, int | None] = {}
         self._errors: dict[str, str] = {}
+        self._failures: dict[str, int] = {}  # table -> consecutive failed commits
         self._arrow_ready = False
 
     @property
@@ -101,13 +117,92 @@ class Committer:
         for table_path, items in by_table.items():
             try:
                 committed += self._commit_table(table_path, items, version=segments[-1])
+                self._failures.pop(table_path, None)
             except Exception as exc:
-                ok = False
-                self._set_error(table_path, str(exc))
                 # The commit may have landed before the error: reread the watermark next time.
                 self._watermarks.pop(table_path, None)
                 log.exception("capture: commit to %s failed", table_path)
+                failures = self._failures[table_path] = self._failures.get(table_path, 0) + 1
+                if failures >= QUARANTINE_AFTER and self._quarantine(table_path, items, segments[-1], exc):
+                    continue
+                ok = False
+                self._set_error(table_path, str(exc))
         return committed, ok
+
+    # -- quarantine ------------------------------------------------------------------------------
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.spool.directory / QUARANTINE_DIR
+
+    def _quarantine(
+        self, table_path: str, items: list[tuple[int, dict[str, Any]]], version: int, exc: Exception
+    ) -> bool:
+        """Set the rows aside (not yet committed ones only); False if even that failed."""
+        mark = self._watermarks.get(table_path)
+        fresh = [record for number, record in items if mark is None or number > mark]
+        digest = hashlib.sha1(table_path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        path = self.quarantine_dir / f"{digest}-{version:012d}.jsonl"
+        try:
+            self.quarantine_dir.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps({"table": table_path, "error": str(exc)[:2000]}) + "\n")
+                for record in fresh:
+                    f.write(json.dumps(record, default=str) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            log.exception("capture: could not quarantine rows of %s", table_path)
+            return False
+        self._failures.pop(table_path, None)
+        self.stats.quarantined_rows += len(fresh)
+        log.error(
+            "capture: Delta refused %d rows for %s %d times; set aside in %s (replayed at start): %s",
+            len(fresh), table_path, QUARANTINE_AFTER, path, exc,
+        )  # fmt: skip
+        self._set_error(table_path, self._quarantine_message(table_path, exc))
+        return True
+
+    def _quarantine_message(self, table_path: str, exc: Exception) -> str:
+        return f"{self.quarantined(table_path)} rows quarantined in {self.quarantine_dir}: {exc}"
+
+    def _quarantine_files(self, table_path: str | None = None) -> list[tuple[Path, str]]:
+        out = []
+        for path in sorted(self.quarantine_dir.glob("*.jsonl")) if self.quarantine_dir.is_dir() else []:
+            with open(path) as f:
+                table = json.loads(f.readline())["table"]
+            if table_path is None or table == table_path:
+                out.append((path, table))
+        return out
+
+    def quarantined(self, table_path: str) -> int:
+        """Rows of `table_path` waiting in quarantine."""
+        total = 0
+        for path, _ in self._quarantine_files(table_path):
+            with open(path) as f:
+                total += sum(1 for _ in f) - 1
+        return total
+
+    def replay_quarantine(self) -> int:
+        """Commit quarantined rows whose table accepts them now; return the rows committed."""
+        committed = 0
+        for path, table in self._quarantine_files():
+            app_id = f"{self.app_id}-quarantine-{path.stem}"
+            try:
+                with open(path) as f:
+                    records = [json.loads(line) for line in f.readlines()[1:]]
+                if records and delta.watermark(Path(table), app_id) is None:
+                    delta.append_records(Path(table), records, app_id=app_id, version=0)
+                    committed += len(records)
+            except Exception as exc:
+                log.warning("capture: quarantined rows for %s still refused: %s", table, exc)
+                self._set_error(table, self._quarantine_message(table, exc))
+                continue
+            path.unlink()
+            self._watermarks.pop(table, None)
+        self.stats.replayed_quarantine_rows += committed
+        return committed
 
     def _commit_table(self, table_path: str, items: list[tuple[int, dict[str, Any]]], version: int) -> int:
         if table_path not in self._watermarks:

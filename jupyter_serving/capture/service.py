@@ -48,6 +48,7 @@ from typing import Any
 
 from jupyter_serving.capture.committer import Committer
 from jupyter_serving.capture.spool import Spool, SpoolWriteError, frame
+from jupyter_serving.files import PRIVATE_UMASK
 
 log = logging.getLogger("jupyter_serving.capture.service")
 
@@ -129,6 +130,7 @@ class CaptureService:
     def _replay(self) -> int:
         rows = self.committer.commit_closed()
         self.committer.stats.replayed_rows += rows
+        self.committer.replay_quarantine()
         return rows
 
     def close(self) -> None:
@@ -261,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flush-rows", type=int, default=5000)
     parser.add_argument("--compact-every-commits", type=int, default=50)
     args = parser.parse_args(argv)
+    os.umask(PRIVATE_UMASK)  # spool, quarantine and Delta files hold request and response bodies
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s capture: %(message)s"
     )

@@ -79,7 +79,7 @@ def create_payload_table(path: Path) -> None:
     """Create the empty table if it does not exist, so readers work before the first request."""
     from deltalake import DeltaTable
 
-    Path(path).mkdir(parents=True, exist_ok=True)
+    Path(path).mkdir(mode=0o700, parents=True, exist_ok=True)
     usage = Path(path).name.endswith(USAGE_SUFFIX)
     DeltaTable.create(
         str(path),

@@ -31,6 +31,7 @@ from jupyter_serving.errors import (
     ResourceConflict,
     ResourceDoesNotExist,
 )
+from jupyter_serving.files import private_dir
 from jupyter_serving.model.config import EndpointConfig, ServedEntity, parse_config, parse_create
 from jupyter_serving.policy.autoscaler import ScalingPolicy
 from jupyter_serving.settings import ServingSettings
@@ -91,9 +92,10 @@ class EndpointManager:
         await asyncio.shield(self._starting)
 
     async def _start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)  # request bodies, environment_vars and secrets live below it
         self._lock_state_dir()
         self.store = EndpointStore(self.state_dir / "endpoints.sqlite")
+        private_dir(self.settings.catalog_path)
         await self.backend.start()
         self.registry.warm_up()
         if self.capture is None:

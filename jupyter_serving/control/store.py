@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_serving.files import private_dir, private_file
 from jupyter_serving.model.config import EndpointConfig, parse_config
 from jupyter_serving.model.states import ConfigUpdate
 
@@ -67,7 +68,8 @@ class EndpointRecord:
 
 class EndpointStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        private_file(path)  # configs hold environment_vars; SQLite's -wal/-shm files take this mode
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -16,8 +16,19 @@ from typing import Any
 from jupyter_serving.errors import InvalidParameterValue
 from jupyter_serving.model import gateway
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-CAPTURE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")
+# Always used with `fullmatch`: `$` also matches before a trailing newline, and a name such as
+# "main\n" then reaches folder names and Delta table paths.
+NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
+CAPTURE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,127}")
+MAX_SERVED_NAME = 63
+# Upper bounds a single served entity may ask for: more would make the server allocate per-slot
+# state until it runs out of memory (4e18 was accepted once). Each replica runs one worker process.
+MAX_PROVISIONED_CONCURRENCY = 1024
+MAX_VERSION_DIGITS = 18
+MAX_TAGS = 100
+MAX_TAG_KEY = 255
+MAX_TAG_VALUE = 1024
+MAX_DESCRIPTION = 4096
 MAX_ENDPOINT_NAME = 63
 MAX_SERVED_ENTITIES = 15
 RESERVED_PREFIX = "databricks-"
@@ -205,7 +216,7 @@ def validate_endpoint_name(name: Any) -> str:
         raise InvalidParameterValue(
             f"Endpoint name '{name[:80]}' is too long: at most {MAX_ENDPOINT_NAME} characters are allowed."
         )
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidParameterValue(
             f"Endpoint name '{name}' is invalid: an endpoint name can consist of alphanumeric "
             "characters, dashes, and underscores."
@@ -247,14 +258,52 @@ def parse_create(body: Any) -> CreateRequest:
     return CreateRequest(
         name,
         config,
-        tuple(gateway.parse_tags(body.get("tags"))),
-        gateway.parse_optional_str(body.get("description"), "description"),
+        parse_tags(gateway.parse_tags(body.get("tags")), "tags"),
+        _parse_description(body.get("description")),
         gateway.parse_bool(body.get("route_optimized"), "route_optimized"),
         ai_gateway,
         gateway.parse_email_notifications(notifications) if notifications is not None else None,
         gateway.parse_optional_str(body.get("budget_policy_id"), "budget_policy_id"),
         gateway.parse_telemetry_config(telemetry) if telemetry is not None else None,
     )
+
+
+def _parse_description(description: Any) -> str | None:
+    if description is not None and (not isinstance(description, str) or len(description) > MAX_DESCRIPTION):
+        raise InvalidParameterValue(
+            f"Field 'description' must be a string of at most {MAX_DESCRIPTION} characters."
+        )
+    return description
+
+
+def parse_tags(tags: Any, where: str) -> tuple[dict[str, str], ...]:
+    """Tags as Databricks takes them: string keys, optional string values, within size limits."""
+    if not isinstance(tags, list) or len(tags) > MAX_TAGS:
+        raise InvalidParameterValue(
+            f'Field \'{where}\' must be a list of at most {MAX_TAGS} {{"key", "value"}} objects.'
+        )
+    for i, tag in enumerate(tags):
+        if not isinstance(tag, dict) or not isinstance(tag.get("key"), str) or not tag["key"]:
+            raise InvalidParameterValue(f"{where}[{i}].key must be a non-empty string.")
+        if len(tag["key"]) > MAX_TAG_KEY or not _printable(tag["key"]):
+            raise InvalidParameterValue(
+                f"{where}[{i}].key must be at most {MAX_TAG_KEY} printable characters."
+            )
+        value = tag.get("value")
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_TAG_VALUE):
+            raise InvalidParameterValue(
+                f"{where}[{i}].value must be a string of at most {MAX_TAG_VALUE} characters."
+            )
+    return tuple(tags)
+
+
+def _env_safe(text: str) -> bool:
+    """What a process environment can hold: no NUL, valid UTF-8."""
+    return "\x00" not in text and not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+def _printable(text: str) -> bool:
+    return text.isprintable() and not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
 def parse_config(cfg: Any) -> EndpointConfig:
@@ -308,7 +357,7 @@ def parse_capture(raw: Any) -> dict[str, Any] | None:
                     f"auto_capture_config.{key} is required to enable the inference table."
                 )
             continue
-        if not isinstance(value, str) or not CAPTURE_NAME_RE.match(value):
+        if not isinstance(value, str) or not CAPTURE_NAME_RE.fullmatch(value):
             raise InvalidParameterValue(
                 f"auto_capture_config.{key} '{value}' is invalid: use letters, digits, '_' and '-'."
             )
@@ -343,14 +392,18 @@ def parse_entity(item: Any, legacy: bool, index: int) -> ServedEntity:
         raise InvalidParameterValue(f"{where}.burst_scaling_enabled must be true or false.")
     env = item.get("environment_vars") or {}
     if not isinstance(env, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        isinstance(k, str) and isinstance(v, str) and k and "=" not in k and _env_safe(k) and _env_safe(v)
+        for k, v in env.items()
     ):
-        raise InvalidParameterValue(f"{where}.environment_vars must map strings to strings.")
+        raise InvalidParameterValue(
+            f"{where}.environment_vars must map strings to strings (names without '='); NUL and unpaired "
+            "surrogates cannot be in a process environment."
+        )
     scale_to_zero = item.get("scale_to_zero_enabled", False)
     if not isinstance(scale_to_zero, bool):
         raise InvalidParameterValue(f"{where}.scale_to_zero_enabled must be true or false.")
     name = item.get("name") or default_served_name(entity_name, version)
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or len(name) > MAX_SERVED_NAME or not NAME_RE.fullmatch(name):
         raise InvalidParameterValue(
             f"{where}.name '{name}' is invalid: served entity names can consist of alphanumeric "
             "characters, dashes, and underscores."
@@ -439,9 +492,20 @@ def _parse_version(value: Any, entity_name: str, where: str) -> str | None:
         if entity_name.startswith(MODELS_URI):
             return None
         raise InvalidParameterValue(f"{where} is required for model '{entity_name}'.")
-    if isinstance(value, bool) or not str(value).strip().isdigit():
-        raise InvalidParameterValue(f'{where} must be a model version number such as "1"; got {value!r}.')
-    return str(int(str(value).strip()))
+    if isinstance(value, float) and value.is_integer() and 0 <= value < 1e18:  # JSON's 3.0 is the integer 3
+        value = int(value)
+    text = str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    if not text.isascii() or not text.isdigit() or len(text) > MAX_VERSION_DIGITS:
+        raise InvalidParameterValue(
+            f'{where} must be a model version number such as "1" (at most {MAX_VERSION_DIGITS} digits); '
+            f"got {_short(value)}."
+        )
+    return str(int(text))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _parse_sizing(item: dict[str, Any], where: str) -> tuple[str | None, int | None, int | None]:
@@ -462,7 +526,13 @@ def _parse_sizing(item: dict[str, Any], where: str) -> tuple[str | None, int | N
     for label, v in (("min", low), ("max", high)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v % 4:
             raise InvalidParameterValue(
-                f"{where}.{label}_provisioned_concurrency must be a non-negative multiple of 4; got {v!r}."
+                f"{where}.{label}_provisioned_concurrency must be a non-negative multiple of 4; "
+                f"got {_short(v)}."
+            )
+        if v > MAX_PROVISIONED_CONCURRENCY:
+            raise InvalidParameterValue(
+                f"{where}.{label}_provisioned_concurrency is {_short(v)}; the limit is "
+                f"{MAX_PROVISIONED_CONCURRENCY}."
             )
     if high == 0 or low > high:
         raise InvalidParameterValue(

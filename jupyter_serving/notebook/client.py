@@ -357,6 +357,10 @@ class Client:
         """Models in the server's MLflow registry, each with its `versions`."""
         return self._json("GET", "api/2.0/jupyter-serving/registered-models").get("registered_models", [])
 
+    def me(self) -> dict[str, Any]:
+        """The calling principal (SCIM `Me`): `userName`, and `jupyter_serving.admin`."""
+        return self._json("GET", "api/2.0/preview/scim/v2/Me")
+
     def health(self) -> dict[str, Any]:
         return self._json("GET", "api/2.0/jupyter-serving/health")
 

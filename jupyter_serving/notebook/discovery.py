@@ -208,7 +208,7 @@ class EmbeddedServer:
         return int(json.loads(self.info_file.read_text())["pid"])
 
     def command(self) -> list[str]:
-        # The token travels in $JUPYTER_TOKEN (see `start`), not argv: any local user can read a
+        # The token travels in $JUPYTER_SERVING_TOKEN (see `start`), not argv: any local user can read a
         # process's argv, only its owner its environment.
         return serve_command(self.info_file, "--host", "127.0.0.1", "--state-dir", str(self.state_dir))
 
@@ -217,7 +217,7 @@ class EmbeddedServer:
             [sys.executable, "-c", _WATCHDOG, str(self.workdir), *self.command()],
             info_file=self.info_file,
             log_path=self.log_file,
-            extra_env={"JUPYTER_TOKEN": self.token},
+            extra_env={"JUPYTER_SERVING_TOKEN": self.token},
             stdin=subprocess.PIPE,
             start_new_session=True,
         )

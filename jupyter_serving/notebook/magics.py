@@ -150,6 +150,11 @@ def render_endpoint(endpoint: Mapping[str, Any], *, note: str = "") -> str:
     config, pending = endpoint.get("config"), endpoint.get("pending_config")
     if config:
         parts.append(f' <span style="color:#57606a">config v{config.get("config_version", "?")}</span>')
+    parts.append(
+        f'<div style="color:#57606a">{html.escape(_principals(endpoint))}</div>'
+        if endpoint.get("creator")
+        else ""
+    )
     parts.append("</div>")
     if tags := format_tags(endpoint):
         parts.append(f'<div style="color:#57606a">Tags: {html.escape(tags)}</div>')
@@ -181,6 +186,7 @@ def render_endpoint_text(endpoint: Mapping[str, Any], *, note: str = "") -> str:
     label, tone = endpoint_status(endpoint)
     lines = [f"{endpoint.get('name')}: {label}"]
     lines += [f"  tags: {tags}"] if (tags := format_tags(endpoint)) else []
+    lines += [f"  {_principals(endpoint)}"] if endpoint.get("creator") else []
     config = endpoint.get("config") or endpoint.get("pending_config") or {}
     routes = _routes(config)
     for e in served_entities(endpoint):
@@ -195,6 +201,12 @@ def render_endpoint_text(endpoint: Mapping[str, Any], *, note: str = "") -> str:
     lines += [f"  {failure}"] if failure else []
     lines += [f"  {note}"] if note else []
     return "\n".join(lines)
+
+
+def _principals(endpoint: Mapping[str, Any]) -> str:
+    """Who made the endpoint, and what the caller may do with it (Databricks' permission levels)."""
+    level = endpoint.get("permission_level")
+    return f"created by {endpoint.get('creator')}" + (f"; you: {level}" if level else "")
 
 
 def render_list(endpoints: list[Mapping[str, Any]]) -> str:
@@ -297,6 +309,7 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
         "query": query,
         "table": _parser("table", "name"),
         "monitor": monitor,
+        "whoami": _parser("whoami"),
     }
 
 
@@ -416,6 +429,7 @@ class ServeMagics(Magics):
           %serve monitor NAME [--interval S] [--window S]
                                        live charts (requests, latency, errors, replicas, traffic)
                                        and events, updated in place; returns the EndpointMonitor
+          %serve whoami                who this notebook's token is (admin, or a service principal)
 
         `get` and `list` return objects whose `.endpoint` / `.endpoints` hold the JSON. Errors
         show the server's message. The server is found when the extension loads:
@@ -471,6 +485,13 @@ class ServeMagics(Magics):
 
     def _cmd_list(self, args: Any, cell: str | None, ns: dict[str, Any]) -> EndpointList:
         return EndpointList(self.client.list())
+
+    def _cmd_whoami(self, args: Any, cell: str | None, ns: dict[str, Any]) -> str:
+        """The principal this notebook's token belongs to (admin: the server owner)."""
+        me = self.client.me()
+        admin = (me.get("jupyter_serving") or {}).get("admin")
+        role = "admin" if admin else f"service principal {me.get('applicationId')}"
+        return f"{me.get('userName')} ({role})"
 
     def _cmd_get(self, args: Any, cell: str | None, ns: dict[str, Any]) -> EndpointCard:
         return EndpointCard(self.client.get(args.name))

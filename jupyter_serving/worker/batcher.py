@@ -61,13 +61,15 @@ class Batcher:
                 self._reply(batch, results)
 
     def _score(self, batch: list[tuple[protocol.Frame, asyncio.StreamWriter]]) -> list[Any]:
-        requests = [(f.meta.decode(), f.body) for f, _ in batch]
+        requests = [(f.meta.decode(errors="replace"), f.body) for f, _ in batch]
         try:
             return self.scorer.score(requests)
-        except Exception as exc:  # a bug of ours, not of the model: answer every request anyway
-            logging.exception("scoring failed")
-            body = json.dumps({"error_code": "INTERNAL_ERROR", "message": f"Worker error: {exc!r}"}).encode()
-            return [_error_result(body) for _ in batch]
+        except Exception:
+            if len(requests) == 1:
+                return [_score_alone(self.scorer, requests[0])]
+            # One client's request must not fail the others that happened to share its batch.
+            logging.exception("a batch of %d failed as a whole; scoring each request alone", len(requests))
+            return [_score_alone(self.scorer, r) for r in requests]
 
     def _reply(self, batch: list[tuple[protocol.Frame, asyncio.StreamWriter]], results: list[Any]) -> None:
         for (frame, writer), result in zip(batch, results, strict=True):
@@ -77,7 +79,15 @@ class Batcher:
             writer.write(protocol.encode(frame.request_id, result.status, meta, result.body))
 
 
-def _error_result(body: bytes) -> Any:
+def _score_alone(scorer: Any, request: tuple[str, bytes]) -> Any:
+    """One request's own outcome: RecursionError means input too deep to handle, the client's fault."""
     from jupyter_serving.worker.scoring import Result
 
-    return Result(500, body)
+    try:
+        return scorer.score([request])[0]
+    except RecursionError:
+        status, code, message = 400, "BAD_REQUEST", "The request is nested too deeply to score."
+    except Exception as exc:  # a bug of ours, not of the model: answer the request anyway
+        logging.exception("scoring failed")
+        status, code, message = 500, "INTERNAL_ERROR", f"Worker error: {exc!r}"
+    return Result(status, json.dumps({"error_code": code, "message": message}).encode())

@@ -69,6 +69,7 @@ class Prepared:
     tensor: np.ndarray | None = None
     texts: list[str] | None = None
     params_key: str = ""  # the request's params as canonical JSON: texts batch only with equal params
+    error: Result | None = None  # refused before scoring (input the server can tell is malformed)
 
 
 class Scorer:
@@ -98,7 +99,7 @@ class Scorer:
         """Score concurrent requests, coalescing the compatible ones; one Result per request."""
         started = time.perf_counter()
         prepared = [self._prepare(ct, body) for ct, body in requests]
-        results: list[Result | None] = [None] * len(requests)
+        results: list[Result | None] = [p.error for p in prepared]
         self._score_fast(prepared, results)
         self._score_frames(prepared, results)
         self._score_tensors(prepared, results)
@@ -116,11 +117,16 @@ class Scorer:
             return Prepared(None, None)
         try:
             payload = json.loads(body)
+        except RecursionError:
+            return Prepared(None, None, error=bad_request("The request body nests JSON too deeply to parse."))
         except ValueError:
             return Prepared(None, None)
         if not isinstance(payload, dict):
             return Prepared(None, None)
         crid = payload.get("client_request_id")
+        if isinstance(crid, str) and not _encodable(crid):
+            message = "client_request_id must be valid Unicode text (it has an unpaired surrogate)."
+            return Prepared(None, None, error=bad_request(message))
         item = Prepared(payload, crid if isinstance(crid, str) else None)
         fmt = [k for k in payload if k in scoring_server.SUPPORTED_FORMATS]
         if len(fmt) == 1 and fmt[0] in TENSOR and self.text_rows:
@@ -294,6 +300,18 @@ def row_per_string(model: Any) -> bool:
         and flavor.get("task") in ROW_PER_STRING_TASKS
         and not flavor.get("inference_task")  # llm/v1 tasks take chat/completion dicts, not strings
     )
+
+
+def bad_request(message: str) -> Result:
+    return Result(400, json.dumps({"error_code": "BAD_REQUEST", "message": message}).encode())
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def client_safe(message: str) -> str:

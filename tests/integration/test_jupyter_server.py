@@ -151,3 +151,40 @@ def _mlflow_databricks_target_predicts(url: str, token: str, endpoint: str) -> N
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+async def test_service_principal_token_inside_jupyter_reaches_serving_routes_only(jp_fetch: Any) -> None:
+    """Jupyter's IdentityProvider never sees service-principal tokens: kernels, contents and the rest
+    refuse them, while the serving API takes them with their endpoint permissions."""
+    sp = json.loads(
+        (
+            await jp_fetch(
+                "api", "2.0", "preview", "scim", "v2", "ServicePrincipals", method="POST",
+                body=json.dumps({"displayName": "jp-app"}),
+            )
+        ).body
+    )  # fmt: skip
+    made = await jp_fetch(
+        "api", "2.0", "token-management", "on-behalf-of", "tokens", method="POST",
+        body=json.dumps({"application_id": sp["applicationId"], "lifetime_seconds": 600}),
+    )  # fmt: skip
+    auth = {"Authorization": f"Bearer {json.loads(made.body)['token_value']}"}
+    listed = await jp_fetch("api", "2.0", "serving-endpoints", headers=auth)
+    assert json.loads(listed.body) == {"endpoints": []}
+    me = json.loads((await jp_fetch("api", "2.0", "preview", "scim", "v2", "Me", headers=auth)).body)
+    assert me["userName"] == "jp-app" and me["jupyter_serving"] == {"admin": False}
+    refused = [
+        ("api", "kernels", "POST", "{}"),
+        ("api", "contents", "x.txt", "PUT", json.dumps({"type": "file", "format": "text", "content": "x"})),
+        ("api", "terminals", "POST", "{}"),
+        ("api", "sessions", "GET", None),
+        ("api", "config", "notebook", "GET", None),
+        ("api", "contents", "GET", None),
+    ]
+    for *parts, method, body in refused:
+        with pytest.raises(HTTPClientError) as denied:
+            await jp_fetch(*parts, method=method, body=body, headers=auth)
+        assert denied.value.code in (401, 403), parts
+    with pytest.raises(HTTPClientError) as denied:
+        await jp_fetch("api", "2.0", "preview", "scim", "v2", "ServicePrincipals", headers=auth)
+    assert denied.value.code == 403

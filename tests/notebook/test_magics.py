@@ -209,6 +209,7 @@ def test_help_documents_every_subcommand() -> None:
         "traffic",
         "query",
         "table",
+        "whoami",
     ):
         assert f"%serve {sub}" in doc or f"%%serve {sub}" in doc
 

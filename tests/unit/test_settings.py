@@ -35,8 +35,6 @@ def test_every_setting_is_a_flag_of_serve() -> None:
             "serve",
             "--port",
             "0",
-            "--token",
-            "t",
             "--state-dir",
             "/tmp/s",
             "--request-timeout-s",
@@ -52,6 +50,5 @@ def test_every_setting_is_a_flag_of_serve() -> None:
     assert server_env(args) == {"JUPYTER_SERVING_GPUS": "0,1"}
     assert server_env(build_parser().parse_args(["serve", "--gpus", ""])) == {"JUPYTER_SERVING_GPUS": ""}
     assert "--ServingSettings.fast_path=False" in argv
-    assert "--IdentityProvider.token=t" in argv
     flags = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["serve"]._actions}
     assert set(ServingSettings.class_traits(env=True)) <= flags

@@ -19,6 +19,8 @@ from jupyter_serving.backends.local.gpus import GpuAllocator
 from jupyter_serving.backends.local.gpus import discover as discover_gpus
 from jupyter_serving.backends.local.replica import WarmPool
 from jupyter_serving.backends.local.replica_set import ReplicaSet, SetOptions, Spawner
+from jupyter_serving.control.secrets import SecretStore
+from jupyter_serving.files import private_dir
 from jupyter_serving.settings import ServingSettings
 
 MAX_SOCKET_DIR = 80  # AF_UNIX paths are limited to 108 bytes; leave room for the file name
@@ -37,7 +39,7 @@ class LocalBackend:
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         self.pool = WarmPool(self.settings.warm_pool_size, self.log_dir / "warm-pool.log")
         self.spawner = Spawner(
             self.pool,
@@ -51,6 +53,7 @@ class LocalBackend:
                 "feature_refresh_s": self.settings.feature_refresh_s,
             },
             GpuAllocator(discover_gpus(self.settings.gpus)),
+            SecretStore(self.settings.state_path),
         )
         self.pool.start()
         self._ticker = asyncio.get_running_loop().create_task(self._autoscale_loop())

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -36,6 +36,9 @@ from jupyter_serving.model.states import ABORTED, FAILED, READY, RECOVERING, Dep
 from jupyter_serving.policy.autoscaler import DOWN, ZERO, ScalingPolicy, replicas_to_add, tick
 from jupyter_serving.policy.placement import gpus_per_replica
 
+if TYPE_CHECKING:
+    from jupyter_serving.control.secrets import SecretStore
+
 log = logging.getLogger("jupyter_serving")
 
 CRASH_WINDOW_S = 120.0
@@ -52,6 +55,7 @@ class Spawner:
     deploy_timeout_s: float
     worker_options: dict[str, Any]
     gpus: GpuAllocator
+    secrets: SecretStore | None = None  # resolves {{secrets/scope/key}} in environment_vars
 
     def log_path(self, endpoint: str, served: str) -> Path:
         path = self.log_dir / endpoint / f"{served}.log"
@@ -89,6 +93,12 @@ class Spawner:
         devices: list[int],
     ) -> Replica:
         env = {**env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))}  # CPU replicas see no GPU
+        try:
+            entity_env = entity.environment_vars
+            if self.secrets is not None:
+                entity_env = self.secrets.resolve(entity_env)
+        except KeyError as exc:
+            raise DeployFailed(f"Cannot set the environment: {exc.args[0]}.") from None
         worker = await self.pool.acquire()
         socket_path = self.socket_dir / f"{uuid.uuid4().hex[:12]}.sock"
         label = f"{endpoint}/{entity.name}[{worker.pid}]"
@@ -98,7 +108,7 @@ class Spawner:
                 "socket_path": str(socket_path),
                 "log_path": str(self.log_path(endpoint, entity.name)),
                 "label": label,
-                "env": {**entity.environment_vars, **env},
+                "env": {**entity_env, **env},
                 **self.worker_options,
             }
         )
