@@ -17,9 +17,6 @@ import numpy as np
 from jupyter_serving.features.index import FeatureIndex
 from jupyter_serving.features.spec import FeatureSpec
 
-_KEY_TYPES = (int, str)
-
-
 @dataclass
 class Looked:
     """What the fast path looked up for the requests of one batch, in order: the keys not found."""
@@ -65,7 +62,7 @@ class FeatureFastPath:
             client = [[r[c] for c in self.client_columns] for r in records]
         except (TypeError, KeyError, ValueError, AttributeError):
             return None
-        if not records or not _all_keys(keys) or not self._typed(client):
+        if not records or not self._typed(client):
             return None
         return self._matrix(records, keys, client)
 
@@ -88,6 +85,8 @@ class FeatureFastPath:
             values = by_key[lookup.keys[0]] if len(lookup.keys) == 1 else list(
                 zip(*(by_key[k] for k in lookup.keys), strict=True)
             )
+            if not _same_type(index, values):
+                return None  # the full path would convert the key to the column's type first
             positions = index.positions(values)
             absent = positions < 0
             for col, src in enumerate(self.sources):
@@ -117,5 +116,10 @@ def _split(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in data["data"]]
 
 
-def _all_keys(keys: list[list[Any]]) -> bool:
-    return all(type(v) in _KEY_TYPES for column in keys for v in column)
+def _same_type(index: FeatureIndex, values: list[Any]) -> bool:
+    """Keys of exactly the type of the index's single key column (int for integers, str for strings)."""
+    column = index.sorted_keys
+    if column is None:
+        return False  # composite keys: the full path
+    kind = int if column.dtype.kind in "iu" else str if column.dtype.kind in "OU" else None
+    return kind is not None and all(type(v) is kind for v in values)
