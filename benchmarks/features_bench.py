@@ -80,12 +80,21 @@ def build(root: Path, rows: int) -> tuple[dict[str, str], Any, Any]:
     reqs = ["scikit-learn", "pandas"]
     with mlflow.start_run():
         mlflow.sklearn.log_model(
-            model, name="model", signature=infer_signature(frame[FEATURES], model.predict(frame[FEATURES])),
-            registered_model_name="fb-inline", serialization_format="cloudpickle", pip_requirements=reqs,
+            model,
+            name="model",
+            signature=infer_signature(frame[FEATURES], model.predict(frame[FEATURES])),
+            registered_model_name="fb-inline",
+            serialization_format="cloudpickle",
+            pip_requirements=reqs,
         )
     fe.log_model(
-        model, "model", flavor=mlflow.sklearn, training_set=training, registered_model_name="fb-lookup",
-        serialization_format="cloudpickle", pip_requirements=reqs,
+        model,
+        "model",
+        flavor=mlflow.sklearn,
+        training_set=training,
+        registered_model_name="fb-lookup",
+        serialization_format="cloudpickle",
+        pip_requirements=reqs,
     )
     fe.create_table(CONTROL, "customer_id", table.slice(0, 1))
     return env, fe, table
@@ -107,7 +116,9 @@ def target(url: str, endpoint: str, proc: Any, log_path: Path) -> Target:
     return Target(parsed.hostname or HOST, parsed.port or 80, path, headers, proc, log_path)
 
 
-def load(tgt: Target, reqs: list[bytes], args: argparse.Namespace, during: Any = None, **options: Any) -> dict[str, Any]:
+def load(
+    tgt: Target, reqs: list[bytes], args: argparse.Namespace, during: Any = None, **options: Any
+) -> dict[str, Any]:
     """One loadgen run at 1 client; `during(stop_event)` runs in a thread meanwhile."""
     spec = load_spec(tgt, reqs, 1, args.warmup, args.duration, quickack=True, **options)
     proc = subprocess.Popen([sys.executable, str(LOADGEN)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -137,7 +148,9 @@ def rewrites(fe: Any, name: str, table: Any, args: argparse.Namespace, log: list
         if done.wait(args.warmup + 0.5):
             return
         while not done.is_set():
-            fresh = pa.table({"customer_id": table["customer_id"]} | {f: rng.normal(size=table.num_rows) for f in FEATURES})
+            fresh = pa.table(
+                {"customer_id": table["customer_id"]} | {f: rng.normal(size=table.num_rows) for f in FEATURES}
+            )
             started = time.perf_counter()
             fe.write_table(name, fresh, mode="overwrite")
             log.append(time.perf_counter() - started)
@@ -170,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if not any(s["errors"] for s in report["scenarios"].values()) else 1
 
 
-def serve_and_measure(root: Path, env: dict[str, str], fe: Any, table: Any, args: argparse.Namespace) -> dict[str, Any]:
+def serve_and_measure(
+    root: Path, env: dict[str, str], fe: Any, table: Any, args: argparse.Namespace
+) -> dict[str, Any]:
     info, log_path = root / "server-info.json", root / "jupyter-serving.log"
     flags = ["--catalog-root", str(root / "catalog"), "--feature-refresh-s", str(REFRESH_S)]
     cmd = serve_command(info, "--host", HOST, "--token", TOKEN, "--state-dir", str(root / "state"), *flags)
@@ -184,9 +199,17 @@ def serve_and_measure(root: Path, env: dict[str, str], fe: Any, table: Any, args
             api = OursApi(url, session)
             for name in ("fb-inline", "fb-lookup"):
                 entity = {"entity_name": name, "entity_version": "1", "workload_size": "Small"}
-                print(f"  {name}: READY in {api.create_ready_s(name, {'served_entities': [entity]}):.1f} s", flush=True)
-            inline, lookup = target(url, "fb-inline", proc, log_path), target(url, "fb-lookup", proc, log_path)
-            same = fetch_reference(inline, inline_bodies, session) == fetch_reference(lookup, lookup_bodies, session)
+                print(
+                    f"  {name}: READY in {api.create_ready_s(name, {'served_entities': [entity]}):.1f} s",
+                    flush=True,
+                )
+            inline, lookup = (
+                target(url, "fb-inline", proc, log_path),
+                target(url, "fb-lookup", proc, log_path),
+            )
+            same = fetch_reference(inline, inline_bodies, session) == fetch_reference(
+                lookup, lookup_bodies, session
+            )
             print(f"  same predictions inline and by key: {same}", flush=True)
             for label, tgt, reqs in (("inline", inline, inline_bodies), ("lookup", lookup, lookup_bodies)):
                 scenarios[label] = summary(load(tgt, reqs, args))
@@ -203,7 +226,9 @@ def serve_and_measure(root: Path, env: dict[str, str], fe: Any, table: Any, args
     return report(scenarios, same, writes, local)
 
 
-def report(scenarios: dict[str, Any], same: bool, writes: dict[str, list[float]], local: dict[str, Any]) -> dict[str, Any]:
+def report(
+    scenarios: dict[str, Any], same: bool, writes: dict[str, list[float]], local: dict[str, Any]
+) -> dict[str, Any]:
     added = scenarios["lookup"]["p50_ms"] - scenarios["inline"]["p50_ms"]
     quiet = scenarios["lookup"]["p99_ms"]
     return {

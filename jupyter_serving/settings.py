@@ -129,8 +129,8 @@ class ServingSettings(Configurable):
     catalog_root = Unicode(
         "",
         config=True,
-        help="Root folder of inference tables (<catalog_root>/<catalog>/<schema>/<prefix>_payload) and feature "
-        "tables (<catalog_root>/<catalog>/<schema>/<table>). "
+        help="Root folder of inference tables (<catalog_root>/<catalog>/<schema>/<prefix>_payload) and "
+        "feature tables (<catalog_root>/<catalog>/<schema>/<table>). "
         "Env: JUPYTER_SERVING_CATALOG_ROOT. Default: <state dir>/catalog.",
     ).tag(env=True)
 

@@ -23,7 +23,7 @@ from jupyter_serving.features.catalog import (
     write_info,
 )
 from jupyter_serving.features.index import FeatureIndex
-from jupyter_serving.features.spec import FeatureLookup, FeatureSpec, join_features
+from jupyter_serving.features.spec import FeatureLookup, FeatureSpec
 from jupyter_serving.features.training import TrainingSet, feature_model_signature, spec_model_signature
 
 WRITE_MODES = ("merge", "overwrite")

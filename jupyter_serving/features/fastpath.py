@@ -17,6 +17,7 @@ import numpy as np
 from jupyter_serving.features.index import FeatureIndex
 from jupyter_serving.features.spec import FeatureSpec
 
+
 @dataclass
 class Looked:
     """What the fast path looked up for the requests of one batch, in order: the keys not found."""
@@ -67,7 +68,9 @@ class FeatureFastPath:
         return self._matrix(records, keys, client)
 
     def _typed(self, client: list[list[Any]]) -> bool:
-        integer = [t for c, t in zip(self.inner.columns, self.inner.integer, strict=True) if c in self.client_columns]
+        integer = [
+            t for c, t in zip(self.inner.columns, self.inner.integer, strict=True) if c in self.client_columns
+        ]
         for row in client:
             for value, is_int in zip(row, integer, strict=True):
                 kind = type(value)
@@ -75,15 +78,19 @@ class FeatureFastPath:
                     return False
         return True
 
-    def _matrix(self, records: list[Any], keys: list[list[Any]], client: list[list[Any]]) -> np.ndarray | None:
+    def _matrix(
+        self, records: list[Any], keys: list[list[Any]], client: list[list[Any]]
+    ) -> np.ndarray | None:
         indexes = self.tables.indexes
         out = np.empty((len(records), len(self.sources)), dtype=np.float64)
         missing: list[list[dict[str, Any]]] = [[] for _ in records]
         by_key = dict(zip(self.key_columns, keys, strict=True))
         for i, lookup in enumerate(self.spec.lookups):
             index: FeatureIndex = indexes[lookup.table_name]
-            values = by_key[lookup.keys[0]] if len(lookup.keys) == 1 else list(
-                zip(*(by_key[k] for k in lookup.keys), strict=True)
+            values = (
+                by_key[lookup.keys[0]]
+                if len(lookup.keys) == 1
+                else list(zip(*(by_key[k] for k in lookup.keys), strict=True))
             )
             if not _same_type(index, values):
                 return None  # the full path would convert the key to the column's type first
@@ -98,7 +105,9 @@ class FeatureFastPath:
                 out[:, col] = np.where(absent, np.nan, column[np.where(absent, 0, positions)])
             for row in np.flatnonzero(absent):
                 key = values[row] if len(lookup.keys) > 1 else (values[row],)
-                missing[row].append({"table_name": lookup.table_name, **dict(zip(lookup.keys, key, strict=True))})
+                missing[row].append(
+                    {"table_name": lookup.table_name, **dict(zip(lookup.keys, key, strict=True))}
+                )
         client_at = [c for c, src in enumerate(self.sources) if src is None]
         if client_at:
             out[:, client_at] = np.asarray(client, dtype=np.float64)

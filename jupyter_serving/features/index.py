@@ -112,8 +112,16 @@ class FeatureIndex:
     def _bisect(self, keys: list[Any], times: np.ndarray | None) -> np.ndarray:
         runs = _runs(self.sorted_keys, keys)
         if runs is None:  # keys NumPy cannot compare with the column at once: one by one
-            return np.concatenate([self._bisect([k], None if times is None else times[i : i + 1])
-                                   for i, k in enumerate(keys)]) if keys else np.empty(0, np.int64)
+            return (
+                np.concatenate(
+                    [
+                        self._bisect([k], None if times is None else times[i : i + 1])
+                        for i, k in enumerate(keys)
+                    ]
+                )
+                if keys
+                else np.empty(0, np.int64)
+            )
         left, right = runs
         found = right > left
         if times is None or self.times is None:

@@ -68,11 +68,10 @@ class FeatureModel(_LookupModel):
         absent = [c for c in columns if c not in joined.frame.columns]
         if absent:
             raise MlflowException(
-                f"Missing input column(s) {absent}: the model needs them and no feature lookup provides them.",
+                f"Missing input column(s) {absent}: the model needs them and no feature lookup gives them.",
                 error_code=INVALID_PARAMETER_VALUE,
             )
         return self.model.predict(joined.frame[columns], params=params)
-
 
     def fast_path(self, build_inner: Any) -> Any:
         """The worker's NumPy fast path over the inner model, with lookups (None if it does not apply)."""

@@ -131,4 +131,3 @@ def _times(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
 
     stamps = pd.DatetimeIndex(pd.to_datetime(frame[column], utc=True))
     return stamps.as_unit("ns").asi8
-

@@ -56,8 +56,11 @@ class ServedTables:
                 try:
                     self.refresh(name)
                 except Exception:  # a half-written commit or a dropped table: keep serving the last one
-                    log.exception("refreshing feature table %s failed; still serving version %s",
-                                  name, self.indexes[name].version)
+                    log.exception(
+                        "refreshing feature table %s failed; still serving version %s",
+                        name,
+                        self.indexes[name].version,
+                    )
 
     def refresh(self, name: str) -> bool:
         """Load the table's newest version if it has a commit after the one served."""
@@ -69,15 +72,25 @@ class ServedTables:
         fresh = FeatureIndex.load(name, self.root)
         self.indexes = {**self.indexes, name: fresh}  # one assignment: readers see old or new
         self.refreshes += 1
-        log.info("feature table %s: version %s -> %s (%s rows) in %.2f s", name, current.version,
-                 fresh.version, fresh.stats.rows, time.perf_counter() - started)
+        log.info(
+            "feature table %s: version %s -> %s (%s rows) in %.2f s",
+            name,
+            current.version,
+            fresh.version,
+            fresh.stats.rows,
+            time.perf_counter() - started,
+        )
         self.write_status()
         return True
 
     def describe(self) -> list[dict[str, object]]:
         return [
-            {"name": i.stats.name, "version": i.stats.version, "rows": i.stats.rows,
-             "loaded_at": round(i.stats.loaded_at, 3)}
+            {
+                "name": i.stats.name,
+                "version": i.stats.version,
+                "rows": i.stats.rows,
+                "loaded_at": round(i.stats.loaded_at, 3),
+            }
             for i in self.indexes.values()
         ]
 

@@ -67,7 +67,9 @@ def _register(catalog: Path) -> None:
         serialization_format="cloudpickle",
         pip_requirements=["scikit-learn"],
     )
-    fe.create_feature_spec(SPEC, [FeatureLookup(TABLE, "customer_id", rename_outputs={"spend": "total_spend"})])
+    fe.create_feature_spec(
+        SPEC, [FeatureLookup(TABLE, "customer_id", rename_outputs={"spend": "total_spend"})]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +102,10 @@ def wait_served_version(world: FeatureWorld, endpoint: str) -> int:
     from deltalake import DeltaTable
 
     version = DeltaTable(str(world.catalog / "main" / "fs" / "customers")).version()
-    wait_for(lambda: [t["version"] for t in served_tables(world.server, endpoint)] == [version],
-             what=f"{endpoint} to serve version {version}")
+    wait_for(
+        lambda: [t["version"] for t in served_tables(world.server, endpoint)] == [version],
+        what=f"{endpoint} to serve version {version}",
+    )
     return version
 
 
@@ -167,8 +171,10 @@ def test_merge_reaches_served_predictions_without_a_redeploy(world: FeatureWorld
     assert world.server.get("fs-model")["config"]["config_version"] == config_version
     assert [t["version"] for t in served_tables(world.server, "fs-model")] == [before_version + 1]
     spec_rows = wait_for(
-        lambda: (r := world.server.invoke("fs-features", keys(4)).json()["predictions"])[0]["total_spend"] == 50.0
-        and r,
+        lambda: (
+            (r := world.server.invoke("fs-features", keys(4)).json()["predictions"])[0]["total_spend"] == 50.0
+            and r
+        ),
         what="the feature endpoint to serve the merge",
     )
     assert spec_rows[0]["visits"] == 0.0
@@ -186,7 +192,9 @@ def test_databricks_sdk_queries_both_endpoints(world: FeatureWorld) -> None:
     w = WorkspaceClient(host=world.server.url, token=world.server.token, auth_type="pat")
     wait_served_version(world, "fs-model")
     expected = world.client.score_batch(f"models:/{MODEL}/1", pd.DataFrame({"customer_id": [2, 6]}))
-    model = w.serving_endpoints.query(name="fs-model", dataframe_records=[{"customer_id": 2}, {"customer_id": 6}])
+    model = w.serving_endpoints.query(
+        name="fs-model", dataframe_records=[{"customer_id": 2}, {"customer_id": 6}]
+    )
     assert model.predictions == pytest.approx(expected["prediction"].tolist(), abs=1e-12)
     wait_served_version(world, "fs-features")
     features = w.serving_endpoints.query(name="fs-features", dataframe_records=[{"customer_id": 2}])

@@ -27,7 +27,11 @@ def utc(*days: str) -> pd.Series:
 
 def test_point_in_time_lookups_pick_the_row_at_or_before_the_timestamp(fe: FeatureEngineeringClient) -> None:
     events = pd.DataFrame(
-        {"uid": [1, 1, 1, 2], "ts": utc("2024-01-01", "2024-01-05", "2024-01-10", "2024-01-03"), "v": [1.0, 5.0, 10.0, 3.0]}
+        {
+            "uid": [1, 1, 1, 2],
+            "ts": utc("2024-01-01", "2024-01-05", "2024-01-10", "2024-01-03"),
+            "v": [1.0, 5.0, 10.0, 3.0],
+        }
     )
     fe.create_table("main.t.events", "uid", events, timeseries_column="ts")
     assert fe.get_table("main.t.events").primary_keys == ["uid", "ts"]
@@ -51,7 +55,12 @@ def test_merge_upserts_by_primary_key_and_new_versions_are_served(fe: FeatureEng
     assert tables.refresh("main.t.c")
     index = tables.indexes["main.t.c"]
     assert index.version == 1 and index.positions([3, 2, 4]).tolist()[2] == -1
-    assert tables.describe()[0] | {"loaded_at": 0} == {"name": "main.t.c", "version": 1, "rows": 3, "loaded_at": 0}
+    assert tables.describe()[0] | {"loaded_at": 0} == {
+        "name": "main.t.c",
+        "version": 1,
+        "rows": 3,
+        "loaded_at": 0,
+    }
 
 
 def test_string_and_composite_keys_and_renamed_outputs(fe: FeatureEngineeringClient) -> None:
@@ -70,8 +79,17 @@ def test_string_and_composite_keys_and_renamed_outputs(fe: FeatureEngineeringCli
     assert joined.frame["item_price"].tolist()[::2] == [3.0, 1.0]
     assert np.isnan(joined.frame["item_price"][1])
     assert joined.frame["size"].tolist()[:2] == [30, 20] and np.isnan(joined.frame["size"][2])
-    assert joined.missing == [[], [{"table_name": "main.t.s", "item": "zz"}], [{"table_name": "main.t.st", "r": "eu", "s": 9}]]
-    assert join_features(pd.DataFrame({"item": [5], "r": [None], "s": [1]}), spec, indexes).frame["item_price"].isna().all()
+    assert joined.missing == [
+        [],
+        [{"table_name": "main.t.s", "item": "zz"}],
+        [{"table_name": "main.t.st", "r": "eu", "s": 9}],
+    ]
+    assert (
+        join_features(pd.DataFrame({"item": [5], "r": [None], "s": [1]}), spec, indexes)
+        .frame["item_price"]
+        .isna()
+        .all()
+    )
 
 
 def test_table_rules_are_checked(fe: FeatureEngineeringClient) -> None:
@@ -111,14 +129,22 @@ def check_fast_path(fe: FeatureEngineeringClient) -> None:
     from jupyter_serving.worker.scoring import Scorer
 
     rng = np.random.default_rng(3)
-    fe.create_table("main.t.f", "id", pd.DataFrame({"id": np.arange(50), "a": rng.normal(size=50), "b": rng.normal(size=50)}))
+    fe.create_table(
+        "main.t.f",
+        "id",
+        pd.DataFrame({"id": np.arange(50), "a": rng.normal(size=50), "b": rng.normal(size=50)}),
+    )
     training = fe.create_training_set(
         pd.DataFrame({"id": np.arange(50), "extra": rng.normal(size=50), "y": rng.normal(size=50)}),
-        [FeatureLookup("main.t.f", "id")], label="y", exclude_columns=["id"],
+        [FeatureLookup("main.t.f", "id")],
+        label="y",
+        exclude_columns=["id"],
     )
     frame = training.load_df()
     model = make_pipeline(SimpleImputer(), LinearRegression()).fit(frame[["extra", "a", "b"]], frame.y)
-    info = fe.log_model(model, "m", flavor=mlflow.sklearn, training_set=training, serialization_format="cloudpickle")
+    info = fe.log_model(
+        model, "m", flavor=mlflow.sklearn, training_set=training, serialization_format="cloudpickle"
+    )
     with using_root(fe.root):
         loaded = mlflow.pyfunc.load_model(info.model_uri)
     fast, full = Scorer(loaded), Scorer(loaded, fast_path=False)
