@@ -160,3 +160,21 @@ def check_fast_path(fe: FeatureEngineeringClient) -> None:
         assert (a.status, json.loads(a.body)) == (b.status, json.loads(b.body))
     body = json.loads(fast.score(raw[1:2])[0].body)
     assert body["missing_keys"] == [{"table_name": "main.t.f", "id": 999}]
+
+
+def test_serve_get_shows_feature_tables_and_versions() -> None:
+    from jupyter_serving.notebook.magics import _entity_row
+
+    entity = {
+        "name": "m-1",
+        "entity_name": "m",
+        "entity_version": "1",
+        "state": {"deployment": "DEPLOYMENT_READY"},
+    }
+    local = {
+        "replicas": 1,
+        "ready_replicas": 1,
+        "feature_tables": [{"name": "main.s.t", "version": 3, "rows": 9}],
+    }
+    assert "features: main.s.t v3" in _entity_row({**entity, "local": local}, 100)
+    assert "features:" not in _entity_row({**entity, "local": {"replicas": 1}}, 100)
