@@ -17,8 +17,6 @@ import numpy as np
 from jupyter_serving.features.index import FeatureIndex
 from jupyter_serving.features.spec import FeatureSpec
 
-_KEY_TYPES = (int, str)
-
 
 @dataclass
 class Looked:
@@ -39,6 +37,12 @@ class FeatureFastPath:
         self.sources = self._sources()
         self.client_columns = [c for c, src in zip(inner.columns, self.sources, strict=True) if src is None]
         self.key_columns = spec.key_columns
+        self.client_at = [c for c, src in enumerate(self.sources) if src is None]
+        # per lookup: (model input position, feature column) of what it fills
+        self.plan = [
+            [(col, src[1]) for col, src in enumerate(self.sources) if src is not None and src[0] == i]
+            for i in range(len(spec.lookups))
+        ]
         self._looked = Looked()
 
     @classmethod
@@ -65,7 +69,7 @@ class FeatureFastPath:
             client = [[r[c] for c in self.client_columns] for r in records]
         except (TypeError, KeyError, ValueError, AttributeError):
             return None
-        if not records or not _all_keys(keys) or not self._typed(client):
+        if not records or not self._typed(client):
             return None
         return self._matrix(records, keys, client)
 
@@ -87,30 +91,27 @@ class FeatureFastPath:
         out = np.empty((len(records), len(self.sources)), dtype=np.float64)
         missing: list[list[dict[str, Any]]] = [[] for _ in records]
         by_key = dict(zip(self.key_columns, keys, strict=True))
-        for i, lookup in enumerate(self.spec.lookups):
+        for lookup, columns in zip(self.spec.lookups, self.plan, strict=True):
             index: FeatureIndex = indexes[lookup.table_name]
-            values = (
-                by_key[lookup.keys[0]]
-                if len(lookup.keys) == 1
-                else list(zip(*(by_key[k] for k in lookup.keys), strict=True))
-            )
+            values = by_key[lookup.keys[0]]  # single-key lookups only (see _same_type)
+            if not _same_type(index, values):
+                return None  # the full path would convert the key to the column's type first
             positions = index.positions(values)
             absent = positions < 0
-            for col, src in enumerate(self.sources):
-                if src is None or src[0] != i:
-                    continue
-                column = index.numeric(src[1])
-                if column is None or (absent.any() and self.inner.integer[col]):
+            any_absent = bool(absent.any())
+            rows = np.where(absent, 0, positions) if any_absent else positions
+            for col, feature in columns:
+                column = index.numeric(feature)
+                if column is None or (any_absent and self.inner.integer[col]):
                     return None  # not numeric, or a null the full path would refuse for a long column
-                out[:, col] = np.where(absent, np.nan, column[np.where(absent, 0, positions)])
-            for row in np.flatnonzero(absent):
-                key = values[row] if len(lookup.keys) > 1 else (values[row],)
-                missing[row].append(
-                    {"table_name": lookup.table_name, **dict(zip(lookup.keys, key, strict=True))}
-                )
-        client_at = [c for c, src in enumerate(self.sources) if src is None]
-        if client_at:
-            out[:, client_at] = np.asarray(client, dtype=np.float64)
+                out[:, col] = column[rows]
+                if any_absent:
+                    out[absent, col] = np.nan
+            if any_absent:
+                for row in np.flatnonzero(absent):
+                    missing[row].append({"table_name": lookup.table_name, lookup.keys[0]: values[row]})
+        if self.client_at:
+            out[:, self.client_at] = np.asarray(client, dtype=np.float64)
         self._looked.missing.extend(missing)
         return out
 
@@ -125,5 +126,10 @@ def _split(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in data["data"]]
 
 
-def _all_keys(keys: list[list[Any]]) -> bool:
-    return all(type(v) in _KEY_TYPES for column in keys for v in column)
+def _same_type(index: FeatureIndex, values: list[Any]) -> bool:
+    """Keys of exactly the type of the index's single key column (int for integers, str for strings)."""
+    column = index.sorted_keys
+    if column is None:
+        return False  # composite keys: the full path
+    kind = int if column.dtype.kind in "iu" else str if column.dtype.kind in "OU" else None
+    return kind is not None and all(type(v) is kind for v in values)

@@ -68,7 +68,7 @@ class FeatureModel(_LookupModel):
         absent = [c for c in columns if c not in joined.frame.columns]
         if absent:
             raise MlflowException(
-                f"Missing input column(s) {absent}: the model needs them and no feature lookup provides them.",
+                f"Missing input column(s) {absent}: the model needs them and no feature lookup gives them.",
                 error_code=INVALID_PARAMETER_VALUE,
             )
         return self.model.predict(joined.frame[columns], params=params)

@@ -107,7 +107,7 @@ def _entity_row(entity: Mapping[str, Any], percent: int | None) -> str:
     message = state.get("deployment_state_message") or ""
     cells = [
         f"<b>{html.escape(str(entity.get('name', '')))}</b>",
-        html.escape(f"{model} v{version}" if version else model),
+        html.escape(f"{model} v{version}" if version else model) + _feature_tables(local),
         html.escape(compute),
         badge(
             deployment.removeprefix("DEPLOYMENT_").capitalize() or "?", _DEPLOY_TONES.get(deployment, "bad")
@@ -117,6 +117,15 @@ def _entity_row(entity: Mapping[str, Any], percent: int | None) -> str:
         traffic_bar(percent),
     ]
     return "<tr>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>"
+
+
+def _feature_tables(local: Mapping[str, Any]) -> str:
+    """The feature tables a replica looks features up from, each with the Delta version it serves."""
+    tables = local.get("feature_tables") or []
+    if not tables:
+        return ""
+    text = ", ".join(f"{t.get('name')} v{t.get('version')}" for t in tables)
+    return f'<div style="color:#57606a;font-size:11px">features: {html.escape(text)}</div>'
 
 
 def _entities_table(config: Mapping[str, Any]) -> str:

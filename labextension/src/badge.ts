@@ -78,7 +78,9 @@ export function replicaText(entity: ServedEntity): string | null {
   }
   const ready = local.ready_replicas ?? local.replicas;
   const noun = local.replicas === 1 ? 'replica' : 'replicas';
-  return `${ready}/${local.replicas} ${noun}`;
+  const features = (local.feature_tables ?? []).map(t => `${t.name} v${t.version}`);
+  const suffix = features.length ? ` · features: ${features.join(', ')}` : '';
+  return `${ready}/${local.replicas} ${noun}${suffix}`;
 }
 
 function failureTitle(endpoint: Endpoint): string | null {

@@ -24,6 +24,8 @@ export interface LocalRuntime {
   replicas?: number;
   ready_replicas?: number;
   gpus?: number[];
+  /** Feature tables the replicas look features up from, with the Delta version each serves. */
+  feature_tables?: { name: string; version: number; rows?: number }[];
 }
 
 export interface ServedEntityInput {

@@ -31,6 +31,8 @@ def test_top_level_public_surface_is_pinned() -> None:
 
     assert sorted(jupyter_serving.__all__) == [
         "Client",
+        "FeatureEngineeringClient",
+        "FeatureLookup",
         "ServingApp",
         "__version__",
         "compare_entities",
