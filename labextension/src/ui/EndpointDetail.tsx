@@ -299,7 +299,12 @@ function Overview({
           xRange={xRange}
           yRange={[0, 100]}
         />
-        {chart('CPU', 'cpu_percent', '% of one core, all replicas', v => `${v.toFixed(0)}%`)}
+        {chart(
+          'CPU',
+          'cpu_percent',
+          '% of one core, all replicas',
+          v => `${v.toFixed(v < 10 ? 1 : 0)}%`
+        )}
         {chart('Memory', 'memory_bytes', 'MiB resident, all replicas', v => v.toFixed(0), {}, mib)}
         {chart('Queued requests', 'queued_requests', 'waiting for a replica', v => v.toFixed(0), {
           integer: true

@@ -53,9 +53,6 @@ export function PageView({
   if (place.kind === 'create' || place.kind === 'edit') {
     return (
       <div className="jp-serving-page-section jp-serving-page-form">
-        <h1 className="jp-serving-page-title">
-          {place.kind === 'edit' ? `Edit ${place.form.name}` : 'Create serving endpoint'}
-        </h1>
         <FormPage services={services} place={place} onDone={setPlace} onNotebook={openInNotebook} />
         <ErrorBanner message={error} />
       </div>

@@ -94,7 +94,8 @@ function options(
           }
     },
     axes: [
-      { ...axisStyle, values: (u, ticks) => ticks.map(t => clock(t, u.scales.x)) },
+      // Clock labels are wide: keep ticks far enough apart that they never run together.
+      { ...axisStyle, space: 90, values: (u, ticks) => ticks.map(t => clock(t, u.scales.x)) },
       {
         ...axisStyle,
         size: 64,
