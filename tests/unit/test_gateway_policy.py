@@ -177,7 +177,7 @@ def test_endpoint_monitor_shows_a_notification_when_an_endpoint_fails_and_recove
     from jupyter_serving.notebook.widgets import EndpointMonitor
 
     client = _Polled(["DEPLOYMENT_READY", "DEPLOYMENT_FAILED", "DEPLOYMENT_FAILED", "DEPLOYMENT_READY"])
-    monitor = EndpointMonitor(client, "ep", start=False)  # type: ignore[arg-type]
+    monitor = EndpointMonitor(client, "ep", start=False, charts=False)  # type: ignore[arg-type]
     assert monitor.notifications == [] and monitor.notice.value == ""
     monitor.refresh()
     monitor.refresh()
