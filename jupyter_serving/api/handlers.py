@@ -186,6 +186,12 @@ class LogsHandler(ServingHandler):
         self.write_json({"logs": self.manager.logs(name, served)})
 
 
+class BuildLogsHandler(ServingHandler):
+    @web.authenticated
+    def get(self, name: str, served: str) -> None:
+        self.write_json({"logs": self.manager.build_logs(name, served)})
+
+
 class MetricsHandler(ServingHandler):
     @web.authenticated
     def get(self, name: str) -> None:
@@ -274,6 +280,7 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"{API}/{NAME}/config/?", ConfigHandler),
     (rf"{API}/{NAME}/cancel-update/?", CancelUpdateHandler),
     (rf"{API}/{NAME}/served-models/{SERVED}/logs/?", LogsHandler),
+    (rf"{API}/{NAME}/served-models/{SERVED}/build-logs/?", BuildLogsHandler),
     (rf"{API}/{NAME}/metrics/?", MetricsHandler),
     (r"/api/2\.0/jupyter-serving/health/?", HealthHandler),
     (r"/api/2\.0/jupyter-serving/registered-models/?", RegisteredModelsHandler),

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jupyter_serving.backends.local.environments import EnvironmentCache, worker_path
 from jupyter_serving.backends.local.gpus import GpuAllocator
 from jupyter_serving.backends.local.gpus import discover as discover_gpus
 from jupyter_serving.backends.local.replica import WarmPool, WorkerReply
@@ -135,6 +136,7 @@ class EndpointManager:
         self.store: EndpointStore | None = None
         self.pool: WarmPool | None = None
         self.spawner: Spawner | None = None
+        self.environments: EnvironmentCache | None = None
         self.capture: InferenceCapture | None = None
         # Row encoders per (table, endpoint, served entity, model, version): see capture.row.RowEncoder.
         self._row_encoders: dict[tuple[Any, ...], RowEncoder] = {}
@@ -164,6 +166,10 @@ class EndpointManager:
         log_dir = self.state_dir / "logs"
         log_dir.mkdir(exist_ok=True)
         self.pool = WarmPool(self.settings.warm_pool_size, log_dir / "warm-pool.log")
+        envs = self.settings.env_cache_path
+        self.environments = EnvironmentCache(
+            envs, self.settings.env_cache_max_bytes, self.settings.deploy_timeout_s
+        )
         self.spawner = Spawner(
             self.pool,
             self._socket_dir(),
@@ -171,6 +177,9 @@ class EndpointManager:
             self.settings.deploy_timeout_s,
             {"max_batch_size": self.settings.max_batch_size, "fast_path": self.settings.fast_path},
             GpuAllocator(discover_gpus(self.settings.gpus)),
+            self.environments,
+            self.settings.env_manager,
+            worker_path(envs),
         )
         self.pool.start()
         self.registry.warm_up()
@@ -219,8 +228,10 @@ class EndpointManager:
         await asyncio.gather(
             *(s.stop(drain_timeout_s=5.0) for e in self.endpoints.values() for s in e.all_sets())
         )
-        if self.pool is not None:
-            await self.pool.stop()
+        if self.spawner is not None:
+            await self.spawner.pools.stop()  # the server's warm pool and each environment's
+        if self.environments is not None:
+            self.environments.close()
         if self.capture is not None:
             await self.capture.stop()
         self.registry.close()
@@ -307,7 +318,11 @@ class EndpointManager:
         endpoint.routing = None
         await asyncio.gather(*(s.stop(drain_timeout_s=10.0) for s in endpoint.all_sets()))
 
-    def logs(self, name: str, served: str) -> str:
+    def build_logs(self, name: str, served: str) -> str:
+        """How the entity's Python environment was chosen, and its uv build output."""
+        return self.logs(name, served, suffix=".build.log")
+
+    def logs(self, name: str, served: str, suffix: str = ".log") -> str:
         endpoint = self.get(name)
         known = {
             e["name"]
@@ -318,7 +333,7 @@ class EndpointManager:
         if served not in known:
             raise ResourceDoesNotExist(f"Served entity '{served}' does not exist in endpoint '{name}'.")
         assert self.spawner is not None
-        path = self.spawner.log_path(name, served)
+        path = self.spawner.log_path(name, served, suffix)
         if not path.exists():  # no replica of it has started yet
             return ""
         with open(path, "rb") as f:

@@ -54,10 +54,13 @@ class WorkerProcess:
         self.pid = proc.pid
 
     @classmethod
-    async def spawn(cls, log_path: Path, env: dict[str, str] | None = None) -> WorkerProcess:
+    async def spawn(
+        cls, log_path: Path, env: dict[str, str] | None = None, python: str = sys.executable
+    ) -> WorkerProcess:
+        """Start a worker under `python`: the server's interpreter, or a model environment's."""
         with open(log_path, "ab") as log_file:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
+                python,
                 "-m",
                 WORKER_MODULE,
                 stdin=asyncio.subprocess.PIPE,
@@ -109,9 +112,13 @@ class WarmPool:
     rather than starting a second interpreter that would compete with it for the CPU.
     """
 
-    def __init__(self, size: int, log_path: Path) -> None:
+    def __init__(
+        self, size: int, log_path: Path, python: str = sys.executable, env: dict[str, str] | None = None
+    ) -> None:
         self.size = size
         self.log_path = log_path
+        self.python = python
+        self.env = env
         self._spares: deque[asyncio.Task[WorkerProcess]] = deque()
         self._closed = False
 
@@ -130,14 +137,14 @@ class WarmPool:
             if worker.alive:
                 self._refill()
                 return worker
-        worker = await WorkerProcess.spawn(self.log_path)
+        worker = await WorkerProcess.spawn(self.log_path, self.env, self.python)
         self._refill()
         return worker
 
     def _refill(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closed and len(self._spares) < self.size:
-            self._spares.append(loop.create_task(WorkerProcess.spawn(self.log_path)))
+            self._spares.append(loop.create_task(WorkerProcess.spawn(self.log_path, self.env, self.python)))
 
     async def stop(self) -> None:
         self._closed = True
@@ -145,6 +152,28 @@ class WarmPool:
         for result in await asyncio.gather(*spares, return_exceptions=True):
             if isinstance(result, WorkerProcess):
                 await result.kill()
+
+
+class WarmPools:
+    """One warm pool per interpreter in use: the server's, and each model environment's, so a cold
+    start in a built environment skips MLflow's import like one in the server's environment does."""
+
+    def __init__(self, default: WarmPool) -> None:
+        self.default = default
+        self._pools: dict[str, WarmPool] = {default.python: default}
+
+    def pool(self, python: str, env: dict[str, str] | None = None) -> WarmPool:
+        pool = self._pools.get(python)
+        if pool is None:
+            pool = self._pools[python] = WarmPool(self.default.size, self.default.log_path, python, env)
+            pool.start()
+        return pool
+
+    async def acquire(self, python: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        return await self.pool(python, env).acquire()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self._pools.values()))
 
 
 class Replica:
