@@ -70,7 +70,11 @@ class WorkerProcess:
                 env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
             )
         worker = cls(proc)
-        event = await worker.next_event()
+        try:
+            event = await worker.next_event()
+        except BaseException:  # cancelled while importing (a server stopping): leave no process behind
+            proc.kill()
+            raise
         if event.get("event") != "warm":
             raise RuntimeError(f"worker {worker.pid} did not start: {event.get('message', 'it exited')}")
         return worker
@@ -173,6 +177,11 @@ class WarmPools:
         return await self.pool(python, env).acquire()
 
     async def stop(self) -> None:
+        # A spare in a new environment can take a minute to import MLflow (no bytecode yet): stopping
+        # cancels spares still starting instead of waiting for them.
+        for pool in self._pools.values():
+            for spare in pool._spares:
+                spare.cancel()
         await asyncio.gather(*(p.stop() for p in self._pools.values()))
 
 
