@@ -11,7 +11,7 @@ from typing import Any
 
 from jupyter_serving._version import __version__
 
-__all__ = ["Client", "ServingApp", "__version__", "compare_entities", "drift", "inference_table"]
+__all__ = ["Client", "ServingApp", "__version__", "compare_entities", "drift", "inference_table", "validate"]
 
 _LAZY = {
     "Client": "jupyter_serving.notebook.client",
@@ -19,6 +19,7 @@ _LAZY = {
     "inference_table": "jupyter_serving.notebook.tables",
     "compare_entities": "jupyter_serving.tables.analysis",
     "drift": "jupyter_serving.tables.analysis",
+    "validate": "jupyter_serving.notebook.validate",
 }
 
 

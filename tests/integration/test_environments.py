@@ -243,3 +243,24 @@ def test_a_server_killed_mid_build_rebuilds_the_environment_cleanly(
         assert build_logs(server, "env-kill", "k").startswith(f"Built environment {half_built}")
     finally:
         server.stop()
+
+
+def test_validate_predicts_in_the_environment_an_endpoint_would_use(
+    env_models: dict[str, list[str]], env_caches: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from jupyter_serving import validate
+    from jupyter_serving.settings import ServingSettings
+
+    monkeypatch.setenv("UV_CACHE_DIR", env_caches["UV_CACHE_DIR"])
+    settings = ServingSettings(env_cache_dir=env_caches["JUPYTER_SERVING_ENV_CACHE_DIR"])
+    frame = pd.DataFrame({"package": ["six", "python"]})
+    result = validate(
+        "models:/env-six-old/1", frame, pip_requirements_override=["six==1.15.0"], settings=settings
+    )
+    assert result.ok, result
+    assert result.predictions["prediction"].tolist() == ["1.15.0", "3.11.7"]
+    assert "six==1.15.0" in result.build_log and "six==1.16.0" not in result.build_log
+    failed = validate("models:/env-unresolvable/1", frame, settings=settings)
+    assert not failed.ok and "unsatisfiable" in failed.build_log

@@ -118,9 +118,8 @@ class EnvironmentCache:
             return server.with_decision("The model's files are not local: the server's own environment.")
         wanted = reqs.read(model_dir)
         if overrides:
-            wanted = reqs.ModelRequirements(
-                wanted.python, reqs.normalise(list(overrides), model_dir), "override"
-            )
+            merged = reqs.override(wanted.requirements, reqs.normalise(list(overrides), model_dir))
+            wanted = reqs.ModelRequirements(wanted.python, merged, f"{wanted.source} with overrides")
         if manager == AUTO:
             unmet = reqs.unmet_by_server(wanted)
             if unmet is None:

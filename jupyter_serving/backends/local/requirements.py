@@ -85,6 +85,13 @@ def _canonical(line: str) -> str:
     return f"{name}{extras}{spec}" + (f" ; {req.marker}" if req.marker else "")
 
 
+def override(requirements: tuple[str, ...], overrides: tuple[str, ...]) -> tuple[str, ...]:
+    """`pip_requirements_override` as `mlflow.models.predict` reads it: each override replaces the
+    model's requirement of the same package, or adds one."""
+    replaced = {_name(o) for o in overrides}
+    return tuple(sorted({*(r for r in requirements if _name(r) not in replaced), *overrides}))
+
+
 def with_worker_packages(requirements: tuple[str, ...]) -> tuple[str, ...]:
     """The model's requirements plus what the worker imports: MLflow (the server's version unless the
     model logged its own), pandas and NumPy (at whatever version the resolver pairs with the rest)."""
