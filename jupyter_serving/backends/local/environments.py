@@ -116,12 +116,12 @@ class EnvironmentCache:
             return server.with_decision("env_manager is 'local': the server's own environment.")
         if model_dir is None or not model_dir.is_dir():
             return server.with_decision("The model's files are not local: the server's own environment.")
-        wanted = reqs.read(model_dir)
+        wanted = await asyncio.to_thread(reqs.read, model_dir)
         if overrides:
             merged = reqs.override(wanted.requirements, reqs.normalise(list(overrides), model_dir))
             wanted = reqs.ModelRequirements(wanted.python, merged, f"{wanted.source} with overrides")
         if manager == AUTO:
-            unmet = reqs.unmet_by_server(wanted)
+            unmet = await asyncio.to_thread(reqs.unmet_by_server, wanted)
             if unmet is None:
                 return server.with_decision(
                     "env_manager 'auto': the server's environment already satisfies every requirement "
@@ -182,10 +182,10 @@ class EnvironmentCache:
         if self._interpreters is None:
             self._interpreters = await asyncio.to_thread(find_interpreters, self.uv)
         found = self._interpreters
-        server = Interpreter(sys.executable, _server_version())
+        server = Interpreter(sys.executable, reqs.server_python())
         if not wanted:
             return server, "The model logged no Python version: using the server's."
-        for match in (lambda i: i.version == wanted, lambda i: _minor(i.version) == _minor(wanted)):
+        for match in (lambda i: i.version == wanted, lambda i: reqs.minor(i.version) == reqs.minor(wanted)):
             candidates = [i for i in found if match(i)]
             if candidates:
                 best = max(candidates, key=lambda i: _version_tuple(i.version))
@@ -193,7 +193,7 @@ class EnvironmentCache:
                     return best, f"Python {wanted}, as logged, from {best.path}."
                 return best, f"Python {wanted} (as logged) is not on this machine: using {best.version}."
         return server, (
-            f"Python {wanted} (as logged) is not on this machine and no {'.'.join(_minor(wanted))}.x is: "
+            f"Python {wanted} (as logged) is not on this machine and no {'.'.join(reqs.minor(wanted))}.x is: "
             f"using the server's Python {server.version} instead."
         )
 
@@ -416,7 +416,7 @@ def worker_env(env: Environment, worker_dir: Path) -> dict[str, str]:
 
 
 def _server_environment(manager: str) -> Environment:
-    return Environment(sys.executable, "server", manager, _server_version())
+    return Environment(sys.executable, "server", manager, reqs.server_python())
 
 
 def _reused(env: Environment, why: str) -> Environment:
@@ -459,14 +459,6 @@ def _die_with_parent() -> None:
     """uv must not outlive a server killed mid-build (Linux; elsewhere it finishes in the temp dir)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _server_version() -> str:
-    return ".".join(map(str, sys.version_info[:3]))
-
-
-def _minor(version: str) -> tuple[str, ...]:
-    return tuple(version.split(".")[:2])
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:

@@ -104,8 +104,8 @@ def with_worker_packages(requirements: tuple[str, ...]) -> tuple[str, ...]:
 
 def unmet_by_server(requirements: ModelRequirements) -> str | None:
     """Why the server's own environment cannot serve the model exactly, or None when it can."""
-    if requirements.python and _minor(requirements.python) != _minor(_server_python()):
-        return f"the model was logged with Python {requirements.python}, the server runs {_server_python()}"
+    if requirements.python and minor(requirements.python) != minor(server_python()):
+        return f"the model was logged with Python {requirements.python}, the server runs {server_python()}"
     for line in requirements.requirements:
         try:
             req = Requirement(line)
@@ -124,11 +124,11 @@ def unmet_by_server(requirements: ModelRequirements) -> str | None:
     return None
 
 
-def _server_python() -> str:
+def server_python() -> str:
     return ".".join(map(str, sys.version_info[:3]))
 
 
-def _minor(version: str) -> tuple[str, ...]:
+def minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
 
