@@ -11,6 +11,7 @@ Run: ``.venv/bin/python -m benchmarks.envs_bench [--out results.json]``. In one 
    its warm pool holds a spare).
 5. ``mlflow models serve --env-manager uv`` with its own empty uv cache and env root: launch -> first 200.
 
+Each create is timed once the server's warm pools are full (no worker still importing), as on a server in use.
 PSS (psutil ``memory_full_info().pss``) of one replica of ours, and of each of mlflow's ``-w 2`` workers.
 """
 
@@ -66,8 +67,8 @@ def ours(root: Path, env: dict[str, str], name: str, steps: list[tuple[str, str]
         with requests.Session() as session:
             session.headers["Authorization"] = f"Bearer {TOKEN}"
             api = OursApi(wait_for_url(proc, info, log_path), session)
-            time.sleep(3.0)  # let the warm pool's spare finish importing, as it would on a server in use
             for endpoint, manager in steps:
+                wait_spares_warm(proc.pid)  # as on a server in use: its warm pools are full
                 seconds = api.create_ready_s(endpoint, config(manager))
                 local = api.get(endpoint)["config"]["served_entities"][0]["local"]
                 out[endpoint] = {"create_to_ready_s": round(seconds, 2), "environment": local["environment"]}
@@ -79,6 +80,32 @@ def ours(root: Path, env: dict[str, str], name: str, steps: list[tuple[str, str]
     finally:
         stop(proc)
     return out
+
+
+def wait_spares_warm(server_pid: int, limit_s: float = 600.0) -> None:
+    """Until no worker of the server is still importing (a warm spare idles on its stdin)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        workers = [c for c in psutil.Process(server_pid).children() if "jupyter_serving.worker" in _cmd(c)]
+        before = {w.pid: _cpu(w) for w in workers}
+        time.sleep(1.0)
+        if all(_cpu(w) - before[w.pid] < 0.05 for w in workers):
+            return
+
+
+def _cmd(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def _cpu(proc: psutil.Process) -> float:
+    try:
+        times = proc.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
 
 
 def _replica_pids(server_pid: int) -> list[int]:
