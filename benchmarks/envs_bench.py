@@ -76,7 +76,7 @@ def ours(root: Path, env: dict[str, str], name: str, steps: list[tuple[str, str]
                     f"  {endpoint}: create->READY {seconds:.2f} s in {local['environment']['name']}",
                     flush=True,
                 )
-            out["replica_pss_mb"] = [round(pss_mb(p), 1) for p in _replica_pids(proc.pid)]
+            out[f"{name}_replica_pss_mb"] = [round(pss_mb(p), 1) for p in _replica_pids(proc.pid)]
     finally:
         stop(proc)
     return out
@@ -141,14 +141,17 @@ def mlflow_uv(root: Path, env: dict[str, str], body: bytes) -> dict[str, Any]:
     try:
         with requests.Session() as session:
             first = wait_for_answer(target, body, session) - started
-        workers = [
-            c for c in psutil.Process(proc.pid).children(recursive=True) if "uvicorn" in " ".join(c.cmdline())
-        ]
-        pss = sorted(round(pss_mb(c.pid), 1) for c in workers)
+        pss = sorted(round(pss_mb(c.pid), 1) for c in uvicorn_workers(proc.pid))
     finally:
         stop(proc)
     print(f"  mlflow models serve --env-manager uv: first answer {first:.2f} s", flush=True)
     return {"launch_to_first_answer_s": round(first, 2), "worker_pss_mb": pss}
+
+
+def uvicorn_workers(root_pid: int) -> list[psutil.Process]:
+    """mlflow's `-w 2` workers: uvicorn's supervisor starts them with multiprocessing's spawn."""
+    tree = psutil.Process(root_pid).children(recursive=True)
+    return [p for p in tree if "multiprocessing.spawn" in _cmd(p)]
 
 
 def main(argv: list[str] | None = None) -> int:
