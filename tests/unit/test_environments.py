@@ -123,3 +123,16 @@ async def test_local_and_satisfied_auto_choose_the_server(tmp_path: Path, manage
     (model / "requirements.txt").write_text(f"six=={SIX}\n")
     env = await EnvironmentCache(tmp_path / "envs", 10**9).resolve(model, manager)
     assert (env.name, env.python) == ("server", sys.executable)
+
+
+async def test_the_logged_python_is_used_when_present_else_the_log_says_which(tmp_path: Path) -> None:
+    cache = EnvironmentCache(tmp_path, 10**9)
+    server = ".".join(map(str, sys.version_info[:3]))
+    exact, note = await cache._interpreter(server)
+    assert exact.version == server and note.startswith(f"Python {server}, as logged")
+    missing, note = await cache._interpreter("3.4.0")
+    assert missing.path == sys.executable
+    assert (
+        note
+        == f"Python 3.4.0 (as logged) is not on this machine and no 3.4.x is: using the server's Python {server} instead."
+    )

@@ -181,8 +181,8 @@ class EnvironmentCache:
         """The machine's interpreter closest to the logged version, and a note when it is not exact."""
         if self._interpreters is None:
             self._interpreters = await asyncio.to_thread(find_interpreters, self.uv)
-        found = self._interpreters
         server = Interpreter(sys.executable, reqs.server_python())
+        found = [*self._interpreters, server]  # the server's own counts: it is on this machine
         if not wanted:
             return server, "The model logged no Python version: using the server's."
         for match in (lambda i: i.version == wanted, lambda i: reqs.minor(i.version) == reqs.minor(wanted)):
