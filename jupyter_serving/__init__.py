@@ -20,6 +20,7 @@ __all__ = [
     "compare_entities",
     "drift",
     "inference_table",
+    "validate",
 ]
 
 _LAZY = {
@@ -30,6 +31,7 @@ _LAZY = {
     "drift": "jupyter_serving.tables.analysis",
     "FeatureEngineeringClient": "jupyter_serving.features",
     "FeatureLookup": "jupyter_serving.features",
+    "validate": "jupyter_serving.notebook.validate",
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Bool, Float, Int, List, TraitType, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Float, Int, List, TraitType, Unicode, default
 from traitlets.config import Configurable
 
 ENV_PREFIX = "JUPYTER_SERVING_"
@@ -221,6 +221,30 @@ class ServingSettings(Configurable):
         "Env: JUPYTER_SERVING_OAUTH_TOKEN_TTL_S.",
     ).tag(env=True)
 
+    env_manager = CaselessStrEnum(
+        ["auto", "uv", "local"],
+        default_value="auto",
+        config=True,
+        help="Python environment of each served entity's workers: 'auto' reuses the server's own when it "
+        "already satisfies every requirement the model logged, else builds one with uv; 'uv' always builds "
+        "one; 'local' never does. A served entity overrides it with JUPYTER_SERVING_ENV_MANAGER in its "
+        "environment_vars. Env: JUPYTER_SERVING_ENV_MANAGER.",
+    ).tag(env=True)
+
+    env_cache_dir = Unicode(
+        "",
+        config=True,
+        help="Folder of built Python environments, shared by every server and notebook pointed at it. "
+        "Env: JUPYTER_SERVING_ENV_CACHE_DIR. Default: <state dir>/envs.",
+    ).tag(env=True)
+
+    env_cache_max_bytes = Int(
+        20 * 1024**3,
+        config=True,
+        help="Disk the cache of built environments (<state dir>/envs) may use before the least recently "
+        "used ones no server or notebook holds are removed. Env: JUPYTER_SERVING_ENV_CACHE_MAX_BYTES.",
+    ).tag(env=True)
+
     @default("state_dir")
     def _state_dir_default(self) -> str:
         return str(Path(jupyter_data_dir()) / "jupyter_serving")
@@ -236,6 +260,10 @@ class ServingSettings(Configurable):
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir).expanduser()
+
+    @property
+    def env_cache_path(self) -> Path:
+        return Path(self.env_cache_dir).expanduser() if self.env_cache_dir else self.state_path / "envs"
 
     @property
     def catalog_path(self) -> Path:

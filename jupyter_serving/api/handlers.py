@@ -319,6 +319,13 @@ class LogsHandler(ServingHandler):
         self.write_json({"logs": self.manager.logs(name, served)})
 
 
+class BuildLogsHandler(ServingHandler):
+    @web.authenticated
+    def get(self, name: str, served: str) -> None:
+        self.endpoint(name, CAN_VIEW)
+        self.write_json({"logs": self.manager.build_logs(name, served)})
+
+
 class MetricsHandler(ServingHandler):
     @web.authenticated
     def get(self, name: str) -> None:
@@ -453,6 +460,7 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"{API}/{NAME}/config/?", ConfigHandler),
     (rf"{API}/{NAME}/cancel-update/?", CancelUpdateHandler),
     (rf"{API}/{NAME}/served-models/{SERVED}/logs/?", LogsHandler),
+    (rf"{API}/{NAME}/served-models/{SERVED}/build-logs/?", BuildLogsHandler),
     (rf"{API}/{NAME}/metrics/?", MetricsHandler),
     (r"/api/2\.0/jupyter-serving/health/?", HealthHandler),
     (rf"/api/2\.0/jupyter-serving/endpoints/{NAME}/history/?", HistoryHandler),

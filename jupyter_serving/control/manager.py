@@ -228,6 +228,10 @@ class EndpointManager:
                 await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(*(d.stop(drain_timeout_s=10.0) for d in endpoint.deployments()))
 
+    def build_logs(self, name: str, served: str) -> str:
+        """How the entity's Python environment was chosen, and its build output."""
+        return self.logs(name, served, build=True)
+
     def logs(self, name: str, served: str, *, build: bool = False) -> str:
         endpoint = self.get(name)
         record = endpoint.record

@@ -300,6 +300,12 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
     query = _parser("query", "name")
     query.add_argument("-d", "--data", metavar="VAR", help="a pandas DataFrame variable to score")
     query.add_argument("--served", help="score this served entity, ignoring the traffic split")
+    validate = _parser("validate", "model_uri")
+    validate.add_argument("-d", "--data", metavar="VAR", help="a pandas DataFrame variable to score")
+    validate.add_argument(
+        "--override", action="append", default=[], metavar="REQ", help="pip requirement override"
+    )
+    validate.add_argument("--env-manager", default="uv", choices=["uv", "auto", "local"])
     wait = _parser("wait", "name")
     wait.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     monitor = _parser("monitor", "name")
@@ -319,6 +325,7 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
         "table": _parser("table", "name"),
         "monitor": monitor,
         "whoami": _parser("whoami"),
+        "validate": validate,
     }
 
 
@@ -439,6 +446,10 @@ class ServeMagics(Magics):
                                        live charts (requests, latency, errors, replicas, traffic)
                                        and events, updated in place; returns the EndpointMonitor
           %serve whoami                who this notebook's token is (admin, or a service principal)
+          %serve validate MODEL_URI -d VAR [--override REQ]... [--env-manager uv|auto|local]
+                                       before creating an endpoint: build the environment it would
+                                       use (same cache as the server), predict VAR there, show the
+                                       build log and the output (or give the payload as the body)
 
         `get` and `list` return objects whose `.endpoint` / `.endpoints` hold the JSON. Errors
         show the server's message. The server is found when the extension loads:
@@ -534,6 +545,19 @@ class ServeMagics(Magics):
             data = parse_body(cell, "query")
         try:
             return self.client.query(args.name, data, args.served)
+        except TypeError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _cmd_validate(self, args: Any, cell: str | None, ns: dict[str, Any]) -> Any:
+        from jupyter_serving.notebook.validate import validate
+
+        if bool(cell and cell.strip()) == bool(args.data):
+            raise UsageError("Give the input either as `-d VAR` (a DataFrame) or as the cell body, not both.")
+        if args.data and args.data not in ns:
+            raise UsageError(f"No variable named {args.data!r} in the notebook.")
+        data = ns[args.data] if args.data else parse_body(cell, "validate")
+        try:
+            return validate(args.model_uri, data, args.override, env_manager=args.env_manager)
         except TypeError as exc:
             raise UsageError(str(exc)) from None
 

@@ -41,6 +41,7 @@ ENDPOINT = API + "/{name}"
 CONFIG = ENDPOINT + "/config"
 CANCEL = ENDPOINT + "/cancel-update"
 LOGS = ENDPOINT + "/served-models/{served}/logs"
+BUILD_LOGS = ENDPOINT + "/served-models/{served}/build-logs"
 METRICS = ENDPOINT + "/metrics"
 INVOKE = "/serving-endpoints/{name}/invocations"
 INVOKE_SERVED = "/serving-endpoints/{name}/served-models/{served}/invocations"
@@ -389,6 +390,9 @@ def test_endpoint_lifecycle_answers_match_the_spec(
     _, logs = call(serving_server, "GET", LOGS, 200, name=name, served="iris-lr-1")
     assert "loading model" in logs["logs"]
     call(serving_server, "GET", LOGS, 404, name=name, served="nope")
+    _, build = call(serving_server, "GET", BUILD_LOGS, 200, name=name, served="iris-lr-1")
+    assert "server's environment already satisfies" in build["logs"]
+    call(serving_server, "GET", BUILD_LOGS, 404, name=name, served="nope")
     _, metrics = call(serving_server, "GET", METRICS, 200, name=name)
     assert "requests_total" in metrics
 

@@ -38,6 +38,7 @@ def test_top_level_public_surface_is_pinned() -> None:
         "compare_entities",
         "drift",
         "inference_table",
+        "validate",
     ]
     for name in jupyter_serving.__all__:
         assert getattr(jupyter_serving, name) is not None

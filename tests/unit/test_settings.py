@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from traitlets.config import Config
 
@@ -52,3 +54,18 @@ def test_every_setting_is_a_flag_of_serve() -> None:
     assert "--ServingSettings.fast_path=False" in argv
     flags = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["serve"]._actions}
     assert set(ServingSettings.class_traits(env=True)) <= flags
+
+
+def test_env_manager_is_a_setting_flag_and_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert ServingSettings().env_manager == "auto"
+    monkeypatch.setenv("JUPYTER_SERVING_ENV_MANAGER", "UV")
+    assert ServingSettings().env_manager == "uv"
+    args = build_parser().parse_args(["serve", "--env-manager", "local", "--env-cache-max-bytes", "1000"])
+    argv = server_argv(args)
+    assert (
+        "--ServingSettings.env_manager=local" in argv and "--ServingSettings.env_cache_max_bytes=1000" in argv
+    )
+    assert ServingSettings(state_dir=str(tmp_path)).env_cache_path == tmp_path / "envs"
+    monkeypatch.setenv("JUPYTER_SERVING_ENV_MANAGER", "conda")
+    with pytest.raises(Exception, match="conda"):
+        ServingSettings()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from jupyter_serving.backends.base import DeploymentSpec
+from jupyter_serving.backends.local.environments import EnvironmentCache, worker_path
 from jupyter_serving.backends.local.gpus import GpuAllocator
 from jupyter_serving.backends.local.gpus import discover as discover_gpus
 from jupyter_serving.backends.local.replica import WarmPool
@@ -35,12 +36,17 @@ class LocalBackend:
         self.log_dir = settings.state_path / "logs"
         self.pool: WarmPool | None = None
         self.spawner: Spawner | None = None
+        self.environments: EnvironmentCache | None = None
         self.sets: set[ReplicaSet] = set()  # every deployment not yet stopped
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         private_dir(self.log_dir)
         self.pool = WarmPool(self.settings.warm_pool_size, self.log_dir / "warm-pool.log")
+        envs = self.settings.env_cache_path
+        self.environments = EnvironmentCache(
+            envs, self.settings.env_cache_max_bytes, self.settings.deploy_timeout_s
+        )
         self.spawner = Spawner(
             self.pool,
             self._socket_dir(),
@@ -54,6 +60,9 @@ class LocalBackend:
             },
             GpuAllocator(discover_gpus(self.settings.gpus)),
             SecretStore(self.settings.state_path),
+            self.environments,
+            self.settings.env_manager,
+            worker_path(envs),
         )
         self.pool.start()
         self._ticker = asyncio.get_running_loop().create_task(self._autoscale_loop())
@@ -64,8 +73,10 @@ class LocalBackend:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         await asyncio.gather(*(s.stop(drain_timeout_s=5.0) for s in list(self.sets)))
-        if self.pool is not None:
-            await self.pool.stop()
+        if self.spawner is not None:
+            await self.spawner.pools.stop()  # the server's warm pool and each environment's
+        if self.environments is not None:
+            self.environments.close()
 
     def deployment(self, spec: DeploymentSpec) -> ReplicaSet:
         assert self.spawner is not None, "the backend is not started"
@@ -77,10 +88,8 @@ class LocalBackend:
         return rset
 
     def logs(self, endpoint: str, served: str, *, build: bool = False) -> str:
-        if build:  # this backend builds nothing: workers run in the server's own environment
-            return ""
         assert self.spawner is not None, "the backend is not started"
-        path = self.spawner.log_path(endpoint, served)
+        path = self.spawner.log_path(endpoint, served, ".build.log" if build else ".log")
         if not path.exists():  # no replica of it has started yet
             return ""
         with open(path, "rb") as f:

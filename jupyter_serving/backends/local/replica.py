@@ -110,10 +110,13 @@ class WarmPool:
     rather than starting a second interpreter that would compete with it for the CPU.
     """
 
-    def __init__(self, size: int, log_path: Path, python: str = sys.executable) -> None:
-        self.python = python
+    def __init__(
+        self, size: int, log_path: Path, python: str = sys.executable, env: dict[str, str] | None = None
+    ) -> None:
         self.size = size
         self.log_path = log_path
+        self.python = python
+        self.env = env
         self._spares: deque[asyncio.Task[WorkerProcess]] = deque()
         self._closed = False
 
@@ -140,14 +143,14 @@ class WarmPool:
             if worker.alive:
                 self._refill()
                 return worker
-        worker = await WorkerProcess.spawn(self.log_path, python=self.python)
+        worker = await WorkerProcess.spawn(self.log_path, self.env, self.python)
         self._refill()
         return worker
 
     def _refill(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closed and len(self._spares) < self.size:
-            self._spares.append(loop.create_task(WorkerProcess.spawn(self.log_path, python=self.python)))
+            self._spares.append(loop.create_task(WorkerProcess.spawn(self.log_path, self.env, self.python)))
 
     async def stop(self) -> None:
         self._closed = True
@@ -166,6 +169,33 @@ def _kill_when_started(spare: asyncio.Task[WorkerProcess]) -> None:
 
 
 _KILLING: set[asyncio.Task[None]] = set()
+
+
+class WarmPools:
+    """One warm pool per interpreter in use: the server's, and each model environment's, so a cold
+    start in a built environment skips MLflow's import like one in the server's environment does."""
+
+    def __init__(self, default: WarmPool) -> None:
+        self.default = default
+        self._pools: dict[str, WarmPool] = {default.python: default}
+
+    def pool(self, python: str, env: dict[str, str] | None = None) -> WarmPool:
+        pool = self._pools.get(python)
+        if pool is None:
+            pool = self._pools[python] = WarmPool(self.default.size, self.default.log_path, python, env)
+            pool.start()
+        return pool
+
+    async def acquire(self, python: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        return await self.pool(python, env).acquire()
+
+    async def stop(self) -> None:
+        # A spare in a new environment can take a minute to import MLflow (no bytecode yet): stopping
+        # cancels spares still starting instead of waiting for them.
+        for pool in self._pools.values():
+            for spare in pool._spares:
+                spare.cancel()
+        await asyncio.gather(*(p.stop() for p in self._pools.values()))
 
 
 class Replica:

@@ -28,8 +28,16 @@ from jupyter_serving.backends.base import (
     ScoringReply,
     ScoringRequest,
 )
+from jupyter_serving.backends.local.environments import (
+    LOCAL,
+    Environment,
+    EnvironmentBuildFailed,
+    EnvironmentCache,
+    entity_manager,
+    worker_env,
+)
 from jupyter_serving.backends.local.gpus import GpuAllocator
-from jupyter_serving.backends.local.replica import Replica, WarmPool
+from jupyter_serving.backends.local.replica import Replica, WarmPool, WarmPools
 from jupyter_serving.errors import DeadlineExceeded, InternalError, TemporarilyUnavailable
 from jupyter_serving.model.config import ServedEntity
 from jupyter_serving.model.states import ABORTED, FAILED, READY, RECOVERING, DeploymentState
@@ -56,11 +64,48 @@ class Spawner:
     worker_options: dict[str, Any]
     gpus: GpuAllocator
     secrets: SecretStore | None = None  # resolves {{secrets/scope/key}} in environment_vars
+    environments: EnvironmentCache | None = None  # None: every worker runs in the server's environment
+    env_manager: str = LOCAL
+    worker_dir: Path | None = None  # PYTHONPATH of workers in built environments (our package only)
 
-    def log_path(self, endpoint: str, served: str) -> Path:
-        path = self.log_dir / endpoint / f"{served}.log"
+    def __post_init__(self) -> None:
+        self.pools = WarmPools(self.pool)
+        self._resolved: dict[tuple[str, str], Environment] = {}
+        self._resolving: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def log_path(self, endpoint: str, served: str, suffix: str = ".log") -> Path:
+        path = self.log_dir / endpoint / f"{served}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    async def environment(
+        self, endpoint: str, entity: ServedEntity, load_uri: str | None, waiting: Callable[[str], None]
+    ) -> Environment | None:
+        """The Python environment the entity's workers run in, built on first use (see environments.py);
+        resolved once per runtime key, so more replicas of it skip even the requirements check."""
+        if self.environments is None:
+            return None
+        key = (endpoint, entity.runtime_key)
+        async with self._resolving.setdefault(key, asyncio.Lock()):
+            if (known := self._resolved.get(key)) is not None:
+                return known
+            manager = entity_manager(self.env_manager, entity.environment_vars)
+            model_dir = Path(load_uri or entity.model_uri)
+            build_log = self.log_path(endpoint, entity.name, ".build.log")
+            try:
+                env = await self.environments.resolve(model_dir, manager, waiting)
+            except EnvironmentBuildFailed as exc:
+                _write_build_log(build_log, f"Could not build the Python environment: {exc}", exc.log_path)
+                raise DeployFailed(f"Could not build the Python environment for the model: {exc}") from None
+            _write_build_log(build_log, env.decision, env.log_path)
+            if env.name != "server":
+                waiting(f"Starting the model server in Python environment {env.name}.")
+            self._resolved[key] = env
+            return env
+
+    def environment_of(self, endpoint: str, entity: ServedEntity) -> dict[str, Any] | None:
+        env = self._resolved.get((endpoint, entity.runtime_key))
+        return env.describe() if env is not None else None
 
     async def start(
         self,
@@ -70,13 +115,14 @@ class Spawner:
         load_uri: str | None = None,
         waiting: Callable[[str], None] = lambda reason: None,
     ) -> Replica:
+        environment = await self.environment(endpoint, entity, load_uri, waiting)
         count = gpus_per_replica(entity.workload_type)
         try:
             devices = await self.gpus.allocate(count, f"{endpoint}/{entity.name}", waiting) if count else []
         except ValueError as exc:
             raise DeployFailed(f"Cannot place {entity.workload_type}: {exc}.") from None
         try:
-            replica = await self._start_worker(endpoint, entity, env, load_uri, devices)
+            replica = await self._start_worker(endpoint, entity, env, load_uri, devices, environment)
         except BaseException:
             self.gpus.release(devices)
             raise
@@ -91,6 +137,7 @@ class Spawner:
         env: dict[str, str],
         load_uri: str | None,
         devices: list[int],
+        environment: Environment | None = None,
     ) -> Replica:
         env = {**env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))}  # CPU replicas see no GPU
         try:
@@ -99,7 +146,10 @@ class Spawner:
                 entity_env = self.secrets.resolve(entity_env)
         except KeyError as exc:
             raise DeployFailed(f"Cannot set the environment: {exc.args[0]}.") from None
-        worker = await self.pool.acquire()
+        if environment is None or environment.name == "server" or self.worker_dir is None:
+            worker = await self.pool.acquire()
+        else:
+            worker = await self.pools.acquire(environment.python, worker_env(environment, self.worker_dir))
         socket_path = self.socket_dir / f"{uuid.uuid4().hex[:12]}.sock"
         label = f"{endpoint}/{entity.name}[{worker.pid}]"
         worker.assign(
@@ -480,7 +530,16 @@ class ReplicaSet:
             "queued_requests": self.waiting,
             "cold_starts": self.cold_starts,
             "gpus": sorted(d for r in self.replicas for d in r.gpus),
+            "environment": self.spawner.environment_of(self.endpoint, self.entity),
         }
+
+
+def _write_build_log(path: Path, decision: str, env_log: Path | None) -> None:
+    """The entity's build log: why it runs where it does, then that environment's own build output."""
+    text = decision + "\n"
+    if env_log is not None and env_log.is_file():
+        text += "\n" + env_log.read_text(errors="replace")
+    path.write_text(text)
 
 
 def _rss(pid: int) -> int:
