@@ -174,13 +174,13 @@ class ServingServer:
 
     def wait_settled(self, name: str, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
         """Poll like the Databricks SDK waiter until the config update is no longer in progress."""
-        last: dict[str, Any] = {}
-
-        def settled() -> dict[str, Any] | None:
-            last.update(self.get(name))
-            return dict(last) if last["state"]["config_update"] != "IN_PROGRESS" else None
-
-        return eventually(settled, timeout, 0.1, f"endpoint {name} finishing its update")
+        return eventually(
+            lambda: self.get(name),
+            timeout,
+            0.1,
+            f"endpoint {name} finishing its update",
+            until=lambda endpoint: endpoint["state"]["config_update"] != "IN_PROGRESS",
+        )
 
     def create_ready(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
         response = self.create(name, config)
