@@ -52,10 +52,8 @@ def test_gpu_replicas_get_exclusive_devices_wait_for_them_and_release_them(
     )
     waiting = wait_for(
         lambda: (
-            (s := served(server, "gpu-c", pending=True))["state"]["deployment_state_message"].startswith(
-                "Waiting"
-            )
-            and s
+            # past "Waiting to be deployed." (model lookup), at the GPU wait
+            "GPU" in (s := served(server, "gpu-c", pending=True))["state"]["deployment_state_message"] and s
         )
     )
     assert waiting["state"]["deployment"] == "DEPLOYMENT_CREATING"
