@@ -113,6 +113,7 @@ def test_fast_path_answers_exactly_as_the_full_path(fe: FeatureEngineeringClient
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("features-fast-path")  # not the active experiment of another test's registry
     try:
         check_fast_path(fe)
     finally:
