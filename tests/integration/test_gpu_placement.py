@@ -29,7 +29,7 @@ def wait_for(check: Callable[[], Any], timeout: float = 90) -> Any:
 def test_gpu_replicas_get_exclusive_devices_wait_for_them_and_release_them(
     start_server: Callable[..., ServingServer],
 ) -> None:
-    server = start_server("--gpus", "0,1", "--scale-to-zero-idle-s", "5", "--autoscale-interval-s", "0.2")
+    server = start_server("--gpus", "0,1", "--scale-to-zero-idle-s", "2", "--autoscale-interval-s", "0.2")
     server.create_ready("gpu-a", {"served_entities": [entity("env-echo", 1, workload_type="GPU_SMALL")]})
     server.create_ready(
         "gpu-b",
@@ -38,37 +38,44 @@ def test_gpu_replicas_get_exclusive_devices_wait_for_them_and_release_them(
     a, b = served(server, "gpu-a")["local"]["gpus"], served(server, "gpu-b")["local"]["gpus"]
     assert sorted(a + b) == [0, 1]
     assert visible_devices(server, "gpu-a") == str(a[0])
+    # gpu-b may have scaled to zero already; its cold start takes the one free device, its own.
     assert visible_devices(server, "gpu-b") == str(b[0])
 
     server.create_ready("cpu-ep", {"served_entities": [entity("env-echo", 1)]})
     assert visible_devices(server, "cpu-ep") == ""  # CPU replicas see no GPU
     assert served(server, "cpu-ep")["local"]["gpus"] == []
 
+    # Scaling to zero releases the device: the next GPU endpoint is placed on it.
+    wait_for(lambda: served(server, "gpu-b")["local"]["replicas"] == 0)
+    server.create_ready("gpu-c", {"served_entities": [entity("env-echo", 1, workload_type="GPU_SMALL")]})
+    assert served(server, "gpu-c")["local"]["gpus"] == b
+    assert visible_devices(server, "gpu-c") == str(b[0])
+
+    # gpu-a and gpu-c never scale to zero: gpu-d waits for a device, visibly.
     assert (
         server.create(
-            "gpu-c", {"served_entities": [entity("env-echo", 1, workload_type="GPU_SMALL")]}
+            "gpu-d", {"served_entities": [entity("env-echo", 1, workload_type="GPU_SMALL")]}
         ).status_code
         == 200
     )
     waiting = wait_for(
         lambda: (
             # past "Waiting to be deployed." (model lookup), at the GPU wait
-            "GPU" in (s := served(server, "gpu-c", pending=True))["state"]["deployment_state_message"] and s
+            "GPU" in (s := served(server, "gpu-d", pending=True))["state"]["deployment_state_message"] and s
         )
     )
     assert waiting["state"]["deployment"] == "DEPLOYMENT_CREATING"
     assert "needs 1 per replica; free: none of [0, 1]" in waiting["state"]["deployment_state_message"]
-    assert server.get("gpu-c")["state"] == {"ready": "NOT_READY", "config_update": "IN_PROGRESS"}
+    assert server.get("gpu-d")["state"] == {"ready": "NOT_READY", "config_update": "IN_PROGRESS"}
 
-    # gpu-b scales to zero after 5 idle seconds: its device goes to the waiting endpoint.
-    ready = server.wait_settled("gpu-c")
+    server.delete("gpu-a")  # deleting frees its device for the waiting endpoint
+    ready = server.wait_settled("gpu-d")
     assert ready["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
-    assert served(server, "gpu-b")["local"]["replicas"] == 0
-    assert served(server, "gpu-c")["local"]["gpus"] == b
-    assert visible_devices(server, "gpu-c") == str(b[0])
+    assert served(server, "gpu-d")["local"]["gpus"] == a
+    assert visible_devices(server, "gpu-d") == str(a[0])
 
-    server.delete("gpu-a")  # deleting frees its device for gpu-b's next cold start
-    assert visible_devices(server, "gpu-b") == str(a[0])
+    server.delete("gpu-c")  # and gpu-b's next cold start gets the device gpu-c held
+    assert visible_devices(server, "gpu-b") == str(b[0])
 
 
 def test_a_workload_larger_than_the_machine_fails_clearly(start_server: Callable[..., ServingServer]) -> None:
