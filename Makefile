@@ -44,7 +44,8 @@ demo: install
 test: install browser
 	$(BIN)/ruff check jupyter_serving tests benchmarks
 	@if command -v node >/dev/null 2>&1; then cd labextension && $(JLPM) test; fi
-	$(BIN)/python -m pytest -p no:cacheprovider --durations=15
+	# Two workers, one test file each at a time: most of a test waits on subprocesses and timers.
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile --durations=15
 
 lint: install
 	$(BIN)/ruff check jupyter_serving tests benchmarks

@@ -83,6 +83,21 @@ export function replicaText(entity: ServedEntity): string | null {
   return `${ready}/${local.replicas} ${noun}${suffix}`;
 }
 
+/**
+ * "Created by alice · you: Can query": who owns the endpoint and what the caller may do with it,
+ * the same line the `%serve` magics print. `permission_level` is the caller's own level (GET).
+ */
+export function principalText(endpoint: Endpoint): string | null {
+  if (!endpoint.creator) {
+    return null;
+  }
+  const level = endpoint.permission_level;
+  const readable = level
+    ? level.charAt(0) + level.slice(1).toLowerCase().replace(/_/g, ' ')
+    : null;
+  return `Created by ${endpoint.creator}` + (readable ? ` · you: ${readable}` : '');
+}
+
 function failureTitle(endpoint: Endpoint): string | null {
   const entities = endpoint.pending_config?.served_entities ?? [];
   const messages = entities

@@ -86,6 +86,8 @@ export interface Endpoint {
   creator?: string;
   creation_timestamp?: number;
   last_updated_timestamp?: number;
+  /** The caller's own level on this endpoint: CAN_VIEW, CAN_QUERY or CAN_MANAGE. */
+  permission_level?: string;
   state: EndpointState;
   config?: EndpointConfig;
   pending_config?: EndpointConfig;

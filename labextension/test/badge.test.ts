@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { endpointBadges, entityBadge, isUpdating, replicaText, updateBadge } from '../src/badge';
+import {
+  endpointBadges,
+  entityBadge,
+  isUpdating,
+  principalText,
+  replicaText,
+  updateBadge
+} from '../src/badge';
 import type { Endpoint, ServedEntity } from '../src/types';
 
 function endpoint(ready: string, config_update: string, extra: Partial<Endpoint> = {}): Endpoint {
@@ -105,5 +112,17 @@ describe('replicaText', () => {
 
   it('is null without local runtime data', () => {
     assert.equal(replicaText({ entity_name: 'm' }), null);
+  });
+});
+
+describe('principalText', () => {
+  it('names the creator and the caller\'s own level', () => {
+    const e = endpoint('READY', 'NOT_UPDATING', { creator: 'app1', permission_level: 'CAN_QUERY' });
+    assert.equal(principalText(e), 'Created by app1 · you: Can query');
+  });
+
+  it('shows the creator alone when the level is not known, and nothing without a creator', () => {
+    assert.equal(principalText(endpoint('READY', 'NOT_UPDATING', { creator: 'root' })), 'Created by root');
+    assert.equal(principalText(endpoint('READY', 'NOT_UPDATING')), null);
   });
 });

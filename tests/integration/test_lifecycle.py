@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -79,8 +81,18 @@ def test_endpoints_survive_a_restart_and_redeploy_without_user_action(
     assert second.invoke("keep-me", iris_split()).json()["predictions"] == [0, 2, 1]
 
 
-def test_workers_exit_when_the_server_is_killed(start_server: Callable[..., ServingServer]) -> None:
-    server = start_server()
+@pytest.fixture
+def short_state_dir() -> Iterator[Path]:
+    """A state dir short enough that its sockets live inside it (deep pytest temp paths exceed
+    AF_UNIX's 108 bytes, and the server then puts them in a temp dir of its own)."""
+    with tempfile.TemporaryDirectory(prefix="js-") as root:
+        yield Path(root) / "state"
+
+
+def test_workers_exit_when_the_server_is_killed(
+    short_state_dir: Path, start_server: Callable[..., ServingServer]
+) -> None:
+    server = start_server(state_dir=short_state_dir)
     server.create_ready("orphan-check", {"served_entities": [entity("iris-lr", 1)]})
     workers = psutil.Process(server.proc.pid).children(recursive=True)
     assert workers

@@ -210,6 +210,11 @@ try {
       throw new Error(`entity details lack version or replicas: ${JSON.stringify(details)}`);
     }
     await card.locator('.jp-serving-table').waitFor();
+    // The Jupyter user created it and, as the server's owner, manages it.
+    const principals = await card.locator('.jp-serving-principals').textContent();
+    if (!/^Created by \S.* · you: Can manage$/.test(principals ?? '')) {
+      throw new Error(`principals line: ${JSON.stringify(principals)}`);
+    }
   });
 
   if (SPLIT_STEP) {

@@ -5,7 +5,7 @@
 
 import * as React from 'react';
 
-import { endpointBadges, entityBadge, isUpdating, replicaText } from '../badge';
+import { endpointBadges, entityBadge, isUpdating, principalText, replicaText } from '../badge';
 import type { ServingClient } from '../client';
 import { queryTargets } from '../playground';
 import type { Endpoint, EndpointConfig, ServedEntity } from '../types';
@@ -33,6 +33,7 @@ export function EndpointCard({ endpoint, client, actions }: EndpointCardProps): 
   const [playground, setPlayground] = React.useState(false);
   const updating = isUpdating(endpoint);
   const config = endpoint.config;
+  const principals = principalText(endpoint);
   return (
     <li className="jp-serving-endpoint" data-endpoint={endpoint.name}>
       <div className="jp-serving-endpoint-header">
@@ -55,6 +56,7 @@ export function EndpointCard({ endpoint, client, actions }: EndpointCardProps): 
           ))}
         </span>
       </div>
+      {principals && <div className="jp-serving-principals">{principals}</div>}
       {endpoint.tags?.length ? (
         <div className="jp-serving-tags">
           Tags:{' '}
