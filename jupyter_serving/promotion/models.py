@@ -158,7 +158,8 @@ class ModelCopier:
 
         tags = {**(source_version.tags or {}), SOURCE_TAG: marker}
         uri = self.source.get_model_version_download_uri(name, version)
-        with tempfile.TemporaryDirectory(prefix="jupyter-serving-promote-") as tmp:
+        quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no progress bars in a CLI's output
+        with tempfile.TemporaryDirectory(prefix="jupyter-serving-promote-") as tmp, _environ(quiet):
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=uri, dst_path=tmp, tracking_uri=self.source_tracking_uri
             )
@@ -189,18 +190,23 @@ class ModelCopier:
         self.target.set_terminated(run.info.run_id)
         return run.info.run_id, f"{run.info.artifact_uri.rstrip('/')}/model"
 
-    @contextlib.contextmanager
-    def _target_env(self) -> Iterator[None]:
-        saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    def _target_env(self) -> contextlib.AbstractContextManager[None]:
+        return _environ(self.env)
+
+
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block (MLflow reads its settings there)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:

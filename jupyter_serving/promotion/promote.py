@@ -23,6 +23,7 @@ from jupyter_serving.notebook.client import (
     NotFoundError,
     ServingAPIError,
     ServingClientError,
+    ServingConnectionError,
     failure_message,
     input_config,
 )
@@ -33,6 +34,7 @@ from jupyter_serving.promotion.workspace import (
     is_databricks_host,
     normalize_host,
     sdk_error,
+    short_reason,
     workspace_client,
 )
 
@@ -107,8 +109,14 @@ def read_source(client: Client, name: str) -> dict[str, Any]:
         ) from None
     except ServingAPIError as exc:
         raise PromotionError(f"{exc.message} (source {client.url.rstrip('/')})", exc.error_code) from None
+    except ServingConnectionError as exc:
+        raise PromotionError(
+            f"Cannot reach the source server at {client.url.rstrip('/')}: {short_reason(exc.__cause__ or exc)}."
+            " Start it (`jupyter-serving serve`) or say where it is: --from URL / $JUPYTER_SERVING_URL.",
+            "SOURCE_UNREACHABLE",
+        ) from None
     except ServingClientError as exc:
-        raise PromotionError(str(exc), "SOURCE_UNREACHABLE") from None
+        raise PromotionError(str(exc)) from None
 
 
 def split_entity_name(entity: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
@@ -163,7 +171,7 @@ def endpoint_settings(endpoint: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def pin_versions(config: dict[str, Any], copier: ModelCopier | None, report: Report) -> list[CopiedVersion]:
+def pin_versions(config: dict[str, Any], copier: ModelCopier | None) -> list[CopiedVersion]:
     """Point every entity at a target version: the copy's with `--copy-models`, else the source's."""
     key = next(k for k in ENTITY_KEYS if k in config)
     name_key, version_key = ("model_name", "model_version") if key == "served_models" else (
@@ -184,7 +192,6 @@ def pin_versions(config: dict[str, Any], copier: ModelCopier | None, report: Rep
         copy = copier.copy(entity[name_key], version)
         if copy not in copied:
             copied.append(copy)
-            report(copy.describe())
         entity[version_key] = copy.target_version
     return copied
 
@@ -259,7 +266,7 @@ class Promoter:
         w = self.workspace or workspace_client(self.auth)
         self.workspace = w
         copier = self._copier(w) if self.options.copy_models else None
-        copied = pin_versions(config, copier, self.report)
+        copied = pin_versions(config, copier)
         from databricks.sdk.errors import DatabricksError, ResourceDoesNotExist
 
         notes: list[str] = []
@@ -277,7 +284,13 @@ class Promoter:
             if self.options.wait and action != "unchanged":
                 final = self._wait(w, name)
         except DatabricksError as exc:
-            raise sdk_error(exc, self.where) from None
+            error = sdk_error(exc, self.where)
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST" and not self.options.copy_models:
+                error = PromotionError(
+                    f"{error.message}; --copy-models registers the served versions there first.",
+                    error.error_code,
+                )
+            raise error from None
         if not self.options.wait and action != "unchanged":
             notes.append("Not waiting for the target to deploy it (--wait waits until it is READY).")
         return PromotionResult(name, self.where, action, final, copied, notes)
