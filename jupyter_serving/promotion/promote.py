@@ -110,8 +110,9 @@ def read_source(client: Client, name: str) -> dict[str, Any]:
     except ServingAPIError as exc:
         raise PromotionError(f"{exc.message} (source {client.url.rstrip('/')})", exc.error_code) from None
     except ServingConnectionError as exc:
+        reason = short_reason(exc.__cause__ or exc)
         raise PromotionError(
-            f"Cannot reach the source server at {client.url.rstrip('/')}: {short_reason(exc.__cause__ or exc)}."
+            f"Cannot reach the source server at {client.url.rstrip('/')}: {reason}."
             " Start it (`jupyter-serving serve`) or say where it is: --from URL / $JUPYTER_SERVING_URL.",
             "SOURCE_UNREACHABLE",
         ) from None
