@@ -120,4 +120,6 @@ def sdk_error(exc: Exception, where: str) -> PromotionError:
     """A databricks-sdk error (its `error_code` and message) as a `PromotionError` naming the target."""
     code = getattr(exc, "error_code", None) or type(exc).__name__
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    # The SDK appends its whole config ("... Config: host=..., token=***. Env: ...") to the server's text.
+    message = message.split(". Config: ", 1)[0].rstrip(".") + "."
     return PromotionError(f"{message} (target {where})", str(code))

@@ -24,6 +24,7 @@ from jupyter_serving.promotion.models import SOURCE_TAG, ModelCopier, source_mar
 
 pytestmark = pytest.mark.slow
 
+GATEWAY = {"rate_limits": [{"calls": 1000, "key": "endpoint", "renewal_period": "minute"}]}
 SPLIT_TAGS = [{"key": "stage", "value": "dev"}, {"key": "team", "value": "ml"}]
 
 
@@ -101,7 +102,9 @@ def promoted(
             ]
         },
     }
-    response = serving_server.create(name, config, tags=SPLIT_TAGS)
+    response = serving_server.create(
+        name, config, tags=SPLIT_TAGS, description="iris: champion and challenger", ai_gateway=GATEWAY
+    )
     assert response.status_code == 200, response.text
     serving_server.wait_settled(name)
     first = copier(mlflow_env, target).copy("iris-lr", "2")
@@ -124,6 +127,9 @@ def test_copy_models_creates_the_endpoint_with_the_same_entity_names(
     assert endpoint["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
     assert routes(endpoint) == {"iris-lr-1": 80, "iris-lr-2": 20}
     assert sorted(endpoint["tags"], key=lambda t: t["key"]) == SPLIT_TAGS
+    assert endpoint["description"] == "iris: champion and challenger"
+    assert endpoint["ai_gateway"] == serving_server.get(name)["ai_gateway"]
+    assert endpoint["ai_gateway"]["rate_limits"][0]["calls"] == 1000
     # Source v2 was copied first, so the names stay and the target's numbers differ from the source's.
     mapped = versions(endpoint)
     assert mapped["iris-lr-2"] == promoted["first_copy"].target_version
@@ -185,9 +191,13 @@ def test_promote_again_updates_the_config_and_tags_and_reuses_the_copies(
         f"api/2.0/serving-endpoints/{name}/tags",
         json={"add_tags": [{"key": "new", "value": "y"}], "delete_tags": ["old"]},
     ).raise_for_status()
+    gateway = {"rate_limits": [{"calls": 7, "key": "user", "renewal_period": "minute"}]}
+    serving_server.api("PUT", f"api/2.0/serving-endpoints/{name}/ai-gateway", json=gateway).raise_for_status()
     serving_server.wait_settled(name)
     assert promote(monkeypatch, serving_server, target.token, *promote_args) == (0, "")
     updated = target.get(name)
+    assert updated["ai_gateway"] == serving_server.get(name)["ai_gateway"]
+    assert updated["ai_gateway"]["rate_limits"][0]["calls"] == 7
     assert f"Updated endpoint '{name}'" in capsys.readouterr().out
     assert updated["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
     assert updated["config"]["config_version"] == created["config"]["config_version"] + 1
@@ -266,6 +276,7 @@ def test_errors_are_one_line_and_exit_1(
     assert done.returncode == 1, done
     assert done.stderr.startswith(expected), done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "Config: " not in done.stderr  # the SDK's config dump is cut off
 
 
 def _env() -> dict[str, str]:
