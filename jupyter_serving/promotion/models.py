@@ -137,7 +137,10 @@ class ModelCopier:
                 return None
             raise
         for v in sorted(versions, key=lambda v: int(v.version)):
-            if (v.tags or {}).get(SOURCE_TAG) == marker and v.status == "READY":
+            tags = v.tags
+            if not tags and self.to_unity_catalog:  # UC's search leaves tags out
+                tags = self.target.get_model_version(name, v.version).tags
+            if (tags or {}).get(SOURCE_TAG) == marker and v.status == "READY":
                 return str(v.version)
         return None
 

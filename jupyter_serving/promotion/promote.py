@@ -258,6 +258,9 @@ class Promoter:
 
     @property
     def where(self) -> str:
+        """The target's URL (from the profile once the client is built, when only --profile was given)."""
+        if self.workspace is not None and self.workspace.config.host:
+            return str(self.workspace.config.host)
         return normalize_host(self.auth.host) if self.auth.host else f"profile {self.auth.profile}"
 
     def run(self, name: str) -> PromotionResult:
@@ -432,8 +435,7 @@ class Promoter:
         """--target-registry-uri; else Unity Catalog for a Databricks workspace, or what a
         jupyter-serving target reports it uses."""
         registry = self.options.target_registry_uri
-        databricks = is_databricks_host(self.where.removeprefix("profile "))
-        if registry is None and databricks:
+        if registry is None and is_databricks_host(self.where):
             registry = f"databricks-uc://{self.auth.profile}" if self.auth.profile else "databricks-uc"
         reported: dict[str, Any] = {}
         if registry is None:
@@ -452,9 +454,9 @@ class Promoter:
             tracking = "databricks" if registry.startswith("databricks") else registry
         env: dict[str, str] = {}
         token = self.auth.resolved_token()
-        if registry.startswith("databricks") and "://" not in registry and self.auth.host:
+        if registry.startswith("databricks") and "://" not in registry:
             # MLflow's Databricks stores read the workspace from the environment.
-            env["DATABRICKS_HOST"] = normalize_host(self.auth.host)
+            env["DATABRICKS_HOST"] = self.where
             if token:
                 env["DATABRICKS_TOKEN"] = token
         return str(registry), str(tracking), env
