@@ -58,11 +58,14 @@ def new_name(serving_server: ServingServer, target: ServingServer) -> Iterator[C
 
 
 def promote(
-    monkeypatch: pytest.MonkeyPatch, source: ServingServer, target_token: str, *args: str
+    monkeypatch: pytest.MonkeyPatch, source: ServingServer, target_token: str | None, *args: str
 ) -> tuple[int, str]:
     """`jupyter-serving promote *args` in this process; (exit status, what it printed last)."""
     monkeypatch.setenv("JUPYTER_SERVING_TOKEN", source.token)
-    monkeypatch.setenv("DATABRICKS_TOKEN", target_token)
+    if target_token is None:
+        monkeypatch.delenv("DATABRICKS_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("DATABRICKS_TOKEN", target_token)
     try:
         cli.main(["promote", *args, "--from", source.url])
     except SystemExit as exc:
@@ -324,6 +327,28 @@ def test_a_query_only_token_is_permission_denied(
         timeout=60,
     )
     assert reader_query.status_code == 200, reader_query.text
+
+
+def test_a_databricks_profile_names_the_target(
+    monkeypatch: pytest.MonkeyPatch,
+    promoted: dict[str, Any],
+    serving_server: ServingServer,
+    target: ServingServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--profile` alone: host and token from a databrickscfg file, as the databricks CLI reads them;
+    the target's registry is the one that jupyter-serving target reports."""
+    config = tmp_path / "databrickscfg"
+    config.write_text(f"[second]\nhost = {target.url}\ntoken = {target.token}\n")
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(config))
+    status, message = promote(
+        monkeypatch, serving_server, None, promoted["name"], "--profile", "second", "--copy-models"
+    )
+    assert status == 0, message
+    out = capsys.readouterr()
+    assert "already serves this config" in out.out
+    assert f"to {target.registry_uri}." in out.err  # type: ignore[attr-defined]
 
 
 @pytest.fixture
