@@ -579,6 +579,7 @@ class ServeMagics(Magics):
         """The same promotion as `jupyter-serving promote`, from this kernel's server."""
         from pathlib import Path
 
+        from jupyter_serving.cli import read_token_file
         from jupyter_serving.promotion import PromotionError, PromotionOptions, TargetAuth, promote
 
         if not args.to and not args.profile:
@@ -586,9 +587,11 @@ class ServeMagics(Magics):
         token = None
         if args.token_file:
             try:
-                token = Path(args.token_file).expanduser().read_text().strip()
+                token = read_token_file(Path(args.token_file).expanduser())  # 0600, as the CLI wants
             except OSError as exc:
                 raise UsageError(f"Cannot read the token file: {exc}") from None
+            except SystemExit as exc:
+                raise UsageError(str(exc.code).removeprefix("jupyter-serving: ")) from None
         options = PromotionOptions(
             copy_models=args.copy_models,
             wait=not args.no_wait,
