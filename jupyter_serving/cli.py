@@ -1,4 +1,5 @@
-"""`jupyter-serving serve|tokens|secrets`: the standalone server and its local administration.
+"""`jupyter-serving serve|tokens|secrets|promote`: the standalone server, its local administration,
+and promotion of an endpoint to another workspace.
 
 `serve` runs the serving API alone, on a Jupyter server with none of Jupyter's services. Every trait
 of `ServingSettings` becomes a flag (`request_timeout_s` -> `--request-timeout-s`), so flags,
@@ -88,6 +89,57 @@ def _admin_parsers(sub: Any) -> None:
     delete.add_argument("scope")
     delete.add_argument("key")
     delete.add_argument("--state-dir", **state)
+    _promote_parser(sub)
+
+
+PROMOTE_EPILOG = """\
+The target is written only through databricks-sdk calls, so URL may be a Databricks workspace or
+another jupyter-serving server. Its token comes from --token-file, $DATABRICKS_TOKEN or --profile
+(~/.databrickscfg), never from the command line. The source is --from, else $JUPYTER_SERVING_URL,
+else http://127.0.0.1:8765/, with the token from --from-token-file or $JUPYTER_SERVING_TOKEN.
+
+  jupyter-serving promote my-ep --to https://<workspace>.cloud.databricks.com --copy-models --wait
+"""
+
+
+def _promote_parser(sub: Any) -> None:
+    promote = sub.add_parser(
+        "promote",
+        help="create or update the same endpoint on another workspace (databricks-sdk)",
+        description="Create the endpoint on the target workspace, or update its config, tags and AI "
+        "gateway there, so it serves what ENDPOINT serves here.",
+        epilog=PROMOTE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    promote.add_argument("endpoint", help="name of the endpoint on the source server")
+    promote.add_argument("--to", metavar="URL", default=None, help="URL of the target workspace")
+    promote.add_argument("--profile", default=None, help="~/.databrickscfg profile of the target")
+    promote.add_argument("--token-file", default=None, help="file (mode 0600) holding the target's token")
+    promote.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: see _promote
+    promote.add_argument(
+        "--from", dest="source", metavar="URL", default=None, help="URL of the source server"
+    )
+    promote.add_argument("--from-token-file", default=None, help="file (mode 0600): the source's token")
+    promote.add_argument("--from-token", default=None, help=argparse.SUPPRESS)  # refused too
+    promote.add_argument(
+        "--copy-models",
+        action="store_true",
+        help="register the served model versions in the target's registry first (same names)",
+    )
+    promote.add_argument(
+        "--target-registry-uri",
+        default=None,
+        help="MLflow registry of the target (default: databricks-uc for a Databricks workspace, "
+        "else the one a jupyter-serving target reports)",
+    )
+    promote.add_argument("--target-tracking-uri", default=None, help=argparse.SUPPRESS)
+    promote.add_argument(
+        "--source-registry-uri",
+        default=None,
+        help="MLflow registry of the source (default: the one the source server reports)",
+    )
+    promote.add_argument("--wait", action="store_true", help="wait until the target endpoint is updated")
+    promote.add_argument("--timeout", type=float, default=1200.0, help="seconds --wait waits (default 1200)")
 
 
 def server_argv(args: argparse.Namespace) -> list[str]:
@@ -161,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _tokens(args)
     elif args.command == "secrets":
         _secrets(args)
+    elif args.command == "promote":
+        _promote(args)
 
 
 def _state_path(args: argparse.Namespace) -> Path:
@@ -212,6 +266,61 @@ def _secrets(args: argparse.Namespace) -> None:
             store.delete(args.scope, args.key)
     except ServingError as exc:
         raise SystemExit(f"jupyter-serving: {exc.message}") from None
+
+
+def _promote(args: argparse.Namespace) -> None:
+    """Every failure is one line on stderr and exit status 1: the target's or the source's own
+    `CODE: message`, never a traceback."""
+    if args.token is not None or args.from_token is not None:
+        raise SystemExit(
+            "jupyter-serving: tokens are not accepted on the command line (every local user can read it "
+            "with ps): set $DATABRICKS_TOKEN / $JUPYTER_SERVING_TOKEN, or pass --token-file / "
+            "--from-token-file (mode 0600), or --profile."
+        )
+    from jupyter_serving.notebook.client import Client
+    from jupyter_serving.notebook.discovery import TOKEN_ENV as SOURCE_TOKEN_ENV
+    from jupyter_serving.notebook.discovery import URL_ENV
+    from jupyter_serving.promotion import PromotionError, PromotionOptions, TargetAuth, promote
+
+    if not args.to and not args.profile:
+        raise SystemExit("jupyter-serving: say where to promote to: --to URL (or --profile NAME).")
+    url = args.source or os.environ.get(URL_ENV) or "http://127.0.0.1:8765/"
+    try:
+        source_token = (
+            read_token_file(Path(args.from_token_file))
+            if args.from_token_file
+            else os.environ.get(SOURCE_TOKEN_ENV)
+        )
+        token = read_token_file(Path(args.token_file)) if args.token_file else None
+    except OSError as exc:
+        raise SystemExit(f"jupyter-serving: cannot read the token file: {exc}") from None
+    options = PromotionOptions(
+        copy_models=args.copy_models,
+        wait=args.wait,
+        timeout_s=args.timeout,
+        source_registry_uri=args.source_registry_uri,
+        target_registry_uri=args.target_registry_uri,
+        target_tracking_uri=args.target_tracking_uri,
+    )
+
+    def report(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    try:
+        result = promote(
+            Client(url, source_token),
+            args.endpoint,
+            TargetAuth(args.to, token, args.profile),
+            options,
+            report,
+        )
+    except PromotionError as exc:
+        raise SystemExit(f"jupyter-serving: {exc}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(
+            "jupyter-serving: interrupted; an update already sent goes on on the target."
+        ) from None
+    print(result.summary())
 
 
 def _iso(ms: int) -> str:

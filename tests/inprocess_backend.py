@@ -141,6 +141,9 @@ class KnownModels:
     async def registered_models(self) -> list[dict[str, Any]]:
         return []
 
+    async def uris(self) -> dict[str, str]:
+        return {"registry_uri": "known-models", "tracking_uri": "known-models"}
+
 
 class HeldCapture:
     """The capture interface without rows: only table creation matters here, and it can be held."""

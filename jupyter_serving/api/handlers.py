@@ -387,7 +387,8 @@ class RegisteredModelsHandler(ServingHandler):
     @web.authenticated
     async def get(self) -> None:
         self.require_admin()  # the registry is the owner's: service principals see only endpoints
-        self.write_json({"registered_models": await self.manager.registered_models()})
+        models = await self.manager.registered_models()
+        self.write_json({"registered_models": models, **await self.manager.registry_uris()})
 
 
 class InvocationsHandler(ServingHandler):

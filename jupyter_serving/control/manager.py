@@ -324,6 +324,9 @@ class EndpointManager:
     async def registered_models(self) -> list[dict[str, Any]]:
         return await self.registry.registered_models()
 
+    async def registry_uris(self) -> dict[str, str]:
+        return await self.registry.uris()
+
 
 def _default_creator() -> str:
     try:

@@ -76,6 +76,20 @@ class ModelRegistry:
     async def registered_models(self) -> list[dict[str, Any]]:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._list)
 
+    async def uris(self) -> dict[str, str]:
+        """The registry and tracking URIs this server resolves models with, so a client copying a
+        version out (`jupyter-serving promote --copy-models`) reads the same registry as the server."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._uris)
+
+    def _uris(self) -> dict[str, str]:
+        self._mlflow()
+        import mlflow
+
+        return {
+            "registry_uri": _absolute(mlflow.get_registry_uri()),
+            "tracking_uri": _absolute(mlflow.get_tracking_uri()),
+        }
+
     def _mlflow(self) -> Any:
         # One importer at a time: two threads importing MLflow at once race in protobuf's descriptor pool.
         with self._import_lock:
@@ -143,6 +157,15 @@ class ModelRegistry:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _absolute(uri: str) -> str:
+    """A relative `sqlite:///x.db` resolved against this server's working directory, so that a
+    client in another directory opens the same file."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + os.path.abspath(uri[len(prefix) :])
+    return uri
 
 
 def _parse_target(entity: ServedEntity) -> tuple[str, str | None, str | None]:

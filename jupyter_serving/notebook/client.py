@@ -357,6 +357,11 @@ class Client:
         """Models in the server's MLflow registry, each with its `versions`."""
         return self._json("GET", "api/2.0/jupyter-serving/registered-models").get("registered_models", [])
 
+    def registry_uris(self) -> dict[str, str]:
+        """The MLflow `registry_uri` and `tracking_uri` the server resolves models with (admin only)."""
+        body = self._json("GET", "api/2.0/jupyter-serving/registered-models")
+        return {k: str(body[k]) for k in ("registry_uri", "tracking_uri") if body.get(k)}
+
     def me(self) -> dict[str, Any]:
         """The calling principal (SCIM `Me`): `userName`, and `jupyter_serving.admin`."""
         return self._json("GET", "api/2.0/preview/scim/v2/Me")

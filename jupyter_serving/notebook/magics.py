@@ -311,6 +311,13 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
     monitor = _parser("monitor", "name")
     monitor.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     monitor.add_argument("--window", type=float, default=900.0, help="seconds of history charted")
+    promote = _with_wait(_parser("promote", "name"))
+    promote.add_argument("--to", metavar="URL", help="URL of the target workspace")
+    promote.add_argument("--profile", help="~/.databrickscfg profile of the target")
+    promote.add_argument("--token-file", help="file holding the target's token (else $DATABRICKS_TOKEN)")
+    promote.add_argument("--copy-models", action="store_true", help="register the model versions there first")
+    promote.add_argument("--target-registry-uri", help="MLflow registry of the target")
+    promote.add_argument("--source-registry-uri", help="MLflow registry of this server")
     return {
         "create": create,
         "update": _with_wait(_parser("update", "name")),
@@ -326,6 +333,7 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
         "monitor": monitor,
         "whoami": _parser("whoami"),
         "validate": validate,
+        "promote": promote,
     }
 
 
@@ -450,6 +458,12 @@ class ServeMagics(Magics):
                                        before creating an endpoint: build the environment it would
                                        use (same cache as the server), predict VAR there, show the
                                        build log and the output (or give the payload as the body)
+          %serve promote NAME --to URL [--copy-models] [--profile P] [--token-file F] [--no-wait]
+                                       create or update the same endpoint on another workspace
+                                       (Databricks, or another jupyter-serving server) through
+                                       databricks-sdk; --copy-models registers the served model
+                                       versions in its registry first. Token: $DATABRICKS_TOKEN,
+                                       --token-file or a ~/.databrickscfg --profile
 
         `get` and `list` return objects whose `.endpoint` / `.endpoints` hold the JSON. Errors
         show the server's message. The server is found when the extension loads:
@@ -559,6 +573,35 @@ class ServeMagics(Magics):
         try:
             return validate(args.model_uri, data, args.override, env_manager=args.env_manager)
         except TypeError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _cmd_promote(self, args: Any, cell: str | None, ns: dict[str, Any]) -> Any:
+        """The same promotion as `jupyter-serving promote`, from this kernel's server."""
+        from pathlib import Path
+
+        from jupyter_serving.cli import read_token_file
+        from jupyter_serving.promotion import PromotionError, PromotionOptions, TargetAuth, promote
+
+        if not args.to and not args.profile:
+            raise UsageError("Say where to promote to: %serve promote NAME --to URL (or --profile NAME).")
+        token = None
+        if args.token_file:
+            try:
+                token = read_token_file(Path(args.token_file).expanduser())  # 0600, as the CLI wants
+            except OSError as exc:
+                raise UsageError(f"Cannot read the token file: {exc}") from None
+            except SystemExit as exc:
+                raise UsageError(str(exc.code).removeprefix("jupyter-serving: ")) from None
+        options = PromotionOptions(
+            copy_models=args.copy_models,
+            wait=not args.no_wait,
+            timeout_s=args.timeout,
+            source_registry_uri=args.source_registry_uri,
+            target_registry_uri=args.target_registry_uri,
+        )
+        try:
+            return promote(self.client, args.name, TargetAuth(args.to, token, args.profile), options)
+        except PromotionError as exc:
             raise UsageError(str(exc)) from None
 
     def _cmd_table(self, args: Any, cell: str | None, ns: dict[str, Any]) -> Any:

@@ -210,6 +210,7 @@ def test_help_documents_every_subcommand() -> None:
         "query",
         "table",
         "whoami",
+        "promote",
     ):
         assert f"%serve {sub}" in doc or f"%%serve {sub}" in doc
 
