@@ -43,7 +43,7 @@ from benchmarks.run import (
     wait_for_answer,
     wait_for_url,
 )
-from jupyter_serving.launch import serve_command
+from jupyter_serving.launch import TOKEN_ENV, serve_command
 
 START_TIMEOUT_S = 900.0  # environment builds take minutes on a busy machine (both servers')
 ENTITY = {"entity_name": "iris-lr", "entity_version": "1", "workload_size": "Small"}
@@ -60,8 +60,8 @@ def pss_mb(pid: int) -> float:
 def ours(root: Path, env: dict[str, str], name: str, steps: list[tuple[str, str]]) -> dict[str, Any]:
     """Start a server, time create -> READY for each (endpoint, env manager) step, measure PSS."""
     info, log_path = root / f"{name}-info.json", root / f"{name}.log"
-    cmd = serve_command(info, "--host", HOST, "--token", TOKEN, "--state-dir", str(root / f"{name}-state"))
-    proc = spawn(cmd, env, log_path)
+    cmd = serve_command(info, "--host", HOST, "--state-dir", str(root / f"{name}-state"))
+    proc = spawn(cmd, {**env, TOKEN_ENV: TOKEN}, log_path)
     out: dict[str, Any] = {}
     try:
         with requests.Session() as session:

@@ -44,7 +44,7 @@ from benchmarks.run import (
     stop,
     wait_for_url,
 )
-from jupyter_serving.launch import serve_command
+from jupyter_serving.launch import TOKEN_ENV, serve_command
 
 FEATURES = ["f1", "f2", "f3", "f4"]
 TABLE = "main.bench.customers"
@@ -237,8 +237,8 @@ def serve_and_measure(
 ) -> dict[str, Any]:
     info, log_path = root / "server-info.json", root / "jupyter-serving.log"
     flags = ["--catalog-root", str(root / "catalog"), "--feature-refresh-s", str(REFRESH_S)]
-    cmd = serve_command(info, "--host", HOST, "--token", TOKEN, "--state-dir", str(root / "state"), *flags)
-    proc = spawn(cmd, env, log_path)
+    cmd = serve_command(info, "--host", HOST, "--state-dir", str(root / "state"), *flags)
+    proc = spawn(cmd, {**env, TOKEN_ENV: TOKEN}, log_path)
     inline_bodies, lookup_bodies = bodies(table)
     scenarios: dict[str, dict[str, Any]] = {}
     try:

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import requests
 
 from benchmarks import run
-from jupyter_serving.launch import log_tail, serve_command
+from jupyter_serving.launch import TOKEN_ENV, log_tail, serve_command
 
 MODEL = "hf-classifier"
 TEXTS = [
@@ -86,8 +86,8 @@ def bench_ours(
 ) -> dict[str, Any]:
     tag = "batched" if batching else "unbatched"
     info, log_path = root / f"{tag}-info.json", root / f"{tag}-server.log"
-    cmd = serve_command(info, "--host", run.HOST, "--token", run.TOKEN, "--state-dir", str(root / tag))
-    proc = run.spawn(cmd, env, log_path)
+    cmd = serve_command(info, "--host", run.HOST, "--state-dir", str(root / tag))
+    proc = run.spawn(cmd, {**env, TOKEN_ENV: run.TOKEN}, log_path)
     try:
         with requests.Session() as session:
             session.headers["Authorization"] = f"Bearer {run.TOKEN}"

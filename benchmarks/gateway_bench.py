@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import requests
 
 from benchmarks import run as base
-from jupyter_serving.launch import log_tail, serve_command
+from jupyter_serving.launch import TOKEN_ENV, log_tail, serve_command
 
 ENDPOINT = "gw-bench"
 TARGET_P50_MS = 1.0  # listener, 1 client
@@ -74,8 +74,8 @@ def bench(root: Path, plan: base.Plan, gateway_clients: int) -> dict[str, Any]:
     env, _ = base.register_model(root)
     bodies = base.request_bodies()
     info, log_path = root / "server-info.json", root / "jupyter-serving.log"
-    cmd = serve_command(info, "--host", base.HOST, "--token", base.TOKEN, "--state-dir", str(root / "state"))
-    proc = base.spawn(cmd, env, log_path)
+    cmd = serve_command(info, "--host", base.HOST, "--state-dir", str(root / "state"))
+    proc = base.spawn(cmd, {**env, TOKEN_ENV: base.TOKEN}, log_path)
     out: dict[str, Any] = {}
     try:
         with requests.Session() as session:

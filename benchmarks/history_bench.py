@@ -37,7 +37,7 @@ from benchmarks.run import (
     wait_for_answer,
     wait_for_url,
 )
-from jupyter_serving.launch import serve_command
+from jupyter_serving.launch import TOKEN_ENV, serve_command
 
 BUDGET = 0.02
 
@@ -45,9 +45,9 @@ BUDGET = 0.02
 def start(root: Path, env: dict[str, str], label: str, interval: float) -> tuple[Target, Any]:
     info, log_path = root / f"{label}-info.json", root / f"{label}.log"
     state = root / f"state-{label}"
-    cmd = serve_command(info, "--host", HOST, "--token", TOKEN, "--state-dir", str(state))
+    cmd = serve_command(info, "--host", HOST, "--state-dir", str(state))
     cmd.append(f"--history-interval-s={interval}")
-    proc = spawn(cmd, env, log_path)
+    proc = spawn(cmd, {**env, TOKEN_ENV: TOKEN}, log_path)
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {TOKEN}"
     url = wait_for_url(proc, info, log_path)
