@@ -5,62 +5,12 @@
 //
 // Environment: LAB_URL (with trailing slash), LAB_TOKEN, ARTIFACTS, CHROMIUM_PATH, ENDPOINT.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { LAB_URL, TOKEN, need, openFlow } from './flow.mjs';
 
-const LAB_URL = need('LAB_URL');
-const TOKEN = need('LAB_TOKEN');
-const ARTIFACTS = need('ARTIFACTS');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const NAME = need('ENDPOINT');
 const SETTLE_MS = 180000;
 
-function need(name) {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(`${name} is not set`);
-  }
-  return value;
-}
-
-mkdirSync(ARTIFACTS, { recursive: true });
-const log = [];
-const note = line => {
-  const stamped = `[${new Date().toISOString()}] ${line}`;
-  log.push(stamped);
-  console.log(stamped);
-};
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage']
-});
-const page = await browser.newPage({ viewport: { width: 1500, height: 1100 } });
-page.setDefaultTimeout(30000);
-page.on('console', msg => {
-  if (msg.type() === 'error') {
-    log.push(`console.${msg.type()}: ${msg.text()}`);
-  }
-});
-page.on('pageerror', err => log.push(`pageerror: ${err.stack || err.message}`));
-
-let stepNo = 0;
-async function step(name, fn) {
-  stepNo += 1;
-  const tag = `${String(stepNo).padStart(2, '0')}-${name}`;
-  const started = Date.now();
-  try {
-    await fn();
-    await page.screenshot({ path: join(ARTIFACTS, `${tag}.png`) });
-    note(`ok   ${tag} (${Date.now() - started} ms)`);
-  } catch (err) {
-    await page.screenshot({ path: join(ARTIFACTS, `${tag}-FAILED.png`) }).catch(() => undefined);
-    note(`FAIL ${tag}: ${err && err.stack ? err.stack : err}`);
-    throw err;
-  }
-}
+const { page, step, shot, run } = await openFlow({ viewport: { width: 1500, height: 1100 } });
 
 const main = page.locator('#jupyter-serving-page');
 const sidebar = page.locator('#jupyter-serving-panel');
@@ -96,15 +46,12 @@ async function edit(change) {
     .locator('select[name="entities.0.model"] option[value="iris-lr"]')
     .waitFor({ state: 'attached' });
   await change();
-  await page.screenshot({
-    path: join(ARTIFACTS, `${String(stepNo).padStart(2, '0')}-edit-form.png`)
-  });
+  await shot('edit-form');
   await main.locator('button[name="submit"]').click();
   await main.locator('.jp-serving-tabs').waitFor();
 }
 
-let exitCode = 0;
-try {
+await run(async () => {
   await step('lab-loaded', async () => {
     await page.goto(`${LAB_URL}lab?token=${TOKEN}`);
     await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
@@ -259,10 +206,4 @@ try {
       .locator(`tr[data-endpoint="${NAME}"] .jp-serving-badge[data-badge="failed"]`)
       .waitFor();
   });
-} catch {
-  exitCode = 1;
-} finally {
-  writeFileSync(join(ARTIFACTS, 'browser.log'), log.join('\n') + '\n');
-  await browser.close();
-}
-process.exit(exitCode);
+});

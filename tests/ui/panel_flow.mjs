@@ -6,14 +6,8 @@
 // Environment: LAB_URL (with trailing slash), LAB_TOKEN, ARTIFACTS, CHROMIUM_PATH,
 // SPLIT_STEP ("1" when the server answers PUT .../config), ENDPOINT (name to create).
 
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { LAB_URL, TOKEN, openFlow } from './flow.mjs';
 
-const LAB_URL = need('LAB_URL');
-const TOKEN = need('LAB_TOKEN');
-const ARTIFACTS = need('ARTIFACTS');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const SPLIT_STEP = process.env.SPLIT_STEP === '1';
 const NAME = process.env.ENDPOINT || 'ui-iris';
 const READY_TIMEOUT_MS = Number(process.env.READY_TIMEOUT_MS || 180000);
@@ -27,42 +21,10 @@ const IRIS_QUERY = {
   }
 };
 
-function need(name) {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(`${name} is not set`);
-  }
-  return value;
-}
-
-mkdirSync(ARTIFACTS, { recursive: true });
-const log = [];
-const note = line => {
-  const stamped = `[${new Date().toISOString()}] ${line}`;
-  log.push(stamped);
-  console.log(stamped);
-};
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-dev-shm-usage'
-  ]
+const { page, log, note, step, shot, run } = await openFlow({
+  viewport: { width: 1400, height: 1000 },
+  logConsole: msg => msg.type() === 'error' || /serving/i.test(msg.text())
 });
-const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-page.setDefaultTimeout(30000);
-page.on('console', msg => {
-  if (msg.type() === 'error' || /serving/i.test(msg.text())) {
-    log.push(`console.${msg.type()}: ${msg.text()}`);
-  }
-});
-page.on('pageerror', err => log.push(`pageerror: ${err.stack || err.message}`));
 // Record every serving API call so a failure report shows what the panel actually sent.
 page.on('response', response => {
   const url = response.url();
@@ -70,22 +32,6 @@ page.on('response', response => {
     log.push(`${response.request().method()} ${url.replace(LAB_URL, '/')} -> ${response.status()}`);
   }
 });
-
-let stepNo = 0;
-async function step(name, fn) {
-  stepNo += 1;
-  const tag = `${String(stepNo).padStart(2, '0')}-${name}`;
-  const started = Date.now();
-  try {
-    await fn();
-    await page.screenshot({ path: join(ARTIFACTS, `${tag}.png`) });
-    note(`ok   ${tag} (${Date.now() - started} ms)`);
-  } catch (err) {
-    await page.screenshot({ path: join(ARTIFACTS, `${tag}-FAILED.png`) }).catch(() => undefined);
-    note(`FAIL ${tag}: ${err && err.stack ? err.stack : err}`);
-    throw err;
-  }
-}
 
 const panel = page.locator('#jupyter-serving-panel');
 const card = panel.locator(`li.jp-serving-endpoint[data-endpoint="${NAME}"]`);
@@ -111,8 +57,7 @@ async function expectLegend(route, percentage) {
   );
 }
 
-let exitCode = 0;
-try {
+await run(async () => {
   await step('lab-loaded', async () => {
     // The token logs the browser in (cookie). Plain Lab also embeds the token in its page config, and
     // ServerConnection then sends it as a header; the second load blanks it, as JupyterHub does, so
@@ -279,9 +224,7 @@ try {
     const dialog = page.locator('.jp-Dialog');
     await dialog.getByText(`Logs of ${NAME} / iris-lr-1`).waitFor();
     await dialog.locator('pre.jp-serving-logs').waitFor();
-    await page.screenshot({
-      path: join(ARTIFACTS, `${String(stepNo).padStart(2, '0')}-logs-dialog.png`)
-    });
+    await shot('logs-dialog');
     await dialog.locator('button', { hasText: 'Close' }).click();
     await dialog.waitFor({ state: 'detached' });
   });
@@ -324,17 +267,9 @@ try {
       .first()
       .waitFor({ timeout: READY_TIMEOUT_MS });
     await broken.locator('.jp-serving-badge[data-badge="NOT_READY"]').waitFor();
-    await page.screenshot({
-      path: join(ARTIFACTS, `${String(stepNo).padStart(2, '0')}-failed-badge-shown.png`)
-    });
+    await shot('failed-badge-shown');
     await broken.locator('button[name="delete"]').click();
     await page.locator('.jp-Dialog button.jp-mod-warn').click();
     await broken.waitFor({ state: 'detached', timeout: 60000 });
   });
-} catch {
-  exitCode = 1;
-} finally {
-  writeFileSync(join(ARTIFACTS, 'browser.log'), log.join('\n') + '\n');
-  await browser.close();
-}
-process.exit(exitCode);
+});
