@@ -18,13 +18,15 @@
     ├── TemporarilyUnavailable  503 TEMPORARILY_UNAVAILABLE (carries Retry-After)
     └── DeadlineExceeded        504 DEADLINE_EXCEEDED
 
-Handlers map these to HTTP in exactly one place (`api.handlers.ServingHandler.write_error`).
+Handlers map these to HTTP in exactly one place, `send_error` below (used by the API handlers and the
+route-optimized listener alike).
 Messages must never contain the string "Unexpected error": the Databricks SDK retries any error
 whose message does, for up to five minutes.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 
@@ -121,3 +123,14 @@ class TemporarilyUnavailable(ServingError):
 class DeadlineExceeded(ServingError):
     error_code = "DEADLINE_EXCEEDED"
     http_status = 504
+
+
+def send_error(handler: Any, error: ServingError, request_id: str | None, status: int | None = None) -> None:
+    """Finish a Tornado request with `error` in Databricks' wire form: status, the error's own
+    headers (Retry-After), the request id, and the `{"error_code", "message"}` body."""
+    handler.set_status(status or error.http_status)
+    for key, value in error.headers.items():
+        handler.set_header(key, value)
+    if request_id:
+        handler.set_header("x-request-id", request_id)
+    handler.finish(json.dumps(error.to_json()))

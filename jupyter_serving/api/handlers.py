@@ -39,6 +39,7 @@ from jupyter_serving.errors import (
     ResourceDoesNotExist,
     ServingError,
     Unauthenticated,
+    send_error,
 )
 
 MANAGER_KEY = "jupyter_serving_manager"
@@ -194,14 +195,9 @@ class ServingHandler(APIHandler):
             error.error_code = _STATUS_CODES.get(status, "INTERNAL_ERROR")  # type: ignore[misc]
         else:
             error, status = InternalError(f"The server failed to handle the request: {exc!r}"), 500
-        self.set_status(status)
         if status == 405:  # RFC 9110: a 405 lists what the route does support
             self.set_header("Allow", ", ".join(self._allowed_methods()))
-        for key, value in error.headers.items():
-            self.set_header(key, value)
-        if self.request_id:
-            self.set_header("x-request-id", self.request_id)
-        self.finish(json.dumps(error.to_json()))
+        send_error(self, error, self.request_id, status)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, ServingError) and value.http_status < 500:

@@ -8,7 +8,6 @@ That is what makes it faster than the Jupyter-hosted route; it shares the server
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,13 @@ from tornado.log import access_log
 
 from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
 from jupyter_serving.dataplane.tokens import endpoint_scope
-from jupyter_serving.errors import EndpointNotFound, PayloadTooLarge, ServingError, Unauthenticated
+from jupyter_serving.errors import (
+    EndpointNotFound,
+    PayloadTooLarge,
+    ServingError,
+    Unauthenticated,
+    send_error,
+)
 
 if TYPE_CHECKING:
     from jupyter_serving.dataplane.gateway import DataPlaneGateway
@@ -73,12 +78,7 @@ class DataPlaneHandler(web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if not isinstance(exc, ServingError):
             exc = ServingError(f"The server failed to handle the request: {exc!r}")
-        self.set_status(exc.http_status)
-        for key, value in exc.headers.items():
-            self.set_header(key, value)
-        if self.request_id:
-            self.set_header("x-request-id", self.request_id)
-        self.finish(json.dumps(exc.to_json()))
+        send_error(self, exc, self.request_id)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, ServingError) and value.http_status < 500:
