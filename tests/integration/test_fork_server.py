@@ -1,0 +1,127 @@
+"""Replicas forked from a warm fork server (worker_start=fork): shared memory, supervision, environment.
+
+Real server, real fork server, real forked workers; memory is the kernel's own accounting (PSS).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from serving_support import ServingServer, entity, eventually, iris_split
+
+FORK_SERVER = "jupyter_serving.worker.forkserver"
+# Spawned, each replica of iris-lr holds ~195 MB PSS; forked, ~35-45 MB here. The bound leaves margin
+# for another machine's allocator and libraries while still failing if imports stop being shared.
+MAX_PSS_MB = 90
+THREE_IRIS = {
+    "served_entities": [
+        {
+            "entity_name": "iris-lr",
+            "entity_version": "1",
+            "min_provisioned_concurrency": 12,  # three replicas of 4 concurrent requests each
+            "max_provisioned_concurrency": 12,
+        }
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def fork_server(mlflow_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingServer]:
+    server = ServingServer(
+        tmp_path_factory.mktemp("fork") / "state", mlflow_env.env, ["--worker-start", "fork", "--gpus", "0,1"]
+    ).start()
+    yield server
+    server.stop()
+
+
+def replica_pids(server: ServingServer, name: str, served: str) -> list[int]:
+    """The worker processes serving `served`: descendants of the server whose pid is in its log."""
+    assert server.proc is not None
+    logs = server.api("GET", f"api/2.0/serving-endpoints/{name}/served-models/{served}/logs").json()["logs"]
+    return [p.pid for p in psutil.Process(server.proc.pid).children(recursive=True) if f"[{p.pid}]" in logs]
+
+
+def replicas(server: ServingServer, name: str) -> int:
+    return server.get(name)["config"]["served_entities"][0]["local"]["ready_replicas"]
+
+
+def test_forked_replicas_share_their_imports_and_answer(fork_server: ServingServer) -> None:
+    fork_server.create_ready("fork-iris", THREE_IRIS)
+    for _ in range(6):
+        reply = fork_server.invoke("fork-iris", iris_split())
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["predictions"] == [0, 2, 1]
+    pids = eventually(
+        lambda: replica_pids(fork_server, "fork-iris", "iris-lr-1"), 30, 0.1, until=lambda p: len(p) == 3
+    )
+    for pid in pids:
+        parent = psutil.Process(pid).parent()
+        assert parent is not None and FORK_SERVER in " ".join(parent.cmdline()), "not forked"
+        assert os.getsid(pid) == pid, "a forked replica leads its own session"
+    pss_mb = [psutil.Process(pid).memory_full_info().pss / 2**20 for pid in pids]
+    print(f"PSS per forked replica (MB): {[round(p, 1) for p in pss_mb]}")
+    assert max(pss_mb) < MAX_PSS_MB, pss_mb
+    fork_server.delete("fork-iris")
+
+
+def test_a_killed_forked_replica_is_replaced(fork_server: ServingServer) -> None:
+    fork_server.create_ready("fork-kill", {"served_entities": [entity("iris-lr", 1)]})
+    (before,) = eventually(lambda: replica_pids(fork_server, "fork-kill", "iris-lr-1"), 30, 0.1)
+    os.kill(before, signal.SIGKILL)
+    eventually(
+        lambda: replica_pids(fork_server, "fork-kill", "iris-lr-1"),
+        90,
+        0.1,
+        "a replacement replica",
+        until=lambda pids: len(pids) == 1 and pids != [before],
+    )
+    eventually(lambda: replicas(fork_server, "fork-kill") == 1, 90, 0.1, "a ready replacement")
+    state = fork_server.get("fork-kill")["config"]["served_entities"][0]["state"]
+    assert state["deployment"] == "DEPLOYMENT_READY"
+    server_log = fork_server.state_dir.parent / f"{fork_server.state_dir.name}-server.log"
+    assert f"[{before}] exited with code -9" in server_log.read_text()  # the fork server reaped it
+    assert fork_server.invoke("fork-kill", iris_split()).json()["predictions"] == [0, 2, 1]
+    fork_server.delete("fork-kill")
+
+
+def test_forked_replicas_get_their_own_environment(fork_server: ServingServer) -> None:
+    echo = {"dataframe_records": [{"var": "CUDA_VISIBLE_DEVICES"}, {"var": "FORK_TEST_VAR"}]}
+    gpu = entity("env-echo", 1, workload_type="GPU_SMALL", environment_vars={"FORK_TEST_VAR": "gpu-side"})
+    cpu = entity("env-echo", 1, environment_vars={"FORK_TEST_VAR": "cpu-side"})
+    fork_server.create_ready("fork-gpu", {"served_entities": [gpu]})
+    fork_server.create_ready("fork-cpu", {"served_entities": [cpu]})
+    devices = fork_server.get("fork-gpu")["config"]["served_entities"][0]["local"]["gpus"]
+    assert len(devices) == 1
+    assert fork_server.invoke("fork-gpu", echo).json()["predictions"] == [str(devices[0]), "gpu-side"]
+    assert fork_server.invoke("fork-cpu", echo).json()["predictions"] == ["", "cpu-side"]
+    for name in ("fork-gpu", "fork-cpu"):
+        (pid,) = replica_pids(fork_server, name, "env-echo-1")
+        parent = psutil.Process(pid).parent()
+        assert parent is not None and FORK_SERVER in " ".join(parent.cmdline())
+        fork_server.delete(name)
+
+
+@pytest.fixture
+def short_state_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="js-") as root:
+        yield Path(root) / "state"
+
+
+def test_kill_9_of_the_server_ends_the_fork_server_and_its_replicas(
+    short_state_dir: Path, start_server: Any
+) -> None:
+    server = start_server("--worker-start", "fork", state_dir=short_state_dir)
+    server.create_ready("fork-orphans", {"served_entities": [entity("iris-lr", 1)]})
+    workers = psutil.Process(server.proc.pid).children(recursive=True)
+    assert any(FORK_SERVER in " ".join(p.cmdline()) for p in workers)
+    assert replica_pids(server, "fork-orphans", "iris-lr-1")
+    server.stop(signal.SIGKILL)
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"outlived a kill -9 of the server: {alive}"
