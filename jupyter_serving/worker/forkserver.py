@@ -30,6 +30,7 @@ import signal
 import socket
 import sys
 import threading
+import traceback
 from typing import Any
 
 from jupyter_serving.worker.__main__ import main as worker_main
@@ -78,6 +79,8 @@ def _fork(control: socket.socket, request: dict[str, Any], fds: list[int], own: 
         code = 1
         try:
             code = _child(control, fds, own)
+        except BaseException:
+            traceback.print_exc()  # into the child's stderr: the replica's log
         finally:
             os._exit(code)
     for fd in fds:

@@ -65,8 +65,11 @@ def test_forked_replicas_share_their_imports_and_answer(fork_server: ServingServ
         parent = psutil.Process(pid).parent()
         assert parent is not None and FORK_SERVER in " ".join(parent.cmdline()), "not forked"
         assert os.getsid(pid) == pid, "a forked replica leads its own session"
-    pss_mb = [psutil.Process(pid).memory_full_info().pss / 2**20 for pid in pids]
-    print(f"PSS per forked replica (MB): {[round(p, 1) for p in pss_mb]}")
+    memory = [psutil.Process(pid).memory_full_info() for pid in pids]
+    pss_mb = [m.pss / 2**20 for m in memory]
+    print(
+        f"forked replicas: PSS {[round(p, 1) for p in pss_mb]} MB, USS {[round(m.uss / 2**20, 1) for m in memory]} MB"
+    )
     assert max(pss_mb) < MAX_PSS_MB, pss_mb
     fork_server.delete("fork-iris")
 
@@ -125,3 +128,14 @@ def test_kill_9_of_the_server_ends_the_fork_server_and_its_replicas(
     server.stop(signal.SIGKILL)
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, f"outlived a kill -9 of the server: {alive}"
+
+
+def test_spawn_still_starts_an_interpreter_per_replica(start_server: Any) -> None:
+    server = start_server("--worker-start", "spawn")
+    server.create_ready("spawned", {"served_entities": [entity("iris-lr", 1)]})
+    assert server.invoke("spawned", iris_split()).json()["predictions"] == [0, 2, 1]
+    (pid,) = replica_pids(server, "spawned", "iris-lr-1")
+    assert psutil.Process(pid).parent().pid == server.proc.pid  # the server's own child, no fork server
+    assert not any(FORK_SERVER in " ".join(p.cmdline()) for p in psutil.Process(server.proc.pid).children())
+    memory = psutil.Process(pid).memory_full_info()
+    print(f"spawned replica: PSS {memory.pss / 2**20:.1f} MB, USS {memory.uss / 2**20:.1f} MB")

@@ -66,8 +66,9 @@ class ForkServer:
         self._forks[request] = reply
         try:
             socket.send_fds(self._sock, [json.dumps({"fork": request}).encode()], [child_in, child_out, err])
-        except OSError:
+        except OSError:  # it died and we have not read its end-of-file yet: the next fork restarts it
             self._forks.pop(request, None)
+            self._lost()
             for fd in (stdin_w, stdout_r):
                 os.close(fd)
             raise
@@ -221,7 +222,9 @@ class ForkedWorker:
         )
         worker = cls(server, pid, exited, stdin_fd, reader)
         worker._transport = transport
-        with contextlib.suppress(ProcessLookupError):  # already gone: its exit report is on its way
+        # Gone already (its exit report is on its way), or a kernel without pidfds (< 5.3): the fork
+        # server's report alone then tells the exit.
+        with contextlib.suppress(OSError):
             worker._pidfd = os.pidfd_open(pid)
             loop.add_reader(worker._pidfd, worker._pidfd_readable)
         return worker
