@@ -5,7 +5,9 @@ Real server, real fork server, real forked workers; memory is the kernel's own a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import tempfile
 from collections.abc import Iterator
@@ -42,10 +44,18 @@ def fork_server(mlflow_env: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def replica_pids(server: ServingServer, name: str, served: str) -> list[int]:
-    """The worker processes serving `served`: descendants of the server whose pid is in its log."""
-    assert server.proc is not None
+    """Live worker processes that served `served`, by the pids its log names (a replica forked by a
+    fork server that died since is no descendant of the server any more)."""
     logs = server.api("GET", f"api/2.0/serving-endpoints/{name}/served-models/{served}/logs").json()["logs"]
-    return [p.pid for p in psutil.Process(server.proc.pid).children(recursive=True) if f"[{p.pid}]" in logs]
+    pids = []
+    for pid in sorted({int(p) for p in re.findall(rf"{re.escape(name)}/{re.escape(served)}\[(\d+)\]", logs)}):
+        with contextlib.suppress(psutil.Error):
+            worker = psutil.Process(pid)
+            if worker.status() != psutil.STATUS_ZOMBIE and "jupyter_serving.worker" in " ".join(
+                worker.cmdline()
+            ):
+                pids.append(pid)
+    return pids
 
 
 def replicas(server: ServingServer, name: str) -> int:
@@ -109,6 +119,39 @@ def test_forked_replicas_get_their_own_environment(fork_server: ServingServer) -
         parent = psutil.Process(pid).parent()
         assert parent is not None and FORK_SERVER in " ".join(parent.cmdline())
         fork_server.delete(name)
+
+
+def test_replicas_outlive_a_killed_fork_server_which_the_next_replica_restarts(
+    fork_server: ServingServer,
+) -> None:
+    fork_server.create_ready("fork-lost", {"served_entities": [entity("iris-lr", 1)]})
+    (first,) = replica_pids(fork_server, "fork-lost", "iris-lr-1")
+    lost = psutil.Process(first).ppid()
+    os.kill(lost, signal.SIGKILL)
+    assert fork_server.invoke("fork-lost", iris_split()).json()["predictions"] == [0, 2, 1]
+    os.kill(first, signal.SIGKILL)  # orphaned: only its pidfd can tell the server it exited
+    (second,) = eventually(
+        lambda: replica_pids(fork_server, "fork-lost", "iris-lr-1"),
+        90,
+        0.1,
+        "a replacement replica",
+        until=lambda pids: len(pids) == 1 and pids != [first],
+    )
+    assert second != first
+    assert fork_server.proc is not None
+    eventually(  # the warm pool's refill started a new fork server
+        lambda: [
+            p.pid
+            for p in psutil.Process(fork_server.proc.pid).children()
+            if FORK_SERVER in " ".join(p.cmdline()) and p.pid != lost
+        ],
+        60,
+        0.1,
+        "a new fork server",
+    )
+    eventually(lambda: replicas(fork_server, "fork-lost") == 1, 90, 0.1, "a ready replacement")
+    assert fork_server.invoke("fork-lost", iris_split()).json()["predictions"] == [0, 2, 1]
+    fork_server.delete("fork-lost")
 
 
 @pytest.fixture
