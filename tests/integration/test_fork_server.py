@@ -167,7 +167,9 @@ def test_kill_9_of_the_server_ends_the_fork_server_and_its_replicas(
     server.create_ready("fork-orphans", {"served_entities": [entity("iris-lr", 1)]})
     workers = psutil.Process(server.proc.pid).children(recursive=True)
     assert any(FORK_SERVER in " ".join(p.cmdline()) for p in workers)
-    assert replica_pids(server, "fork-orphans", "iris-lr-1")
+    (lone,) = replica_pids(server, "fork-orphans", "iris-lr-1")
+    memory = psutil.Process(lone).memory_full_info()
+    print(f"a lone forked replica: PSS {memory.pss / 2**20:.1f} MB, USS {memory.uss / 2**20:.1f} MB")
     server.stop(signal.SIGKILL)
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, f"outlived a kill -9 of the server: {alive}"
