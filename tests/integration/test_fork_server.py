@@ -19,8 +19,9 @@ import pytest
 from serving_support import ServingServer, entity, eventually, iris_split
 
 FORK_SERVER = "jupyter_serving.worker.forkserver"
-# Spawned, each replica of iris-lr holds ~195 MB PSS; forked, ~35-45 MB here. The bound leaves margin
-# for another machine's allocator and libraries while still failing if imports stop being shared.
+# Spawned, each replica of iris-lr holds 166-195 MB PSS; forked, 56-58 MB here (three replicas). The
+# bound leaves margin for another machine's allocator and libraries, and still fails if imports stop
+# being shared.
 MAX_PSS_MB = 90
 THREE_IRIS = {
     "served_entities": [
