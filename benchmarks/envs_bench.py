@@ -86,7 +86,8 @@ def wait_spares_warm(server_pid: int, limit_s: float = 600.0) -> None:
     """Until no worker of the server is still importing (a warm spare idles on its stdin)."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        workers = [c for c in psutil.Process(server_pid).children() if "jupyter_serving.worker" in _cmd(c)]
+        tree = psutil.Process(server_pid).children(recursive=True)  # forked workers are grandchildren
+        workers = [c for c in tree if "jupyter_serving.worker" in _cmd(c)]
         before = {w.pid: _cpu(w) for w in workers}
         time.sleep(1.0)
         if all(_cpu(w) - before[w.pid] < 0.05 for w in workers):

@@ -9,6 +9,7 @@ config the way ``JUPYTER_PORT`` does for ServerApp, so a config file always wins
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,17 @@ class ServingSettings(Configurable):
         config=True,
         help="Worker interpreters kept started with MLflow already imported, ready to load a model. "
         "They make deploys and cold starts skip the ~2 s import. Env: JUPYTER_SERVING_WARM_POOL_SIZE.",
+    ).tag(env=True)
+
+    worker_start = CaselessStrEnum(
+        ["fork", "spawn"],
+        default_value="fork" if sys.platform == "linux" else "spawn",
+        config=True,
+        help="How worker replicas start: 'fork' forks them from one warm fork server per Python "
+        "environment that imported MLflow, pandas and scikit-learn once, so replicas share those pages "
+        "(iris model: 56 MB PSS, 29 MB private per replica instead of 166-195 MB PSS; Linux only; "
+        "pidfds need kernel >= 5.3); 'spawn' starts each as an interpreter of its own. "
+        "Env: JUPYTER_SERVING_WORKER_START.",
     ).tag(env=True)
 
     deploy_timeout_s = Float(

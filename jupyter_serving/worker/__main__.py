@@ -43,12 +43,7 @@ def main() -> int:
     # The lifeline reads stdin from the first instant, so a server killed while this worker is still
     # importing (seconds, more on a busy machine) takes the worker with it at once.
     threading.Thread(target=_lifeline, args=(assignments,), daemon=True, name="lifeline").start()
-    import mlflow.pyfunc  # noqa: F401  (the slow import, done before the worker reports warm)
-
-    from jupyter_serving.worker import scoring  # noqa: F401
-
-    _preload()
-
+    prepare()  # a no-op in a child of the fork server, which did it once for all its children
     _send(status, event="warm", pid=os.getpid())
     assignment = json.loads(assignments.get())
     _redirect_output(assignment["log_path"])
@@ -65,6 +60,16 @@ def main() -> int:
         return 1
     asyncio.run(_serve(scorer, assignment, status))
     return 0
+
+
+def prepare() -> None:
+    """The imports every replica needs, done before a worker reports warm (and, in the fork server,
+    before it forks: its children share these modules' pages)."""
+    import mlflow.pyfunc  # noqa: F401  (the slow import)
+
+    from jupyter_serving.worker import scoring  # noqa: F401
+
+    _preload()
 
 
 def _preload() -> None:

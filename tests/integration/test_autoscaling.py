@@ -175,7 +175,7 @@ def _worker_pid(server: ServingServer, name: str) -> int:
     assert server.proc is not None
     children = [
         p
-        for p in psutil.Process(server.proc.pid).children()
+        for p in psutil.Process(server.proc.pid).children(recursive=True)
         if "jupyter_serving.worker" in " ".join(p.cmdline())
     ]
     logs = server.api(

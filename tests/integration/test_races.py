@@ -13,17 +13,22 @@ import pytest
 from serving_support import ServingServer, entity, eventually
 
 WORKER = "jupyter_serving.worker"
+FORK_SERVER = "jupyter_serving.worker.forkserver"
 WARM_POOL = 1
 
 pytestmark = pytest.mark.slow
 
 
 def workers(server: ServingServer) -> int:
+    """Worker processes, spawned or forked; a fork server (a direct child that forks the others, and
+    whose command line they share) is not one."""
     assert server.proc is not None
     count = 0
     for child in psutil.Process(server.proc.pid).children(recursive=True):
         try:
-            count += WORKER in " ".join(child.cmdline())
+            command = " ".join(child.cmdline())
+            fork_server = FORK_SERVER in command and child.ppid() == server.proc.pid
+            count += WORKER in command and not fork_server
         except psutil.NoSuchProcess:
             continue
     return count

@@ -42,7 +42,9 @@ class LocalBackend:
 
     async def start(self) -> None:
         private_dir(self.log_dir)
-        self.pool = WarmPool(self.settings.warm_pool_size, self.log_dir / "warm-pool.log")
+        self.pool = WarmPool(
+            self.settings.warm_pool_size, self.log_dir / "warm-pool.log", start=self.settings.worker_start
+        )
         envs = self.settings.env_cache_path
         self.environments = EnvironmentCache(
             envs, self.settings.env_cache_max_bytes, self.settings.deploy_timeout_s

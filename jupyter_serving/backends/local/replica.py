@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_serving.backends.base import ScoringReply
+from jupyter_serving.backends.local.forking import ForkedWorker, ForkServer
 from jupyter_serving.errors import DeadlineExceeded, InternalError
 from jupyter_serving.worker import protocol
 
@@ -89,6 +90,14 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc.returncode is None
 
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    async def wait(self) -> int:
+        """Its exit code, once it exits: what supervision waits on."""
+        return await self.proc.wait()
+
     async def kill(self, grace_s: float = 5.0) -> None:
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
@@ -103,27 +112,45 @@ class WorkerProcess:
             self.proc.stdin.close()
 
 
+Worker = WorkerProcess | ForkedWorker
+SPAWN, FORK = "spawn", "fork"
+
+
 class WarmPool:
     """Keeps `size` warm worker interpreters ready so a deploy skips MLflow's import time.
 
     Spares are tasks, so a deploy that arrives while a spare is still importing waits for it
-    rather than starting a second interpreter that would compete with it for the CPU.
+    rather than starting a second interpreter that would compete with it for the CPU. With
+    `start="fork"` workers are forked from this environment's fork server (shared imports, see
+    `forking.py`) instead of spawned as interpreters of their own.
     """
 
     def __init__(
-        self, size: int, log_path: Path, python: str = sys.executable, env: dict[str, str] | None = None
+        self,
+        size: int,
+        log_path: Path,
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
+        start: str = SPAWN,
     ) -> None:
         self.size = size
         self.log_path = log_path
         self.python = python
         self.env = env
-        self._spares: deque[asyncio.Task[WorkerProcess]] = deque()
+        self.start_method = start
+        self.forks = ForkServer(log_path, python, env) if start == FORK else None
+        self._spares: deque[asyncio.Task[Worker]] = deque()
         self._closed = False
+
+    def _new_worker(self) -> Any:
+        if self.forks is not None:
+            return self.forks.fork(self.log_path)
+        return WorkerProcess.spawn(self.log_path, self.env, self.python)
 
     def start(self) -> None:
         self._refill()
 
-    async def acquire(self) -> WorkerProcess:
+    async def acquire(self) -> Worker:
         """A warm worker: the oldest spare (waiting for it if it is still starting), else a new one."""
         while self._spares:
             spare = self._spares.popleft()
@@ -143,24 +170,26 @@ class WarmPool:
             if worker.alive:
                 self._refill()
                 return worker
-        worker = await WorkerProcess.spawn(self.log_path, self.env, self.python)
+        worker = await self._new_worker()
         self._refill()
         return worker
 
     def _refill(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closed and len(self._spares) < self.size:
-            self._spares.append(loop.create_task(WorkerProcess.spawn(self.log_path, self.env, self.python)))
+            self._spares.append(loop.create_task(self._new_worker()))
 
     async def stop(self) -> None:
         self._closed = True
         spares, self._spares = list(self._spares), deque()
         for result in await asyncio.gather(*spares, return_exceptions=True):
-            if isinstance(result, WorkerProcess):
+            if isinstance(result, WorkerProcess | ForkedWorker):
                 await result.kill()
+        if self.forks is not None:
+            await self.forks.stop()
 
 
-def _kill_when_started(spare: asyncio.Task[WorkerProcess]) -> None:
+def _kill_when_started(spare: asyncio.Task[Worker]) -> None:
     """A spare that finished starting after its pool closed: stop it rather than orphan it."""
     if not spare.cancelled() and spare.exception() is None:
         task = asyncio.get_running_loop().create_task(spare.result().kill())
@@ -182,11 +211,13 @@ class WarmPools:
     def pool(self, python: str, env: dict[str, str] | None = None) -> WarmPool:
         pool = self._pools.get(python)
         if pool is None:
-            pool = self._pools[python] = WarmPool(self.default.size, self.default.log_path, python, env)
+            pool = self._pools[python] = WarmPool(
+                self.default.size, self.default.log_path, python, env, self.default.start_method
+            )
             pool.start()
         return pool
 
-    async def acquire(self, python: str, env: dict[str, str] | None = None) -> WorkerProcess:
+    async def acquire(self, python: str, env: dict[str, str] | None = None) -> Worker:
         return await self.pool(python, env).acquire()
 
     async def stop(self) -> None:
@@ -203,7 +234,7 @@ class Replica:
 
     _ids = itertools.count(1)
 
-    def __init__(self, worker: WorkerProcess, socket_path: Path, label: str) -> None:
+    def __init__(self, worker: Worker, socket_path: Path, label: str) -> None:
         self.worker = worker
         self.socket_path = socket_path
         self.label = label
@@ -245,7 +276,7 @@ class Replica:
                 self.on_broken()
 
     def _fail_pending(self) -> None:
-        code = self.worker.proc.returncode
+        code = self.worker.returncode
         error = InternalError(
             f"The replica serving this request ({self.label}) stopped while the request was in flight"
             + (f" (exit code {code})." if code is not None else ".")

@@ -444,7 +444,7 @@ class ReplicaSet:
 
     # ------------------------------------------------------------- supervision
     async def _supervise(self, replica: Replica) -> None:
-        code = await replica.worker.proc.wait()
+        code = await replica.worker.wait()
         if self.stopping or replica.draining:
             return
         replica.release()
