@@ -98,18 +98,12 @@ class RayDeployment:
         self.deployment.to(READY, "")
 
     def _run(self, options: dict[str, Any]) -> None:
-        from jupyter_serving.backends.ray.replica import build
+        from jupyter_serving.backends.ray.replica import run
 
         settings = self.backend.settings
-        app = build(
-            options,
-            self.load_uri or self.entity.model_uri,
-            f"{self.endpoint}/{self.entity.name}",
-            settings.fast_path,
-            settings.max_batch_size,
-        )
-        # Not blocking: the server polls Serve's status instead, so a cancel or a delete is prompt.
-        self.backend._serve._run(app, name=self.app, route_prefix=None, _blocking=False)
+        model = self.load_uri or self.entity.model_uri
+        label = f"{self.endpoint}/{self.entity.name}"
+        run(self.app, options, model, label, settings.fast_path, settings.max_batch_size)
 
     async def _wait_running(self) -> None:
         deadline = time.monotonic() + self.backend.settings.deploy_timeout_s

@@ -63,7 +63,7 @@ def look_back_s(policy: ScalingPolicy) -> float:
 def metrics_push_s(look_back: float) -> float:
     """How often handles and replicas report demand to Serve's controller: Serve's 10 s, or a
     quarter of a shorter look-back window so the window holds several reports."""
-    return min(DEFAULT_PUSH_S, look_back / 4)
+    return DEFAULT_PUSH_S if look_back >= DEFAULT_LOOK_BACK_S else min(DEFAULT_PUSH_S, look_back / 4)
 
 
 def autoscaling_config(policy: ScalingPolicy) -> dict[str, Any]:

@@ -65,13 +65,14 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def build(options: dict[str, Any], *args: Any) -> Any:
-    """The bound Serve application of one served entity (what `serve.run` takes)."""
+def run(name: str, options: dict[str, Any], *args: Any) -> None:
+    """Submit one served entity's application to Serve without waiting for it (the backend polls)."""
     with warnings.catch_warnings():
         # Serve compares look_back_period_s with its deprecated metrics_interval_s (10 s) and warns;
         # the push intervals that field stands for are set by the backend (backend.py, REPLICA_PUSH_ENV).
         warnings.simplefilter("ignore", FutureWarning)
-        return serve.deployment(ServedModel).options(**options).bind(*args)
+        app = serve.deployment(ServedModel).options(**options).bind(*args)
+        serve._run(app, name=name, route_prefix=None, _blocking=False)  # no HTTP route: see backend.py
 
 
-__all__ = ["Reply", "ServedModel", "build"]
+__all__ = ["Reply", "ServedModel", "run"]
