@@ -150,7 +150,7 @@ def bench_server(
             print(f"    {load['throughput_rps']:.0f} req/s, p50 {load['p50_ms']:.1f} ms", flush=True)
             result = {"create_to_ready_s": create_s, "predictions": predictions, "load": load}
             if zero:
-                result["scale_from_zero_s"] = scale_from_zero(api, url, proc, log_path, session, rounds=2)
+                result["scale_from_zero_s"] = scale_from_zero(api, url, proc, log_path, session, rounds=3)
     finally:
         stop(proc)
     return result
@@ -172,11 +172,9 @@ def scale_from_zero(
     target = ours_target(url, "zero", proc, log_path)
     times = []
     for _ in range(rounds):
-        deadline = time.perf_counter() + 300
-        while replicas(api, "zero") != 0:
-            if time.perf_counter() > deadline:
-                raise TimeoutError("the entity never scaled to zero")
-            time.sleep(0.2)
+        # Up first (status is polled from Serve, so it lags an answer), then down to zero again.
+        wait_replicas(api, "zero", lambda n: n > 0)
+        wait_replicas(api, "zero", lambda n: n == 0)
         started = time.perf_counter()
         times.append(wait_for_answer(target, request_bodies()[0], session) - started)
         print(f"    scale from zero: first answer after {times[-1]:.2f} s", flush=True)
@@ -184,8 +182,12 @@ def scale_from_zero(
     return times
 
 
-def replicas(api: OursApi, name: str) -> int:
-    return int(api.get(name)["config"]["served_entities"][0]["local"]["replicas"])
+def wait_replicas(api: OursApi, name: str, until: Any, timeout_s: float = 300) -> None:
+    deadline = time.perf_counter() + timeout_s
+    while not until(int(api.get(name)["config"]["served_entities"][0]["local"]["replicas"])):
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{name}: replica count not reached within {timeout_s:g} s")
+        time.sleep(0.2)
 
 
 def bench_handwritten(root: Path, env: dict[str, str], address: str, plan: Plan) -> dict[str, Any]:
