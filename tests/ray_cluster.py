@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -59,11 +60,26 @@ class RayCluster:
         psutil.wait_procs(list(victims.values()), timeout=30)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
+    def applications(self) -> list[str]:
+        """The Serve applications on the cluster, read by a driver of our own (a separate process,
+        so the test process never joins the cluster)."""
+        code = (
+            "import json, ray; from ray import serve; "
+            f"ray.init(address={self.address!r}, log_to_driver=False, logging_level='ERROR'); "
+            "print(json.dumps(sorted(serve.status().applications)))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=START_TIMEOUT_S, check=True
+        )
+        return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
     def _ray(self, *args: str) -> None:
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
         done = subprocess.run([RAY, *args], env=env, timeout=START_TIMEOUT_S, capture_output=True, text=True)
         if done.returncode:
-            raise RuntimeError(f"ray {' '.join(args[:3])} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+            raise RuntimeError(
+                f"ray {' '.join(args[:3])} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+            )
 
 
 def start_cluster(attempts: int = 3) -> RayCluster:

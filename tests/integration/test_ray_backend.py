@@ -22,8 +22,13 @@ from test_inference_tables import (
 )
 from test_updates import test_no_request_fails_across_updates_under_load as updates_under_load
 from test_updates import test_split_follows_the_configured_percentages_and_direct_queries_ignore_it as split
+from test_updates import test_unchanged_entities_keep_their_replicas as unchanged_keeps_replicas
 
-pytestmark = pytest.mark.skipif(bool(RAY_MISSING), reason=RAY_MISSING or "Ray is installed")
+pytestmark = [
+    pytest.mark.skipif(bool(RAY_MISSING), reason=RAY_MISSING or "Ray is installed"),
+    # The first test also waits for the cluster and the server to start: minutes on a busy 2-core box.
+    pytest.mark.timeout(420),
+]
 
 RAY_FLAGS = (
     "--backend", "ray",
@@ -47,12 +52,13 @@ def ray_server(
     server.stop()
 
 
-def test_lifecycle_create_get_query_delete(ray_server: ServingServer) -> None:
+def test_lifecycle_create_get_query_delete(ray_server: ServingServer, ray_cluster: RayCluster) -> None:
     endpoint = ray_server.create_ready("ray-life", {"served_entities": [entity("iris-lr", 1)]})
     served = endpoint["config"]["served_entities"][0]
     assert served["state"]["deployment"] == "DEPLOYMENT_READY"
     assert served["local"]["ray"]["status"] == "RUNNING"
-    assert served["local"]["ray"]["application"].startswith("jsrv-")
+    app = served["local"]["ray"]["application"]
+    assert app.startswith("jsrv-") and app in ray_cluster.applications()
     response = ray_server.invoke("ray-life", iris_split())
     assert (response.status_code, response.json()) == (200, {"predictions": [0, 2, 1]})
     assert response.headers["served-model-name"] == "iris-lr-1"
@@ -62,6 +68,7 @@ def test_lifecycle_create_get_query_delete(ray_server: ServingServer) -> None:
     assert "model loaded" in logs["logs"]  # from Ray's own replica log
     assert ray_server.delete("ray-life").json() == {}
     assert ray_server.api("GET", "api/2.0/serving-endpoints/ray-life").status_code == 404
+    eventually(lambda: app not in ray_cluster.applications(), 60, 0.5, "the application deleted from Ray")
 
 
 def test_split_80_20_direct_and_sticky(ray_server: ServingServer) -> None:
@@ -98,3 +105,28 @@ def test_replicas_of_one_entity_run_on_both_nodes(ray_server: ServingServer) -> 
 
 
 SIZE_8 = {"min_provisioned_concurrency": 8, "max_provisioned_concurrency": 8}  # two replicas of 4
+
+
+def test_unchanged_entities_keep_their_replicas_and_a_resize_restarts_none(ray_server: ServingServer) -> None:
+    unchanged_keeps_replicas(ray_server)  # a split change: the same Serve applications serve on
+    ray_server.create_ready("ray-resize", {"served_entities": [entity("iris-lr", 1)]})
+    app = local(ray_server, "ray-resize", "iris-lr-1")["ray"]["application"]
+    resized = {"served_entities": [entity("iris-lr", 1, scale_to_zero_enabled=True)]}  # same runtime key
+    assert (
+        ray_server.api("PUT", "api/2.0/serving-endpoints/ray-resize/config", json=resized).status_code == 200
+    )
+    assert ray_server.wait_settled("ray-resize")["config"]["config_version"] == 2
+    # Scaling to zero proves Serve applied the new autoscaling_config; the one "model loaded" line
+    # proves it did so in place (a code change would have replaced the replica first).
+    after = eventually(
+        lambda: local(ray_server, "ray-resize", "iris-lr-1"),
+        60,
+        0.2,
+        "zero replicas",
+        until=lambda i: i["replicas"] == 0,
+    )
+    assert after["ray"]["application"] == app and after["min_replicas"] == 0
+    logs = ray_server.api("GET", "api/2.0/serving-endpoints/ray-resize/served-models/iris-lr-1/logs").json()
+    assert logs["logs"].count("model loaded") == 1
+    assert ray_server.invoke("ray-resize", iris_split()).status_code == 200  # and a cold start serves
+    ray_server.delete("ray-resize")

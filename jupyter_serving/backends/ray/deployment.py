@@ -103,7 +103,7 @@ class RayDeployment:
         settings = self.backend.settings
         model = self.load_uri or self.entity.model_uri
         label = f"{self.endpoint}/{self.entity.name}"
-        run(self.app, options, model, label, settings.fast_path, settings.max_batch_size)
+        run(self.app, self.key, options, model, label, settings.fast_path, settings.max_batch_size)
 
     async def _wait_running(self) -> None:
         deadline = time.monotonic() + self.backend.settings.deploy_timeout_s

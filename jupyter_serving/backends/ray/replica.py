@@ -65,13 +65,19 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def run(name: str, options: dict[str, Any], *args: Any) -> None:
-    """Submit one served entity's application to Serve without waiting for it (the backend polls)."""
+def run(name: str, version: str, options: dict[str, Any], *args: Any) -> None:
+    """Submit one served entity's application to Serve without waiting for it (the backend polls).
+
+    `version` is the runtime key: Serve's Python API gives every `serve.run` a random code version,
+    so a new sizing of the same entity would replace its replicas; with a fixed version it is a light
+    update (replica counts only), as a reused local replica set is."""
     with warnings.catch_warnings():
         # Serve compares look_back_period_s with its deprecated metrics_interval_s (10 s) and warns;
         # the push intervals that field stands for are set by the backend (backend.py, REPLICA_PUSH_ENV).
         warnings.simplefilter("ignore", FutureWarning)
-        app = serve.deployment(ServedModel).options(**options).bind(*args)
+        deployment = serve.deployment(ServedModel).options(**options)
+        deployment._version = version  # no public setter since `version=` left `.options()`
+        app = deployment.bind(*args)
         serve._run(app, name=name, route_prefix=None, _blocking=False)  # no HTTP route: see backend.py
 
 
