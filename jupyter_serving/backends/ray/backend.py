@@ -115,6 +115,9 @@ class RayBackend:
         private_dir(self.settings.state_path / "logs")  # the server's own logs (capture's) live there too
         # Read by Serve when it is imported: how often this server's handles report queued requests.
         os.environ.setdefault(HANDLE_PUSH_ENV, self.push_s)
+        # A Ray call after stop() (Serve's handle threads wind down late) must fail, not start a
+        # fresh local Ray cluster of its own, which Ray does by default.
+        os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
         self._ray, self._serve = await asyncio.to_thread(import_ray)
         await self.call(self._connect)
         stale = await self.call(self._stale_apps)
