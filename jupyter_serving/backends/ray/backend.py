@@ -208,7 +208,10 @@ class RayBackend:
                 str(getattr(state, "value", state)): count
                 for state, count in (deployment.replica_states if deployment else {}).items()
             }
-            message = app.message or (deployment.message if deployment else "")
+            # The application's message is generic ("Failed to update the deployments"); the
+            # deployment's carries the cause (the replica's traceback, an unschedulable resource).
+            parts = [app.message, deployment.message if deployment else ""]
+            message = "\n".join(part for part in parts if part)
             out[name] = AppSnapshot(
                 str(getattr(app.status, "value", app.status)), message, states, tuple(nodes.get(name, ()))
             )
