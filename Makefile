@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile labextension/package.json labextension/yarn.lo
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch==2.13.0 is the CPU build already on disk; any other version pulls GBs of CUDA wheels.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test,lab,torch,flavors]" torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[test,lab,torch,flavors,ray]" torch==2.13.0
 	$(MAKE) labextension
 	touch $(STAMP)
 

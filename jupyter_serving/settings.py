@@ -30,9 +30,25 @@ class ServingSettings(Configurable):
     backend = Unicode(
         "local",
         config=True,
-        help="What runs replicas: 'local' (worker subprocesses on this machine), or 'package.module:Class' "
-        "for another implementation of jupyter_serving.backends.base.ExecutionBackend. "
-        "Env: JUPYTER_SERVING_BACKEND.",
+        help="What runs replicas: 'local' (worker subprocesses on this machine), 'ray' (Ray Serve "
+        "deployments on the cluster `ray_address` names; needs pip install 'jupyter-serving[ray]'), or "
+        "'package.module:Class' for another implementation of "
+        "jupyter_serving.backends.base.ExecutionBackend. Env: JUPYTER_SERVING_BACKEND.",
+    ).tag(env=True)
+
+    ray_address = Unicode(
+        "local",
+        config=True,
+        help="With backend 'ray': the running Ray cluster to deploy on ('auto', or the head's "
+        "'host:port'), or 'local' to start a private cluster on this machine for this server alone, "
+        "stopped with it. Env: JUPYTER_SERVING_RAY_ADDRESS.",
+    ).tag(env=True)
+
+    ray_replica_cpus = Float(
+        1.0,
+        config=True,
+        help="With backend 'ray': CPUs Ray reserves for each replica (fractions pack several on one "
+        "CPU). GPUs come from the entity's workload_type. Env: JUPYTER_SERVING_RAY_REPLICA_CPUS.",
     ).tag(env=True)
 
     state_dir = Unicode(

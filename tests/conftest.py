@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from ray_cluster import RAY_MISSING, RayCluster, start_cluster
 from serving_support import MlflowEnv, ServingServer, build_registry
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
@@ -50,3 +51,16 @@ def start_server(mlflow_env: MlflowEnv, tmp_path: Path) -> Iterator[Callable[...
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """A real Ray cluster for the session: a head and one more node, one CPU each, in a temp dir;
+    its processes are killed at the end whatever happens."""
+    if RAY_MISSING:
+        pytest.skip(RAY_MISSING)
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -141,6 +141,7 @@ class ServingServer:
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
     session: requests.Session = field(default_factory=requests.Session)
+    startup_timeout: float = STARTUP_TIMEOUT_S
 
     def start(self) -> ServingServer:
         server = launch(
@@ -148,7 +149,7 @@ class ServingServer:
             info_file=self.state_dir.parent / f"{self.state_dir.name}-info.json",
             log_path=self.state_dir.parent / f"{self.state_dir.name}-server.log",
             extra_env=self.env,
-            timeout=STARTUP_TIMEOUT_S,
+            timeout=self.startup_timeout,
             token=self.token,
         )
         self.proc, self.url = server.process, server.url

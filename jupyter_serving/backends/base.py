@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from jupyter_serving.settings import ServingSettings
 
 # `backend` setting value -> "module:Class"; any other value is taken as "module:Class" itself.
-BACKENDS = {"local": "jupyter_serving.backends.local.backend:LocalBackend"}
+BACKENDS = {
+    "local": "jupyter_serving.backends.local.backend:LocalBackend",
+    "ray": "jupyter_serving.backends.ray.backend:RayBackend",
+}
 
 
 class DeployFailed(Exception):

@@ -87,19 +87,24 @@ def _preload() -> None:
 
 
 def _load(assignment: dict[str, Any]) -> Any:
+    return load_scorer(assignment["model_uri"], fast_path=assignment.get("fast_path", True))
+
+
+def load_scorer(model_uri: str, *, fast_path: bool = True, log: Any = logging) -> Any:
+    """Load the model, warm it up and wrap it in a Scorer; also what a Ray Serve replica runs."""
     import mlflow.pyfunc
 
     from jupyter_serving.worker.scoring import Scorer
 
     started = time.perf_counter()
-    logging.info("loading model %s", assignment["model_uri"])
-    model = mlflow.pyfunc.load_model(assignment["model_uri"])
-    logging.info("model loaded in %.2f s", time.perf_counter() - started)
-    _warm_up(model)
-    return Scorer(model, fast_path=assignment.get("fast_path", True))
+    log.info("loading model %s", model_uri)
+    model = mlflow.pyfunc.load_model(model_uri)
+    log.info("model loaded in %.2f s", time.perf_counter() - started)
+    _warm_up(model, log)
+    return Scorer(model, fast_path=fast_path)
 
 
-def _warm_up(model: Any) -> None:
+def _warm_up(model: Any, log: Any = logging) -> None:
     """Score the model's saved input example once before reporting ready, so the first real request
     does not pay for lazy initialisation (CUDA context and kernels, JIT, caches)."""
     example = getattr(model, "input_example", None)
@@ -109,9 +114,9 @@ def _warm_up(model: Any) -> None:
     try:
         model.predict(example)
     except Exception as exc:  # the example is the model author's, not the user's request: warn only
-        logging.warning("warm-up on the model's input example failed: %r", exc)
+        log.warning("warm-up on the model's input example failed: %r", exc)
         return
-    logging.info("warm-up on the input example took %.3f s", time.perf_counter() - started)
+    log.info("warm-up on the input example took %.3f s", time.perf_counter() - started)
 
 
 def _load_error_message(exc: BaseException) -> str:

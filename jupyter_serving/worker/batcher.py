@@ -61,15 +61,7 @@ class Batcher:
                 self._reply(batch, results)
 
     def _score(self, batch: list[tuple[protocol.Frame, asyncio.StreamWriter]]) -> list[Any]:
-        requests = [(f.meta.decode(errors="replace"), f.body) for f, _ in batch]
-        try:
-            return self.scorer.score(requests)
-        except Exception:
-            if len(requests) == 1:
-                return [_score_alone(self.scorer, requests[0])]
-            # One client's request must not fail the others that happened to share its batch.
-            logging.exception("a batch of %d failed as a whole; scoring each request alone", len(requests))
-            return [_score_alone(self.scorer, r) for r in requests]
+        return score_batch(self.scorer, [(f.meta.decode(errors="replace"), f.body) for f, _ in batch])
 
     def _reply(self, batch: list[tuple[protocol.Frame, asyncio.StreamWriter]], results: list[Any]) -> None:
         for (frame, writer), result in zip(batch, results, strict=True):
@@ -77,6 +69,18 @@ class Batcher:
                 {"ms": round(result.execution_ms, 3), "crid": result.client_request_id, "b": result.batch}
             ).encode()
             writer.write(protocol.encode(frame.request_id, result.status, meta, result.body))
+
+
+def score_batch(scorer: Any, requests: list[tuple[str, bytes]]) -> list[Any]:
+    """One Result per (content type, body), scored together; shared with the Ray backend's replica."""
+    try:
+        return scorer.score(requests)
+    except Exception:
+        if len(requests) == 1:
+            return [_score_alone(scorer, requests[0])]
+        # One client's request must not fail the others that happened to share its batch.
+        logging.exception("a batch of %d failed as a whole; scoring each request alone", len(requests))
+        return [_score_alone(scorer, r) for r in requests]
 
 
 def _score_alone(scorer: Any, request: tuple[str, bytes]) -> Any:

@@ -64,6 +64,29 @@ def test_requests_and_failures_are_logged_with_databricks_columns(
     assert str(good_row["date"]) == time.strftime("%Y-%m-%d", time.gmtime(good_row["timestamp_ms"] / 1000))
 
 
+def test_every_acknowledged_request_lands_exactly_once(serving_server: ServingServer) -> None:
+    """Concurrent clients with capture on: each answered request is one row, none lost or doubled."""
+    serving_server.create_ready(
+        "cap-load", {"served_entities": [entity("iris-lr", 1)], "auto_capture_config": CAPTURE}
+    )
+    path = serving_server.get("cap-load")["config"]["auto_capture_config"]["state"]["payload_table"]["path"]
+
+    def client(n: int) -> list[str]:
+        ids = []
+        for i in range(25):
+            response = serving_server.invoke("cap-load", {**iris_split(), "client_request_id": f"c{n}-{i}"})
+            assert response.status_code == 200, response.text
+            ids.append(response.headers["x-request-id"])
+        return ids
+
+    with ThreadPoolExecutor(4) as pool:
+        acknowledged = [i for ids in pool.map(client, range(4)) for i in ids]
+    frame = wait_rows(path, len(acknowledged))
+    assert sorted(frame["databricks_request_id"]) == sorted(acknowledged)
+    assert sorted(frame["client_request_id"]) == sorted(f"c{n}-{i}" for n in range(4) for i in range(25))
+    serving_server.delete("cap-load")
+
+
 def test_disable_reenable_and_delete_keep_the_table(start_server: Callable[..., ServingServer]) -> None:
     server = start_server("--capture-flush-s", "0.2")
     server.create_ready(

@@ -1,0 +1,298 @@
+"""Side by side on one model and one load generator: the local backend, the Ray backend, and the Ray
+Serve deployment a Ray user would write by hand (`@serve.batch`, Serve's own HTTP proxy).
+
+Run: ``.venv/bin/python -m benchmarks.ray_bench [--quick] [--out results.json]``. Registers iris-lr v1
+(benchmarks/run.py), then, one at a time: `jupyter-serving serve` (local backend); a one-node Ray
+cluster (`ray start --head`, all CPUs) with `jupyter-serving serve --backend ray` on it; the same
+cluster serving the hand-written deployment. Each is driven by loadgen.py at 16 clients (one-row
+requests, every answer checked). Then scale from zero on Ray: an entity with scale_to_zero_enabled,
+idle until Serve has removed its replica, and the time to the first answer of the next request.
+Reports the Ray backend's throughput over hand-written Ray Serve (target: at most 10 % lower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from benchmarks.run import (
+    HOST,
+    MODEL,
+    TOKEN,
+    OursApi,
+    Plan,
+    Target,
+    fetch_reference,
+    free_port,
+    register_model,
+    request_bodies,
+    run_load,
+    spawn,
+    stop,
+    wait_for_answer,
+    wait_for_url,
+)
+from jupyter_serving.launch import TOKEN_ENV, serve_command
+
+CLIENTS = 16
+TARGET_OVERHEAD = 0.10
+RAY = str(Path(sys.executable).with_name("ray"))
+ZERO_TIMERS = ("--scale-to-zero-idle-s", "3", "--scale-down-delay-s", "2", "--autoscale-interval-s", "0.5")
+
+
+# -- the hand-written Ray Serve deployment (what a Ray user would write) -------------------------------
+
+HANDWRITTEN = """
+import asyncio, sys
+import mlflow.pyfunc, pandas as pd, ray
+from ray import serve
+from starlette.requests import Request
+
+@serve.deployment(max_ongoing_requests=64)
+class Iris:
+    def __init__(self, uri):
+        self.model = mlflow.pyfunc.load_model(uri)
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    async def predict(self, frames):
+        out = self.model.predict(pd.concat(frames, ignore_index=True)).tolist()
+        sizes, at, parts = [len(f) for f in frames], 0, []
+        for n in sizes:
+            parts.append(out[at:at + n]); at += n
+        return parts
+
+    async def __call__(self, request: Request):
+        split = (await request.json())["dataframe_split"]
+        return {"predictions": await self.predict(pd.DataFrame(split["data"], columns=split["columns"]))}
+
+address, port, uri = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ray.init(address=address, log_to_driver=False)
+serve.start(http_options={"host": "127.0.0.1", "port": port})
+serve.run(Iris.bind(uri), name="handwritten", route_prefix="/invocations")
+print("ready", flush=True)
+sys.stdin.read()  # serve until the benchmark closes our stdin
+serve.delete("handwritten")
+"""
+
+
+def start_cluster(root: Path) -> tuple[str, str]:
+    """A one-node Ray cluster with every CPU of this machine; (address, temp dir)."""
+    temp = tempfile.mkdtemp(prefix="jsray-bench-", dir="/tmp")
+    port = free_port()
+    ports = [
+        f"--{n}={free_port()}"
+        for n in ("metrics-export-port", "dashboard-agent-grpc-port", "dashboard-agent-listen-port")
+    ]  # explicit: Ray waits only 15 s for agents to report ports it has to discover
+    cmd = [RAY, "start", "--head", "--port", str(port), "--temp-dir", temp, "--include-dashboard", "false"]
+    cmd += ["--node-ip-address", HOST, "--disable-usage-stats", *ports]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
+    return f"{HOST}:{port}", temp
+
+
+def stop_cluster(address: str, temp: str) -> None:
+    """Kill exactly this cluster's processes (they name its temp dir or address), never another Ray."""
+    import psutil
+
+    roots = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(m in " ".join(p.info["cmdline"] or []) for m in (temp, address)) and p.pid != os.getpid()
+    ]
+    victims = {c.pid: c for r in roots for c in [r, *_children(r)]}
+    for proc in victims.values():
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(list(victims.values()), timeout=30)
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def _children(proc: Any) -> list[Any]:
+    try:
+        return list(proc.children(recursive=True))
+    except Exception:
+        return []
+
+
+# -- runs --------------------------------------------------------------------------------------------
+
+
+def bench_server(
+    root: Path, name: str, env: dict[str, str], args: tuple[str, ...], plan: Plan, zero: bool = False
+) -> dict[str, Any]:
+    """One `jupyter-serving serve` with `args`: create iris-lr v1, load it at CLIENTS; scale from zero."""
+    info, log_path = root / f"{name}-info.json", root / f"{name}.log"
+    cmd = serve_command(info, "--host", HOST, "--state-dir", str(root / f"{name}-state"), *args)
+    proc = spawn(cmd, {**env, TOKEN_ENV: TOKEN}, log_path)
+    try:
+        with requests.Session() as session:
+            session.headers["Authorization"] = f"Bearer {TOKEN}"
+            url = wait_for_url(proc, info, log_path)
+            api = OursApi(url, session)
+            create_s = api.create_ready_s("bench")
+            target = ours_target(url, "bench", proc, log_path)
+            bodies = request_bodies()
+            predictions = fetch_reference(target, bodies, session)
+            print(f"  {name}: create->READY {create_s:.1f} s; {CLIENTS} clients", flush=True)
+            load = run_load(target, bodies, CLIENTS, True, plan)
+            print(f"    {load['throughput_rps']:.0f} req/s, p50 {load['p50_ms']:.1f} ms", flush=True)
+            result = {"create_to_ready_s": create_s, "predictions": predictions, "load": load}
+            if zero:
+                result["scale_from_zero_s"] = scale_from_zero(api, url, proc, log_path, session, rounds=3)
+    finally:
+        stop(proc)
+    return result
+
+
+def ours_target(url: str, endpoint: str, proc: Any, log_path: Path) -> Target:
+    parsed = urlsplit(url)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    path = f"{parsed.path}serving-endpoints/{endpoint}/invocations"
+    return Target(parsed.hostname or HOST, parsed.port or 80, path, headers, proc, log_path)
+
+
+def scale_from_zero(
+    api: OursApi, url: str, proc: Any, log_path: Path, session: requests.Session, rounds: int
+) -> list[float]:
+    """Seconds from sending a request to an entity Serve scaled to zero until its answer."""
+    entity = {"entity_name": MODEL, "entity_version": "1", "workload_size": "Small"}
+    api.create_ready_s("zero", {"served_entities": [{**entity, "scale_to_zero_enabled": True}]})
+    target = ours_target(url, "zero", proc, log_path)
+    times = []
+    for _ in range(rounds):
+        # Up first (status is polled from Serve, so it lags an answer), then down to zero again.
+        wait_replicas(api, "zero", lambda n: n > 0)
+        wait_replicas(api, "zero", lambda n: n == 0)
+        started = time.perf_counter()
+        times.append(wait_for_answer(target, request_bodies()[0], session) - started)
+        print(f"    scale from zero: first answer after {times[-1]:.2f} s", flush=True)
+    api.delete("zero")
+    return times
+
+
+def wait_replicas(api: OursApi, name: str, until: Any, timeout_s: float = 300) -> None:
+    deadline = time.perf_counter() + timeout_s
+    while not until(int(api.get(name)["config"]["served_entities"][0]["local"]["replicas"])):
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{name}: replica count not reached within {timeout_s:g} s")
+        time.sleep(0.2)
+
+
+def bench_handwritten(root: Path, env: dict[str, str], address: str, plan: Plan) -> dict[str, Any]:
+    import mlflow
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    uri = mlflow.artifacts.download_artifacts(f"models:/{MODEL}/1")  # same files the servers load
+    port, log_path = free_port(), root / "handwritten.log"
+    script = root / "handwritten.py"
+    script.write_text(HANDWRITTEN)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), address, str(port), uri],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env={**os.environ, **env},
+        )
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"the hand-written deployment did not start; see {log_path}")
+        target = Target(HOST, port, "/invocations", {"Content-Type": "application/json"}, proc, log_path)
+        bodies = request_bodies()
+        predictions = fetch_reference(target, bodies, requests.Session())
+        print(f"  hand-written Ray Serve: {CLIENTS} clients", flush=True)
+        load = run_load(target, bodies, CLIENTS, True, plan)
+        print(f"    {load['throughput_rps']:.0f} req/s, p50 {load['p50_ms']:.1f} ms", flush=True)
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return {"predictions": predictions, "load": load}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 s warm-up + 5 s per run")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    args = parser.parse_args(argv)
+    plan = Plan((CLIENTS,), 2.0 if args.quick else 5.0, 5.0 if args.quick else 15.0, args.quick)
+    load_before = os.getloadavg()[0]
+    root = Path(tempfile.mkdtemp(prefix="ray-bench-"))
+    report: dict[str, Any] = {"load_average_before": load_before, "cpus": os.cpu_count()}
+    try:
+        env, expected = register_model(root)
+        report["local"] = bench_server(root, "local", env, (), plan)
+        address, temp = start_cluster(root)
+        try:
+            ray_args = ("--backend", "ray", "--ray-address", address, "--env-manager", "local", *ZERO_TIMERS)
+            report["ray_backend"] = bench_server(root, "ray", env, ray_args, plan, zero=True)
+            serve_shutdown(address)  # the hand-written run starts Serve afresh, with its HTTP proxy
+            report["handwritten"] = bench_handwritten(root, env, address, plan)
+        finally:
+            stop_cluster(address, temp)
+        assert all(report[k]["predictions"] == expected for k in ("local", "ray_backend", "handwritten"))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    report["load_average_after"] = os.getloadavg()[0]
+    ours, theirs = (report[k]["load"]["throughput_rps"] for k in ("ray_backend", "handwritten"))
+    report["ray_backend_over_handwritten"] = ours / theirs
+    print(markdown(report))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def serve_shutdown(address: str) -> None:
+    code = f"import ray; from ray import serve; ray.init(address={address!r}); serve.shutdown()"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=180)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    rows = [
+        ("local backend", "local"),
+        ("Ray backend", "ray_backend"),
+        ("hand-written Ray Serve", "handwritten"),
+    ]
+    lines = [
+        f"| iris-lr, {CLIENTS} clients | req/s | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, key in rows:
+        load = report[key]["load"]
+        lines.append(
+            f"| {label} | {load['throughput_rps']:.0f} | {load['p50_ms']:.1f} | {load['p99_ms']:.1f} | "
+            f"{load['errors']} |"
+        )
+    ratio = report["ray_backend_over_handwritten"]
+    verdict = "met" if ratio >= 1 - TARGET_OVERHEAD else "not met"
+    lines.append(
+        f"\nRay backend / hand-written: {ratio:.2f}x (target >= {1 - TARGET_OVERHEAD:.2f}: {verdict})"
+    )
+    zero = report["ray_backend"].get("scale_from_zero_s", [])
+    lines.append(f"Scale from zero on Ray, first answer: {', '.join(f'{s:.2f} s' for s in zero)}")
+    lines.append(
+        f"Load average before/after: {report['load_average_before']:.1f} / {report['load_average_after']:.1f}"
+    )
+    return "\n".join(lines)
+
+
+__all__ = ["main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

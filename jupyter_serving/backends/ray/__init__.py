@@ -1,0 +1,1 @@
+"""The Ray backend: served entities as Ray Serve applications (`backend = ray`, extra `[ray]`)."""

@@ -1,0 +1,274 @@
+"""One served entity as a Ray Serve application: the Ray backend's `Deployment`.
+
+deploy() submits the application and returns once Serve reports it RUNNING (or raises DeployFailed
+with Serve's message); invoke() calls its deployment handle from the server's event loop; stop()
+waits for this server's requests in flight, then deletes the application. Scaling is Serve's own
+autoscaler, configured from the entity's policy (options.py); requests that arrive while it is at
+zero replicas wait in the handle while Serve starts one. States come from the backend's poll of
+Serve's status (`observe`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from ray import exceptions as ray_errors
+from ray.serve import exceptions as serve_errors
+
+from jupyter_serving.backends.base import (
+    DeployFailed,
+    DeploymentSpec,
+    DeploymentStatus,
+    Retired,
+    ScoringReply,
+    ScoringRequest,
+)
+from jupyter_serving.backends.ray import options as opts
+from jupyter_serving.errors import DeadlineExceeded, InternalError, TemporarilyUnavailable
+from jupyter_serving.model.config import ServedEntity
+from jupyter_serving.model.states import ABORTED, FAILED, READY, RECOVERING, DeploymentState
+from jupyter_serving.policy.autoscaler import ScalingPolicy
+
+if TYPE_CHECKING:
+    from jupyter_serving.backends.ray.backend import AppSnapshot, RayBackend
+
+log = logging.getLogger("jupyter_serving")
+
+DEPLOY_POLL_S = 0.25
+
+
+class RayDeployment:
+    """A served entity's Serve application: deploy, invoke through its handle, observe, delete."""
+
+    def __init__(self, backend: RayBackend, spec: DeploymentSpec) -> None:
+        self.backend = backend
+        self.endpoint = spec.endpoint
+        self.entity = spec.entity
+        self.key = spec.key
+        self.policy = spec.policy
+        self.load_uri = spec.load_uri
+        self.app = opts.app_name(
+            backend.prefix, spec.endpoint, spec.entity.name, self.key, uuid.uuid4().hex[:6]
+        )
+        self.deployment = DeploymentState()
+        self.handle: Any = None
+        self.inflight = 0
+        self.queued = 0  # requests waiting while the entity has no running replica
+        self.cold_starts = 0
+        self._cold = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._options: dict[str, Any] | None = None
+        self._submitted: Future[Any] | None = None
+        self._stopping: asyncio.Task[None] | None = None
+        self._last: AppSnapshot | None = None
+
+    @property
+    def name(self) -> str:
+        return self.entity.name
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping is not None
+
+    # ----------------------------------------------------------------- deploy
+    async def deploy(self) -> None:
+        env = await self.backend.runtime_env(self.endpoint, self.entity, self.load_uri, self.deployment.note)
+        self._options = opts.deployment_options(
+            self.policy, self.entity.workload_type, self.backend.sizing, env
+        )
+        if self.stopping:
+            raise asyncio.CancelledError
+        self.deployment.note("Submitting the Ray Serve application.")
+        self._submitted = self.backend.submit(self._run, self._options)
+        try:
+            await asyncio.wrap_future(self._submitted)
+        except Exception as exc:
+            raise self._fail(f"Ray Serve refused the deployment: {exc}") from None
+        await self._wait_running()
+        self.handle = await self.backend.call(self.backend._serve.get_app_handle, self.app)
+        if self.stopping:
+            raise asyncio.CancelledError
+        self.deployment.to(READY, "")
+
+    def _run(self, options: dict[str, Any]) -> None:
+        from jupyter_serving.backends.ray.replica import run
+
+        settings = self.backend.settings
+        model = self.load_uri or self.entity.model_uri
+        label = f"{self.endpoint}/{self.entity.name}"
+        run(self.app, self.key, options, model, label, settings.fast_path, settings.max_batch_size)
+
+    async def _wait_running(self) -> None:
+        deadline = time.monotonic() + self.backend.settings.deploy_timeout_s
+        while True:
+            app = (await self.backend.refresh()).get(self.app)
+            if self.stopping:
+                raise asyncio.CancelledError
+            if app is not None and app.status == "RUNNING":
+                return
+            if app is not None and app.status == "DEPLOY_FAILED":
+                raise self._fail(f"Ray Serve could not deploy the model: {app.message}")
+            if time.monotonic() > deadline:
+                timeout = self.backend.settings.deploy_timeout_s
+                raise self._fail(f"The model did not load within {timeout:g} s on Ray.")
+            if app is not None:
+                self.deployment.note(_progress(app))
+            await asyncio.sleep(DEPLOY_POLL_S)
+
+    def _fail(self, message: str) -> DeployFailed:
+        if self.deployment.can(FAILED):
+            self.deployment.to(FAILED, message[:2000])
+        return DeployFailed(message[:2000])
+
+    # ----------------------------------------------------------------- the request path
+    async def invoke(self, request: ScoringRequest, timeout_s: float) -> ScoringReply:
+        if self.stopping:
+            raise Retired(self.name)
+        if self.handle is None or self.deployment.final:
+            raise InternalError(f"Served entity '{self.name}' is not running: {self.deployment.message}")
+        last = self._last
+        cold = last is not None and last.running == 0
+        if cold and not self._cold:  # the first request at zero replicas: Serve starts one for it
+            self._cold = True
+            self.cold_starts += 1
+            self.deployment.note("Cold start: Ray Serve is starting a replica for a waiting request.")
+        self.inflight += 1
+        self.queued += cold
+        self._idle.clear()
+        try:
+            return await self._call(request, timeout_s)
+        finally:
+            self.inflight -= 1
+            self.queued -= cold
+            if not self.inflight:
+                self._idle.set()
+
+    async def _call(self, request: ScoringRequest, timeout_s: float) -> ScoringReply:
+        response = self.handle.remote(request.content_type, request.body)
+        try:
+            status, body, ms, crid, batch = await asyncio.wait_for(_result(response), timeout_s)
+        except TimeoutError:
+            response.cancel()
+            raise DeadlineExceeded(f"The model did not answer within {timeout_s:g} s.") from None
+        except serve_errors.BackPressureError:
+            raise TemporarilyUnavailable(
+                f"Served entity '{self.name}' has {self.backend.sizing.queue_limit} requests waiting for "
+                "a replica; retry shortly.",
+                headers={"Retry-After": "1"},
+            ) from None
+        except (ray_errors.RayError, serve_errors.RequestCancelledError) as exc:
+            raise InternalError(f"The Ray replica serving '{self.name}' failed: {_first_line(exc)}") from None
+        return ScoringReply(status, body, ms, crid, batch)
+
+    # ----------------------------------------------------------------- observed from Serve
+    def observe(self, app: AppSnapshot | None) -> None:
+        """One poll of Serve's status: health, recovery, scale to zero (called by the backend)."""
+        self._last = app
+        state = self.deployment.state
+        if self.stopping or self.handle is None or state not in (READY, RECOVERING):
+            return
+        if app is None:
+            self.deployment.to(
+                FAILED, f"The Ray Serve application {self.app} was deleted outside this server."
+            )
+        elif app.status in ("UNHEALTHY", "DEPLOY_FAILED"):
+            self.deployment.to(RECOVERING, f"Ray Serve: {app.message or app.status}")
+        elif state == RECOVERING and app.status == "RUNNING":
+            self.deployment.to(READY, "")
+        if app is None:
+            return
+        if app.running:
+            if self._cold:
+                self._cold = False
+                self.deployment.note("")
+        elif self.policy.scale_to_zero and not self._cold and not app.starting:
+            self.deployment.note(
+                f"Scaled to zero by Ray Serve after {self.policy.idle_s:g} s without requests; "
+                "the next request starts a replica."
+            )
+
+    # ----------------------------------------------------------------- sizing, stopping
+    def reconfigure(self, entity: ServedEntity, policy: ScalingPolicy) -> None:
+        """New sizing for the same runtime key: the same version, so Serve only changes replica counts."""
+        self.entity = entity
+        if policy == self.policy or self._options is None:
+            self.policy = policy
+            return
+        self.policy = policy
+        self._options = {**self._options, "autoscaling_config": opts.autoscaling_config(policy)}
+        self._submitted = self.backend.submit(self._run, self._options)
+
+    def abort(self, message: str) -> None:
+        if self.deployment.can(ABORTED):
+            self.deployment.to(ABORTED, message)
+
+    async def stop(self, drain_timeout_s: float = 30.0) -> None:
+        """Let this server's requests in flight finish, then delete the application. Runs to the end
+        even if the caller is cancelled, so no application outlives its deployment."""
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self._stop(drain_timeout_s))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, drain_timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), drain_timeout_s)
+        if self._submitted is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(self._submitted)
+            try:
+                await self.backend.delete_app(self.app)
+            except Exception as exc:
+                log.error("could not delete Ray Serve application %s: %r", self.app, exc)
+        self.backend.deployments.discard(self)
+
+    def status(self) -> DeploymentStatus:
+        app = self._last
+        running, starting = (app.running, app.starting) if app is not None else (0, 0)
+        return DeploymentStatus(
+            state=self.deployment.state,
+            message=self.deployment.message,
+            replicas=running,
+            ready_replicas=running,
+            inflight=self.inflight,
+            queued=self.queued,
+            cold_starts=self.cold_starts,
+            local={
+                "replicas": running,
+                "ready_replicas": running,
+                "starting_replicas": starting,
+                "min_replicas": 0 if self.policy.scale_to_zero else self.policy.min_replicas,
+                "max_replicas": self.policy.max_replicas,
+                "queued_requests": self.queued,
+                "cold_starts": self.cold_starts,
+                "ray": {
+                    "application": self.app,
+                    "status": app.status if app is not None else None,
+                    "replica_states": dict(app.replica_states) if app is not None else {},
+                    "nodes": sorted(set(app.nodes)) if app is not None else [],
+                },
+            },
+        )
+
+
+async def _result(response: Any) -> Any:
+    return await response
+
+
+def _progress(app: AppSnapshot) -> str:
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(app.replica_states.items())) or "none yet"
+    return f"Ray Serve is deploying the model (replicas: {states})."
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:500]
+
+
+__all__ = ["RayDeployment"]

@@ -1,0 +1,84 @@
+"""The Ray Serve deployment class: one replica of one served entity, running the worker's own scorer.
+
+The same code as a local worker replica (`worker/__main__.load_scorer`, `worker/batcher.score_batch`,
+`worker/scoring.Scorer`); only the transport differs: Serve hands requests to `__call__`, and
+`@serve.batch` (no added wait unless the entity asks for one) gathers whatever arrived while the
+previous predict ran into the next one, the adaptive micro-batching of the local worker. Imported
+by Ray worker processes on the cluster, and by the server only when it deploys on Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import warnings
+from typing import Any
+
+from ray import serve
+
+from jupyter_serving.worker.batcher import INLINE_BUDGET_S, score_batch
+
+# What a reply carries back to the server: status, body, execution ms, client_request_id, batch size.
+Reply = tuple[int, bytes, float, "str | None", int]
+
+log = logging.getLogger("ray.serve")  # Serve writes this logger into the replica's own log file
+
+
+class ServedModel:
+    """Loads the model once, warms it up, then scores coalesced requests."""
+
+    def __init__(self, model_uri: str, label: str, fast_path: bool, max_batch_size: int) -> None:
+        from jupyter_serving.worker.__main__ import load_scorer
+
+        self.label = label
+        log.info("%s: replica starting on node %s", label, _node_id())
+        self.scorer = load_scorer(model_uri, fast_path=fast_path, log=log)
+        # Per served entity through its environment_vars (runtime_env), as in a local worker.
+        batch = int(os.environ.get("JUPYTER_SERVING_MAX_BATCH_SIZE", max_batch_size))
+        wait_ms = float(os.environ.get("JUPYTER_SERVING_BATCH_WAIT_MS", "0"))
+        self._score.set_max_batch_size(max(1, batch))
+        self._score.set_batch_wait_timeout_s(max(0.0, wait_ms / 1000))
+        self.inline = False
+
+    async def __call__(self, content_type: str, body: bytes) -> Reply:
+        return await self._score((content_type, body))
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
+    async def _score(self, requests: list[tuple[str, bytes]]) -> list[Reply]:
+        started = time.perf_counter()
+        if self.inline:  # fast models: a thread handoff would cost more than the predict
+            results = score_batch(self.scorer, requests)
+        else:  # slow ones score off the loop, so Serve's health checks and queue probes get answers
+            results = await asyncio.to_thread(score_batch, self.scorer, requests)
+        self.inline = time.perf_counter() - started < INLINE_BUDGET_S
+        return [(r.status, r.body, r.execution_ms, r.client_request_id, r.batch) for r in results]
+
+    def node(self) -> str:
+        return _node_id()
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def run(name: str, version: str, options: dict[str, Any], *args: Any) -> None:
+    """Submit one served entity's application to Serve without waiting for it (the backend polls).
+
+    `version` is the runtime key: Serve's Python API gives every `serve.run` a random code version,
+    so a new sizing of the same entity would replace its replicas; with a fixed version it is a light
+    update (replica counts only), as a reused local replica set is."""
+    with warnings.catch_warnings():
+        # Serve compares look_back_period_s with its deprecated metrics_interval_s (10 s) and warns;
+        # the push intervals that field stands for are set by the backend (backend.py, REPLICA_PUSH_ENV).
+        warnings.simplefilter("ignore", FutureWarning)
+        deployment = serve.deployment(ServedModel).options(**options)
+        deployment._version = version  # no public setter since `version=` left `.options()`
+        app = deployment.bind(*args)
+        serve._run(app, name=name, route_prefix=None, _blocking=False)  # no HTTP route: see backend.py
+
+
+__all__ = ["Reply", "ServedModel", "run"]

@@ -1,0 +1,132 @@
+"""The backend-neutral scenarios of the integration suite, run again on the Ray backend.
+
+One real two-node Ray cluster for the session (`ray_cluster` in tests/conftest.py) and one server
+with `--backend ray` on it for this module. The scenarios are the same test functions the local
+backend runs (imported under other names so pytest does not collect them twice here), given this
+server instead of theirs; only replica placement across nodes is Ray's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from ray_cluster import RAY_MISSING, RayCluster
+from serving_support import MlflowEnv, ServingServer, entity, eventually, iris_split
+from test_autoscaling import FAST_TIMERS, local
+from test_autoscaling import test_scale_to_zero_then_a_burst_of_first_requests_all_succeed as scale_to_zero
+from test_inference_tables import test_every_acknowledged_request_lands_exactly_once as capture_every_row
+from test_inference_tables import (
+    test_requests_and_failures_are_logged_with_databricks_columns as capture_columns,
+)
+from test_updates import test_no_request_fails_across_updates_under_load as updates_under_load
+from test_updates import test_split_follows_the_configured_percentages_and_direct_queries_ignore_it as split
+from test_updates import test_unchanged_entities_keep_their_replicas as unchanged_keeps_replicas
+
+pytestmark = [
+    pytest.mark.skipif(bool(RAY_MISSING), reason=RAY_MISSING or "Ray is installed"),
+    # The first test also waits for the cluster and the server to start: minutes on a busy 2-core box.
+    pytest.mark.timeout(420),
+]
+
+RAY_FLAGS = (
+    "--backend", "ray",
+    "--env-manager", "local",  # the nodes' own environment: nothing is built in the tests
+    "--ray-replica-cpus", "0.2",  # several replicas per one-CPU node
+    "--capture-flush-s", "0.2",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ray_server(
+    ray_cluster: RayCluster, mlflow_env: MlflowEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServingServer]:
+    server = ServingServer(
+        tmp_path_factory.mktemp("ray") / "state",
+        mlflow_env.env,
+        [*RAY_FLAGS, "--ray-address", ray_cluster.address, *FAST_TIMERS],
+        startup_timeout=180,
+    ).start()
+    yield server
+    server.stop()
+
+
+def test_lifecycle_create_get_query_delete(ray_server: ServingServer, ray_cluster: RayCluster) -> None:
+    endpoint = ray_server.create_ready("ray-life", {"served_entities": [entity("iris-lr", 1)]})
+    served = endpoint["config"]["served_entities"][0]
+    assert served["state"]["deployment"] == "DEPLOYMENT_READY"
+    assert served["local"]["ray"]["status"] == "RUNNING"
+    app = served["local"]["ray"]["application"]
+    assert app.startswith("jsrv-") and app in ray_cluster.applications()
+    response = ray_server.invoke("ray-life", iris_split())
+    assert (response.status_code, response.json()) == (200, {"predictions": [0, 2, 1]})
+    assert response.headers["served-model-name"] == "iris-lr-1"
+    bad = ray_server.invoke("ray-life", {"dataframe_records": [{"x": 1}]})
+    assert bad.status_code == 400 and "error_code" in bad.json()  # MLflow's schema error, as on local
+    logs = ray_server.api("GET", "api/2.0/serving-endpoints/ray-life/served-models/iris-lr-1/logs").json()
+    assert "model loaded" in logs["logs"]  # from Ray's own replica log
+    assert ray_server.delete("ray-life").json() == {}
+    assert ray_server.api("GET", "api/2.0/serving-endpoints/ray-life").status_code == 404
+    eventually(lambda: app not in ray_cluster.applications(), 60, 0.5, "the application deleted from Ray")
+
+
+def test_split_80_20_direct_and_sticky(ray_server: ServingServer) -> None:
+    split(ray_server)
+
+
+def test_three_updates_under_load_fail_no_request(ray_server: ServingServer) -> None:
+    updates_under_load(ray_server)
+
+
+def test_scale_to_zero_then_a_burst_of_first_requests(ray_server: ServingServer) -> None:
+    scale_to_zero(ray_server)
+
+
+def test_capture_loses_no_row(ray_server: ServingServer) -> None:
+    capture_columns(lambda *args, **kwargs: ray_server)
+    ray_server.delete("cap-ep")
+    capture_every_row(ray_server)
+
+
+def test_replicas_of_one_entity_run_on_both_nodes(ray_server: ServingServer) -> None:
+    two = {"served_entities": [{"entity_name": "iris-lr", "entity_version": "1", **SIZE_8}]}
+    ray_server.create_ready("ray-nodes", two)
+
+    def placement() -> dict[str, Any]:
+        return local(ray_server, "ray-nodes", "iris-lr-1")
+
+    info = eventually(
+        placement, 60, 0.2, "two replicas on two nodes", until=lambda i: len(i["ray"]["nodes"]) == 2
+    )
+    assert info["replicas"] == 2 and info["min_replicas"] == 2
+    assert all(ray_server.invoke("ray-nodes", iris_split()).status_code == 200 for _ in range(20))
+    ray_server.delete("ray-nodes")
+
+
+SIZE_8 = {"min_provisioned_concurrency": 8, "max_provisioned_concurrency": 8}  # two replicas of 4
+
+
+def test_unchanged_entities_keep_their_replicas_and_a_resize_restarts_none(ray_server: ServingServer) -> None:
+    unchanged_keeps_replicas(ray_server)  # a split change: the same Serve applications serve on
+    ray_server.create_ready("ray-resize", {"served_entities": [entity("iris-lr", 1)]})
+    app = local(ray_server, "ray-resize", "iris-lr-1")["ray"]["application"]
+    resized = {"served_entities": [entity("iris-lr", 1, scale_to_zero_enabled=True)]}  # same runtime key
+    assert (
+        ray_server.api("PUT", "api/2.0/serving-endpoints/ray-resize/config", json=resized).status_code == 200
+    )
+    assert ray_server.wait_settled("ray-resize")["config"]["config_version"] == 2
+    # Scaling to zero proves Serve applied the new autoscaling_config; the one "model loaded" line
+    # proves it did so in place (a code change would have replaced the replica first).
+    after = eventually(
+        lambda: local(ray_server, "ray-resize", "iris-lr-1"),
+        60,
+        0.2,
+        "zero replicas",
+        until=lambda i: i["replicas"] == 0,
+    )
+    assert after["ray"]["application"] == app and after["min_replicas"] == 0
+    logs = ray_server.api("GET", "api/2.0/serving-endpoints/ray-resize/served-models/iris-lr-1/logs").json()
+    assert logs["logs"].count("model loaded") == 1
+    assert ray_server.invoke("ray-resize", iris_split()).status_code == 200  # and a cold start serves
+    ray_server.delete("ray-resize")

@@ -1,0 +1,125 @@
+"""Test support: a real two-node Ray cluster on this machine (a head and one more node), in a temp dir.
+
+Both nodes are `ray start` processes with one CPU each, so the whole cluster fits a 2-core machine.
+Stopping kills exactly the processes of this cluster (those whose command line names its temp dir
+or its GCS address, and their children), never another Ray on the machine, which `ray stop` would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+RAY = str(Path(sys.executable).with_name("ray"))
+RAY_MISSING = (
+    "Ray is not installed: pip install 'jupyter-serving[ray]' (make install does)"
+    if importlib.util.find_spec("ray") is None
+    else ""
+)
+START_TIMEOUT_S = 180
+
+
+@dataclass
+class RayCluster:
+    temp_dir: str
+    address: str = ""
+
+    def start(self) -> RayCluster:
+        port = _free_port()
+        self.address = f"127.0.0.1:{port}"
+        self._ray(
+            "start", "--head", "--port", str(port), "--temp-dir", self.temp_dir,
+            "--include-dashboard", "false", "--ray-client-server-port", str(_free_port()), *_node_options(),
+        )  # fmt: skip
+        self._ray("start", "--address", self.address, *_node_options())
+        return self
+
+    def stop(self) -> None:
+        """Kill this cluster's processes (and their children) and wait for them to go."""
+        marks = (self.temp_dir, self.address)
+        roots = []
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if proc.pid != os.getpid() and any(m and m in cmdline for m in marks):
+                roots.append(proc)
+        victims = {p.pid: p for root in roots for p in [root, *_children(root)]}
+        for proc in victims.values():
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(list(victims.values()), timeout=30)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def applications(self) -> list[str]:
+        """The Serve applications on the cluster, read by a driver of our own (a separate process,
+        so the test process never joins the cluster)."""
+        code = (
+            "import json, ray; from ray import serve; "
+            f"ray.init(address={self.address!r}, log_to_driver=False, logging_level='ERROR'); "
+            "print(json.dumps(sorted(serve.status().applications)))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=START_TIMEOUT_S, check=True
+        )
+        return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    def _ray(self, *args: str) -> None:
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        done = subprocess.run([RAY, *args], env=env, timeout=START_TIMEOUT_S, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(
+                f"ray {' '.join(args[:3])} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+            )
+
+
+def start_cluster(attempts: int = 3) -> RayCluster:
+    """Start a fresh cluster; on a loaded machine Ray's fixed 30 s wait for a node to register can
+    pass, so a start that fails is cleaned up entirely and tried again (imports are cached by then)."""
+    for attempt in range(attempts):
+        # A short path: Ray's Unix sockets live below it (108-byte limit).
+        cluster = RayCluster(tempfile.mkdtemp(prefix="jsray-test-", dir="/tmp"))
+        try:
+            return cluster.start()
+        except BaseException as exc:
+            cluster.stop()
+            if attempt + 1 == attempts or not isinstance(exc, RuntimeError):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _node_options() -> list[str]:
+    """One CPU, and explicit agent ports: given none, a raylet waits at most 15 s (fixed in Ray) for
+    its agents to write theirs, and on a loaded 2-core machine they can take longer to import."""
+    ports = [
+        f"--{name}={_free_port()}"
+        for name in (
+            "metrics-export-port",
+            "dashboard-agent-grpc-port",
+            "dashboard-agent-listen-port",
+            "runtime-env-agent-port",
+        )
+    ]
+    return ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats", *ports]
+
+
+def _children(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return proc.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,104 @@
+"""The Ray backend's translation of a served entity into Ray Serve options (pure; no Ray needed),
+and its start-up failure when Ray is not installed."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jupyter_serving.backends.base import load_backend
+from jupyter_serving.backends.ray import options as opts
+from jupyter_serving.policy.autoscaler import ScalingPolicy
+from jupyter_serving.settings import ServingSettings
+
+
+def policy(low: int, high: int, *, zero: bool = False, delay: float = 300.0) -> ScalingPolicy:
+    return ScalingPolicy.from_range(
+        low, high, concurrency=4, scale_to_zero=zero, scale_down_delay_s=delay, idle_s=1800.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "zero", "expected"),
+    [
+        (0, 4, False, (1, 1, 1)),  # Small: one replica, never fewer
+        (0, 4, True, (0, 1, 1)),  # scale to zero: Serve's floor is 0, a deploy still starts one
+        (8, 16, False, (2, 2, 4)),
+        (0, 16, True, (0, 1, 4)),
+    ],
+)
+def test_replica_range_maps_onto_min_initial_max(low: int, high: int, zero: bool, expected: tuple) -> None:
+    config = opts.autoscaling_config(policy(low, high, zero=zero))
+    assert (config["min_replicas"], config["initial_replicas"], config["max_replicas"]) == expected
+    assert config["target_ongoing_requests"] == 4
+    assert config["upscale_delay_s"] == 0.0
+    assert config["downscale_delay_s"] == 300.0
+    assert ("downscale_to_zero_delay_s" in config) is zero
+    if zero:
+        assert config["downscale_to_zero_delay_s"] == 1800.0
+
+
+def test_look_back_follows_a_short_scale_down_delay_only() -> None:
+    assert opts.look_back_s(policy(0, 4)) == 30.0  # Serve's default for the server's 300 s delay
+    assert opts.look_back_s(policy(0, 4, delay=1.0)) == 2.0  # floor
+    assert opts.look_back_s(policy(0, 4, delay=5.0)) == 5.0
+    assert opts.metrics_push_s(30.0) == 10.0 and opts.metrics_push_s(2.0) == 0.5
+
+
+@pytest.mark.parametrize(("workload", "gpus"), [("CPU", None), ("GPU_SMALL", 1), ("GPU_LARGE_4", 4)])
+def test_gpu_workload_types_become_num_gpus(workload: str, gpus: int | None) -> None:
+    sizing = opts.ReplicaSizing(num_cpus=0.5, max_batch_size=64, queue_limit=256)
+    env = opts.runtime_env({"A": "1"}, None)
+    options = opts.deployment_options(policy(0, 4), workload, sizing, env)
+    actor = options["ray_actor_options"]
+    assert actor.get("num_gpus") == gpus
+    assert actor["num_cpus"] == 0.5 and actor["runtime_env"] == {"env_vars": {"A": "1"}}
+    assert options["max_ongoing_requests"] == 64  # room for a whole batch
+    assert options["max_queued_requests"] == 256
+    assert options["name"] == opts.DEPLOYMENT_NAME
+
+
+def test_runtime_env_carries_the_models_packages_for_uv() -> None:
+    env = opts.runtime_env({}, ("mlflow==3.1.0", "scikit-learn==1.5.0"))
+    assert env == {"env_vars": {}, "uv": {"packages": ["mlflow==3.1.0", "scikit-learn==1.5.0"]}}
+
+
+def test_app_names_are_per_server_readable_and_unique() -> None:
+    prefix = opts.server_prefix("/srv/a")
+    assert prefix != opts.server_prefix("/srv/b") and prefix.startswith("jsrv-")
+    name = opts.app_name(prefix, "my endpoint", "iris-lr-1", "0123456789abcdef", "a1b2c3")
+    assert name == f"{prefix}my_endpoint-iris-lr-1-01234567a1b2c3"
+    assert name != opts.app_name(prefix, "my endpoint", "iris-lr-1", "0123456789abcdef", "d4e5f6")
+
+
+def test_replica_counts_from_serve_states() -> None:
+    assert opts.replica_counts({"RUNNING": 2, "STARTING": 1, "STOPPING": 1}) == (2, 1)
+    assert opts.replica_counts({}) == (0, 0)
+
+
+def test_ray_is_registered_and_stays_unimported_until_start(tmp_path: Path) -> None:
+    """Loading either backend (and the app) imports no Ray: it costs seconds, only `start()` pays."""
+    code = (
+        "import sys; from jupyter_serving.backends.base import load_backend; "
+        "from jupyter_serving.settings import ServingSettings; import jupyter_serving.app; "
+        f"s = ServingSettings(state_dir={str(tmp_path)!r}); "
+        "print(type(load_backend('ray', s)).__name__, type(load_backend('local', s)).__name__, "
+        "any(m == 'ray' or m.startswith('ray.') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["RayBackend", "LocalBackend", "False"], out.stderr
+
+
+def test_without_ray_the_backend_fails_at_start_saying_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    backend = load_backend("ray", ServingSettings(state_dir=str(tmp_path), ray_address="local"))
+    with pytest.raises(RuntimeError, match=r"pip install 'jupyter-serving\[ray\]'"):
+        asyncio.run(backend.start())
