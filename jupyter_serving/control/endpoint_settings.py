@@ -16,8 +16,10 @@ from jupyter_serving.model import gateway
 
 
 def _object(body: Any) -> dict[str, Any]:
+    """The body as a dict; a `name` the SDK repeats beside the path's must at least be a string."""
     if not isinstance(body, dict):
         raise InvalidParameterValue("The request body must be a JSON object.")
+    gateway.parse_optional_str(body.get("name"), "name")
     return body
 
 

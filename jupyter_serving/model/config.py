@@ -376,11 +376,13 @@ def parse_entity(item: Any, legacy: bool, index: int) -> ServedEntity:
         raise InvalidParameterValue(f"{where}.{name_key} is required: the registered model to serve.")
     version = _parse_version(item.get(version_key), entity_name, f"{where}.{version_key}")
     size, low, high = _parse_sizing(item, where)
-    workload_type = item.get("workload_type") or "CPU"
-    if workload_type not in WORKLOAD_TYPES:
+    workload_type = item.get("workload_type")
+    if workload_type is None:
+        workload_type = "CPU"
+    if not isinstance(workload_type, str) or workload_type not in WORKLOAD_TYPES:
         hint = (
             f" ('{_WORKLOAD_ALIASES[workload_type]}' has as many GPUs)"
-            if workload_type in _WORKLOAD_ALIASES
+            if isinstance(workload_type, str) and workload_type in _WORKLOAD_ALIASES
             else ""
         )
         raise InvalidParameterValue(
@@ -457,7 +459,12 @@ def parse_routes(traffic: Any, entities: tuple[ServedEntity, ...]) -> tuple[Rout
             ("served_model_name", "served_entity_name", "traffic_percentage"),
             f"traffic_config.routes[{i}]",
         )
-        target = raw.get("served_model_name") or raw.get("served_entity_name")
+        named = [raw.get(k) for k in ("served_model_name", "served_entity_name")]
+        if any(v is not None and not isinstance(v, str) for v in named):
+            raise InvalidParameterValue(
+                f"traffic_config.routes[{i}].served_model_name must be a served entity's name."
+            )
+        target = next((v for v in named if v), None)
         if target not in names:
             raise InvalidParameterValue(
                 f"traffic_config.routes[{i}] names served entity '{target}', which is not in the config; "

@@ -7,6 +7,7 @@ what a local server cannot do (guardrails, fallbacks, token limits) is refused, 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from jupyter_serving.errors import InvalidParameterValue
@@ -20,6 +21,7 @@ TELEMETRY_FEATURES = (
     "TELEMETRY_FEATURE_METRICS",
     "TELEMETRY_FEATURE_TRACES",
 )
+EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+")  # server/openapi.yaml's EmailAddress
 _GATEWAY_FIELDS = (
     "rate_limits",
     "usage_tracking_config",
@@ -47,6 +49,9 @@ def _object(raw: Any, where: str) -> dict[str, Any]:
 
 
 def parse_tags(raw: Any, where: str = "tags") -> list[dict[str, str]]:
+    """Tags of PATCH .../tags, held to the limits create applies (`model.config.parse_tags`)."""
+    from jupyter_serving.model.config import parse_tags as check_limits
+
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -60,6 +65,7 @@ def parse_tags(raw: Any, where: str = "tags") -> list[dict[str, str]]:
         if value is not None and not isinstance(value, str):
             raise InvalidParameterValue(f"{where}[{i}].value must be a string.")
         out.append({"key": tag["key"], **({"value": value} if value is not None else {})})
+    check_limits(out, where)
     return out
 
 
@@ -99,12 +105,16 @@ def parse_rate_limit(raw: Any, where: str, *, legacy: bool = False) -> dict[str,
         raise InvalidParameterValue(f"{where}.calls is required: the calls allowed per renewal period.")
     calls = _positive_int(item["calls"], f"{where}.calls")
     keys = LEGACY_RATE_LIMIT_KEYS if legacy else RATE_LIMIT_KEYS
-    key = item.get("key") or ("endpoint" if legacy else "user")
-    if key not in keys:
-        raise InvalidParameterValue(f"{where}.key '{key}' is invalid; use one of {', '.join(keys)}.")
-    period = item.get("renewal_period") or "minute"
-    if period not in RENEWAL_PERIODS:
-        raise InvalidParameterValue(f"{where}.renewal_period '{period}' is invalid; use 'minute'.")
+    key = item.get("key")
+    if key is None:  # absent or null: the default; any other value must be one of the keys
+        key = "endpoint" if legacy else "user"
+    if not isinstance(key, str) or key not in keys:
+        raise InvalidParameterValue(f"{where}.key {key!r} is invalid; use one of {', '.join(keys)}.")
+    period = item.get("renewal_period")
+    if period is None:
+        period = "minute"
+    if not isinstance(period, str) or period not in RENEWAL_PERIODS:
+        raise InvalidParameterValue(f"{where}.renewal_period {period!r} is invalid; use 'minute'.")
     out: dict[str, Any] = {"calls": calls, "key": key, "renewal_period": period}
     principal = item.get("principal")
     if principal is not None:
@@ -192,7 +202,9 @@ def parse_email_notifications(raw: Any, where: str = "email_notifications") -> d
         value = item.get(key)
         if value is None:
             continue
-        if not isinstance(value, list) or not all(isinstance(v, str) and "@" in v for v in value):
+        if not isinstance(value, list) or not all(
+            isinstance(v, str) and EMAIL_RE.fullmatch(v) for v in value
+        ):
             raise InvalidParameterValue(f"{where}.{key} must be a list of email addresses.")
         out[key] = list(value)
     return out
@@ -218,7 +230,16 @@ def parse_telemetry_config(raw: Any, where: str = "telemetry_config") -> dict[st
     if table is not None:
         table = _object(table, f"{where}.inference_table_config")
         refuse_unknown(table, ("name", "sampling_fraction"), f"{where}.inference_table_config")
-        out["inference_table_config"] = dict(table)
+        if table.get("name") is not None and not isinstance(table["name"], str):
+            raise InvalidParameterValue(f"{where}.inference_table_config.name must be a table name.")
+        fraction = table.get("sampling_fraction")
+        if fraction is not None and (
+            isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1
+        ):
+            raise InvalidParameterValue(
+                f"{where}.inference_table_config.sampling_fraction must be a number from 0 to 1."
+            )
+        out["inference_table_config"] = {k: v for k, v in table.items() if v is not None}
     names = item.get("table_names")
     if names is not None:
         names = _object(names, f"{where}.table_names")

@@ -198,3 +198,29 @@ def test_runtime_key_changes_with_what_a_replica_runs_only() -> None:
     ).served_entities[0]
     assert base.runtime_key == resized.runtime_key
     assert base.runtime_key != other_version.runtime_key
+
+
+@pytest.mark.parametrize("target", [{}, [], 3, True])
+def test_a_route_naming_its_entity_with_no_string_is_refused_not_a_500(target: object) -> None:
+    """Found by the schemathesis fuzz: `{"served_entity_name": {}}` raised TypeError (unhashable)."""
+    route = {"served_model_name": "", "served_entity_name": target, "traffic_percentage": 100}
+    with pytest.raises(InvalidParameterValue, match=r"routes\[0\]\.served_model_name") as caught:
+        parse_config({"served_entities": [entity()], "traffic_config": {"routes": [route]}})
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+    route["served_entity_name"] = parse_config({"served_entities": [entity()]}).routes[0].served_model_name
+    assert (
+        parse_config({"served_entities": [entity()], "traffic_config": {"routes": [route]}})
+        .routes[0]
+        .traffic_percentage
+        == 100
+    )
+
+
+@pytest.mark.parametrize("workload_type", [[None, None], {}, "", 3])
+def test_a_workload_type_that_is_not_a_known_string_is_refused_not_a_500(workload_type: object) -> None:
+    """Found by the schemathesis fuzz: a list raised TypeError (unhashable) looking up GPU aliases."""
+    with pytest.raises(InvalidParameterValue, match=r"workload_type") as caught:
+        parse_config({"served_entities": [entity(workload_type=workload_type)]})
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+    config = parse_config({"served_entities": [entity(workload_type=None)]})
+    assert config.served_entities[0].workload_type == "CPU"

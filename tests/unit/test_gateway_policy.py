@@ -16,7 +16,13 @@ from jupyter_serving.dataplane.tokens import (
     requested_endpoint,
 )
 from jupyter_serving.errors import InvalidParameterValue, UnsupportedMediaType
-from jupyter_serving.model.gateway import legacy_rate_limits, parse_rate_limits, patch_tags
+from jupyter_serving.model.gateway import (
+    legacy_rate_limits,
+    parse_email_notifications,
+    parse_rate_limits,
+    parse_telemetry_config,
+    patch_tags,
+)
 
 
 class Clock:
@@ -185,3 +191,51 @@ def test_endpoint_monitor_shows_a_notification_when_an_endpoint_fails_and_recove
     assert "Endpoint &#x27;ep&#x27; has failed" in monitor.notice.value
     monitor.refresh()
     assert monitor.notifications[0] == ("ok", "Endpoint 'ep' has recovered")
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({"calls": 1, "renewal_period": {}}, "renewal_period"),
+        ({"calls": 1, "renewal_period": ""}, "renewal_period"),
+        ({"calls": 1, "key": ""}, "key"),
+        ({"calls": 1, "key": 0}, "key"),
+        ({"calls": -1}, "calls"),
+    ],
+)
+def test_a_rate_limit_field_of_the_wrong_value_is_refused_not_defaulted(item: dict, field: str) -> None:
+    with pytest.raises(InvalidParameterValue, match=field) as caught:
+        parse_rate_limits([item], "rate_limits", legacy=True)
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_null_rate_limit_key_or_period_is_the_default() -> None:
+    assert parse_rate_limits([{"calls": 0, "key": None, "renewal_period": None}], "r", legacy=True) == [
+        {"calls": 0, "key": "endpoint", "renewal_period": "minute"}
+    ]
+
+
+@pytest.mark.parametrize("address", ["", "ops", "ops@", "@example.com", "a b@example.com", "a@b@c"])
+def test_notifications_refuse_what_is_not_an_email_address(address: str) -> None:
+    with pytest.raises(InvalidParameterValue, match="email addresses"):
+        parse_email_notifications({"on_update_failure": [address]})
+    assert parse_email_notifications(
+        {"on_update_failure": ["ops@example.com"], "on_update_success": None}
+    ) == {"on_update_failure": ["ops@example.com"]}
+
+
+def test_patched_tags_are_held_to_the_limits_of_create() -> None:
+    with pytest.raises(InvalidParameterValue, match=r"add_tags\[0\]\.key"):
+        patch_tags([], [{"key": "k" * 256}], None)
+    with pytest.raises(InvalidParameterValue, match=r"add_tags\[0\]\.value"):
+        patch_tags([], [{"key": "k", "value": "v" * 1025}], None)
+    assert patch_tags([], [{"key": "k" * 255, "value": None}], None) == [{"key": "k" * 255}]
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5, "0.5", True])
+def test_telemetry_sampling_fraction_is_a_number_from_0_to_1(fraction: object) -> None:
+    config = {"inference_table_config": {"name": "c.s.t", "sampling_fraction": fraction}}
+    with pytest.raises(InvalidParameterValue, match="sampling_fraction"):
+        parse_telemetry_config(config)
+    config["inference_table_config"]["sampling_fraction"] = 0.25
+    assert parse_telemetry_config(config) == config
