@@ -18,6 +18,7 @@ from jupyter_serving.backends.local.environments import (
     EnvironmentCache,
     entity_manager,
     environment_key,
+    find_interpreters,
     worker_path,
 )
 
@@ -136,3 +137,13 @@ async def test_the_logged_python_is_used_when_present_else_the_log_says_which(tm
         note
         == f"Python 3.4.0 (as logged) is not on this machine and no 3.4.x is: using the server's Python {server} instead."
     )
+
+
+def test_a_stuck_interpreter_listing_does_not_fail_the_deploy(tmp_path: Path) -> None:
+    """`uv python list` can wait on uv's cache lock while another build holds it: past the
+    timeout the listing is skipped, and pyenv's versions and the server's Python remain."""
+    stuck = tmp_path / "uv"
+    stuck.write_text("#!/bin/sh\nexec sleep 30\n")
+    stuck.chmod(0o755)
+    found = find_interpreters(str(stuck), timeout_s=0.5)
+    assert all(i.version.startswith("3.") for i in found)

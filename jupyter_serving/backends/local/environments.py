@@ -338,18 +338,20 @@ def entity_manager(default: str, environment_vars: dict[str, str]) -> str:
     return environment_vars.get(ENV_MANAGER_VAR, default).strip().lower()
 
 
-def find_interpreters(uv_bin: str) -> list[Interpreter]:
+def find_interpreters(uv_bin: str, timeout_s: float = 30) -> list[Interpreter]:
     """Interpreters already on this machine (only PyPI is reachable, so uv may not download any):
     those uv finds on the PATH and pyenv's versions."""
-    paths: list[str] = []
-    with contextlib.suppress(OSError):
-        import subprocess
+    import subprocess
 
+    paths: list[str] = []
+    # A slow or stuck listing (uv waits on its cache lock while another build holds it) must not fail
+    # the deploy: pyenv's versions and the server's own interpreter remain to choose from.
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
         listing = subprocess.run(
             [uv_bin, "python", "list", "--only-installed", "--output-format", "json"],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=timeout_s,
             env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
         )
         with contextlib.suppress(ValueError):
