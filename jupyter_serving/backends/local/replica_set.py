@@ -372,7 +372,7 @@ class ReplicaSet:
             add = fits
             if add <= 0:
                 return 0
-        per_replica = max(_rss(r.pid) for r in self._started) or 1
+        per_replica = max(_replica_bytes(r.pid) for r in self._started) or 1
         free = psutil.virtual_memory().available - self.options.memory_headroom_bytes
         fits = max(0, int(free // per_replica))
         if fits >= add:
@@ -542,8 +542,10 @@ def _write_build_log(path: Path, decision: str, env_log: Path | None) -> None:
     path.write_text(text)
 
 
-def _rss(pid: int) -> int:
+def _replica_bytes(pid: int) -> int:
+    """What one more replica like this one costs: its private memory (USS). RSS would count the
+    pages a forked replica shares with its fork server and siblings, several times over."""
     try:
-        return psutil.Process(pid).memory_info().rss
+        return psutil.Process(pid).memory_full_info().uss
     except psutil.Error:
         return 0
