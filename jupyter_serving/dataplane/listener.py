@@ -1,52 +1,96 @@
 """The route-optimized data plane: a lean HTTP listener on its own port, for invocations only.
 
-No Jupyter handler stack in the path (no identity provider, cookies, XSRF, extension hooks):
-a bare Tornado application whose one handler checks an endpoint-scoped token from
-`/oidc/v1/token` (one cached HMAC check) and hands the body to `DataPlaneGateway.invoke`.
-That is what makes it faster than the Jupyter-hosted route; it shares the server's event loop.
+No Jupyter handler stack in the path (no identity provider, cookies, XSRF, extension hooks), and
+not Tornado's HTTP machinery either: `http11.HttpServer` parses each request with httptools and
+this module's `answer` checks the endpoint-scoped token from `/oidc/v1/token` (one cached HMAC
+check), routes by path and hands the body to `DataPlaneGateway.invoke`. It shares the server's
+event loop. Every error is a Databricks `{"error_code", "message"}` body with the request id.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import re
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
-from tornado import httpserver, netutil, web
-from tornado.log import access_log
+from tornado import netutil
 
+from jupyter_serving.dataplane.http11 import HttpServer, Request, Response
 from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
 from jupyter_serving.dataplane.tokens import endpoint_scope
 from jupyter_serving.errors import (
     EndpointNotFound,
     PayloadTooLarge,
+    PermissionDenied,
     ServingError,
     Unauthenticated,
-    send_error,
 )
 
 if TYPE_CHECKING:
     from jupyter_serving.dataplane.gateway import DataPlaneGateway
+    from jupyter_serving.dataplane.invoke import Invocation
 
-GATEWAY_KEY = "gateway"
+log = logging.getLogger("jupyter_serving")
+
+_ROUTE = re.compile(r"/serving-endpoints/([^/]+)(?:/served-models/([^/]+))?/invocations/?")
+_ROUTING_KEY = ROUTING_KEY_HEADER.lower()
 
 
-class PermissionDenied(ServingError):
-    error_code = "PERMISSION_DENIED"
-    http_status = 403
+class MethodNotAllowed(ServingError):
+    error_code = "BAD_REQUEST"
+    http_status = 405
 
 
-class DataPlaneHandler(web.RequestHandler):
-    request_id = ""
+class DataPlaneListener:
+    def __init__(self, gateway: DataPlaneGateway, idle_timeout_s: float | None = None) -> None:
+        self.gateway = gateway
+        limit = gateway.settings.max_request_bytes
+        options = {} if idle_timeout_s is None else {"idle_timeout_s": idle_timeout_s}
+        self._http = HttpServer(self.answer, limit, **options)
+        self._serving: asyncio.Task[None] | None = None
+        self.url = ""
 
-    def set_default_headers(self) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.clear_header("Server")
+    def listen(self, port: int, host: str) -> None:
+        """Bind now (so the URL is known and connections queue in the backlog), serve from the loop."""
+        sockets = netutil.bind_sockets(port, host)
+        self._serving = asyncio.get_running_loop().create_task(self._http.serve(list(sockets)))
+        self._serving.add_done_callback(_report_failure)
+        bound = sockets[0].getsockname()
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        self.url = f"http://{shown}:{bound[1]}"
 
-    async def post(self, name: str, served: str | None = None) -> None:
-        gateway: DataPlaneGateway = self.settings[GATEWAY_KEY]
-        self.request_id = uuid.uuid4().hex
-        headers = self.request.headers
-        auth = headers.get("Authorization", "")
+    def close(self) -> None:
+        self._http.close()
+
+    async def answer(self, request: Request) -> Response:
+        request_id = uuid.uuid4().hex
+        try:
+            result = await self._invoke(request, request_id)
+        except ServingError as exc:
+            headers = [*exc.headers.items(), ("x-request-id", request_id)]
+            if exc.http_status == 405:
+                headers.append(("Allow", "POST"))
+            if exc.http_status >= 500:
+                log.warning("%d %s %s: %s", exc.http_status, request.method, request.target, exc.message)
+            return Response(exc.http_status, _json(exc), headers)
+        headers = [("served-model-name", result.served_entity), ("x-request-id", request_id)]
+        return Response(result.status, result.body, headers)
+
+    async def _invoke(self, request: Request, request_id: str) -> Invocation:
+        path = request.target.split(b"?", 1)[0].decode("latin-1")
+        route = _ROUTE.fullmatch(path)
+        if route is None:
+            raise EndpointNotFound(f"No API found for '{request.method} {path}' on the route-optimized URL.")
+        if request.method != "POST":
+            raise MethodNotAllowed(f"{request.method} is not supported on {path}; invocations take POST.")
+        name, served = unquote(route[1]), route[2] and unquote(route[2])
+        gateway = self.gateway
+        headers = request.headers
+        auth = headers.get("authorization", "")
         if auth[:7].lower() != "bearer ":
             raise Unauthenticated(
                 "The route-optimized URL takes only an OAuth token for this endpoint from /oidc/v1/token."
@@ -56,75 +100,25 @@ class DataPlaneHandler(web.RequestHandler):
             raise Unauthenticated("The token is invalid or expired; get a new one from /oidc/v1/token.")
         if claims["scope"] != endpoint_scope(name):
             raise PermissionDenied(f"The token does not grant querying endpoint '{name}'.")
-        body = self.request.body
+        body = request.body
         limit = gateway.settings.max_request_bytes
-        if len(body) > limit:
+        if len(body) > limit:  # the connection refuses larger bodies itself; kept for the message
             raise PayloadTooLarge(f"The request body is {len(body)} bytes; the limit is {limit} bytes.")
-        result = await gateway.invoke(
+        return await gateway.invoke(
             name,
             served,
-            headers.get("Content-Type"),
+            headers.get("content-type"),
             body,
-            headers.get(ROUTING_KEY_HEADER),
-            self.request_id,
+            headers.get(_ROUTING_KEY),
+            request_id,
             claims["sub"],
         )
-        self.set_status(result.status)
-        self.set_header("served-model-name", result.served_entity)
-        self.set_header("x-request-id", self.request_id)
-        self.finish(result.body)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if not isinstance(exc, ServingError):
-            exc = ServingError(f"The server failed to handle the request: {exc!r}")
-        send_error(self, exc, self.request_id)
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, ServingError) and value.http_status < 500:
-            return  # the client got the reason; the Jupyter-hosted route logs these at INFO
-        super().log_exception(typ, value, tb)
 
 
-class NotFound(DataPlaneHandler):
-    async def post(self, *args: Any) -> None:
-        raise EndpointNotFound(f"No API found for 'POST {self.request.path}' on the route-optimized URL.")
-
-    get = put = delete = patch = post
+def _json(exc: ServingError) -> bytes:
+    return json.dumps(exc.to_json()).encode()
 
 
-def _log_failures(handler: web.RequestHandler) -> None:
-    """Tornado logs every request by default; on the hot path only server failures are worth a line."""
-    if handler.get_status() >= 500:
-        access_log.warning("%d %s %s", handler.get_status(), handler.request.method, handler.request.uri)
-
-
-NAME = r"(?P<name>[^/]+)"
-SERVED = r"(?P<served>[^/]+)"
-
-
-class DataPlaneListener:
-    def __init__(self, gateway: DataPlaneGateway) -> None:
-        app = web.Application(
-            [
-                (rf"/serving-endpoints/{NAME}/invocations/?", DataPlaneHandler),
-                (rf"/serving-endpoints/{NAME}/served-models/{SERVED}/invocations/?", DataPlaneHandler),
-                (r"/.*", NotFound),
-            ],
-            log_function=_log_failures,
-            **{GATEWAY_KEY: gateway},
-        )
-        self._server = httpserver.HTTPServer(
-            app, xheaders=False, max_body_size=gateway.settings.max_request_bytes + (1 << 20)
-        )
-        self.url = ""
-
-    def listen(self, port: int, host: str) -> None:
-        sockets = netutil.bind_sockets(port, host)
-        self._server.add_sockets(sockets)
-        bound = sockets[0].getsockname()
-        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        self.url = f"http://{shown}:{bound[1]}"
-
-    def close(self) -> None:
-        self._server.stop()
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("route-optimized listener could not serve: %r", exc)

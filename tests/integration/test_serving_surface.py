@@ -161,6 +161,54 @@ def test_sdk_data_plane_query_goes_through_the_route_optimized_listener(
         assert denied.status_code == 401 and denied.json()["error_code"] == "UNAUTHENTICATED"
 
 
+def data_plane_token(server: ServingServer, endpoint: str) -> tuple[str, str]:
+    """The endpoint's route-optimized URL and a token for it, obtained as the SDK does."""
+    info = server.get(endpoint)["data_plane_info"]["query_info"]
+    grant = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "assertion": server.token,
+        "authorization_details": info["authorization_details"],
+    }
+    token = requests.post(server.url + "oidc/v1/token", data=grant, timeout=30).json()["access_token"]
+    return info["endpoint_url"], token
+
+
+def test_route_optimized_listener_answers_every_path_and_method_in_databricks_form(
+    serving_server: ServingServer, endpoint: str
+) -> None:
+    url, token = data_plane_token(serving_server, endpoint)
+    auth = {"Authorization": f"Bearer {token}"}
+    base = url.removesuffix(f"/serving-endpoints/{endpoint}/invocations")
+    with requests.Session() as session:  # one keep-alive connection through every case
+        served = session.post(
+            f"{base}/serving-endpoints/{endpoint}/served-models/iris-lr-1/invocations",
+            json=iris_split(), headers=auth, timeout=30,
+        )  # fmt: skip
+        assert served.status_code == 200 and served.json()["predictions"] == [0, 2, 1]
+        assert served.headers["served-model-name"] == "iris-lr-1" and served.headers["x-request-id"]
+        cases = [
+            ("GET", url, 405, "BAD_REQUEST"),
+            ("POST", f"{base}/api/2.0/serving-endpoints", 404, "ENDPOINT_NOT_FOUND"),
+            ("POST", f"{base}/serving-endpoints/other-ep/invocations", 403, "PERMISSION_DENIED"),
+            ("POST", f"{base}/serving-endpoints/{endpoint}/served-models/nope/invocations", 404,
+             "RESOURCE_DOES_NOT_EXIST"),
+        ]  # fmt: skip
+        for method, target, status, code in cases:
+            answer = session.request(method, target, json=iris_split(), headers=auth, timeout=30)
+            assert (answer.status_code, answer.json()["error_code"]) == (status, code), (target, answer.text)
+            assert answer.headers["x-request-id"]
+        assert session.get(url, headers=auth, timeout=30).headers["Allow"] == "POST"
+        unsupported = session.post(
+            url, data="a,b", headers={**auth, "Content-Type": "text/plain"}, timeout=30
+        )
+        assert unsupported.status_code == 415 and unsupported.json()["error_code"] == "BAD_REQUEST"
+        limit = 16 * 1024 * 1024  # the server's default max_request_bytes
+        big = session.post(url, data=b"x" * (limit + 1), headers=auth, timeout=60)
+        assert big.status_code == 413 and str(limit) in big.json()["message"]
+    again = requests.post(url, json=iris_split(), headers=auth, timeout=30)  # a fresh connection still works
+    assert again.status_code == 200 and again.json()["predictions"] == [0, 2, 1]
+
+
 def test_sdk_provisioned_throughput_and_http_request_say_they_are_out_of_scope(
     serving_server: ServingServer,
 ) -> None:
