@@ -125,6 +125,7 @@ class HttpConnection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._continue_owed = False
+        self._eof = False
         # the message being parsed
         self._target = b""
         self._headers: dict[str, str] = {}
@@ -154,7 +155,8 @@ class HttpConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(400, "Protocol upgrades are not supported on the route-optimized URL.")
+            if not self._refused:
+                self._refuse(400, "Protocol upgrades are not supported on the route-optimized URL.")
         except httptools.HttpParserError as exc:
             if not self._refused:
                 self._refuse(400, f"Malformed HTTP request: {exc}.")
@@ -162,6 +164,11 @@ class HttpConnection(asyncio.Protocol):
             self._head_bytes += len(data)
         if self._in_head and self._head_bytes > MAX_HEADER_BYTES and not self._refused:
             self._refuse(431, f"The request's headers exceed {MAX_HEADER_BYTES} bytes.")
+
+    def eof_received(self) -> bool:
+        """A client that half-closes after its requests still gets their answers, then the close."""
+        self._eof = True
+        return self._task is not None or bool(self._queue)
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -255,6 +262,9 @@ class HttpConnection(asyncio.Protocol):
         finally:
             self._task = None
         if self._lingering:
+            return
+        if self._eof and not self._queue:
+            self.close()
             return
         if self._continue_owed and not self._queue:
             self._continue_owed = False

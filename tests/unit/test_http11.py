@@ -207,6 +207,17 @@ def test_http_1_0_closes_after_the_answer() -> None:
     run(test)
 
 
+def test_a_client_that_half_closes_after_its_requests_still_gets_every_answer() -> None:
+    async def test(port: int, _: HttpServer) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post("/1", b"") + post("/2", b""))
+        writer.write_eof()
+        assert [(await read_response(reader))[0] for _ in range(2)] == [200, 200]
+        assert await closed(reader)
+
+    run(test)
+
+
 def test_a_half_sent_request_neither_blocks_other_clients_nor_stays_open_past_the_idle_timeout() -> None:
     async def test(port: int, _: HttpServer) -> None:
         slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", port)
