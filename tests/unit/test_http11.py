@@ -285,3 +285,31 @@ def test_an_answer_in_progress_finishes_when_its_client_leaves() -> None:
         assert finished == [b"/left"]
 
     run(test, handler)
+
+
+def test_garbage_on_many_connections_never_breaks_the_listener_for_the_next_client() -> None:
+    """Seeded random bytes and truncations of a valid request: each connection gets a 4xx, nothing
+    or a 200 (a truncation that still parses), never a 5xx; a well-formed client is served after."""
+    import random
+
+    rng = random.Random(15)
+    valid = post("/ok", b'{"inputs": [1]}', "Content-Type: application/json")
+    cases = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400))) for _ in range(40)]
+    cases += [valid[: rng.randrange(1, len(valid))] + bytes([rng.randrange(256)]) for _ in range(40)]
+
+    async def test(port: int, _: HttpServer) -> None:
+        for data in cases:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(data)
+            writer.write_eof()
+            answer = await reader.read()
+            if answer:
+                status = int(answer.split()[1])
+                assert status == 200 or 400 <= status < 500, (data, answer[:200])
+            writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(valid)
+        assert (await read_response(reader))[0] == 200
+        writer.close()
+
+    run(test, linger_s=0.05)
