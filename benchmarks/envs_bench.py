@@ -9,7 +9,12 @@ Run: ``.venv/bin/python -m benchmarks.envs_bench [--out results.json]``. In one 
    model environment whose packages were downloaded before).
 4. ``uv`` env cached: a second endpoint of the same model on that server (the environment is built and
    its warm pool holds a spare).
-5. ``mlflow models serve --env-manager uv`` with its own empty uv cache and env root: launch -> first 200.
+5. Scale from zero, on the second server (idle timer 2 s): one entity with ``scale_to_zero_enabled`` in
+   the server's environment and one in the uv-built environment, side by side. Each round waits (on
+   the API) until both have 0 replicas and the warm pools are full again, then times each one's first
+   request on a new connection: the issue's target is an answer in under a second in a built
+   environment too (its own warm pool of forked spares survives the scale-down).
+6. ``mlflow models serve --env-manager uv`` with its own empty uv cache and env root: launch -> first 200.
 
 Each create is timed once the server's warm pools are full (no worker still importing), as on a server in use.
 PSS (psutil ``memory_full_info().pss``) of one replica of ours, and of each of mlflow's ``-w 2`` workers.
@@ -18,13 +23,16 @@ PSS (psutil ``memory_full_info().pss``) of one replica of ours, and of each of m
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 import requests
@@ -47,20 +55,38 @@ from jupyter_serving.launch import TOKEN_ENV, serve_command
 
 START_TIMEOUT_S = 900.0  # environment builds take minutes on a busy machine (both servers')
 ENTITY = {"entity_name": "iris-lr", "entity_version": "1", "workload_size": "Small"}
+# Scale to zero after 2 idle seconds, checked every 0.2 s: only entities with scale_to_zero_enabled
+# are affected, so the create -> READY rows on the same server are not.
+ZERO_FLAGS = ("--scale-to-zero-idle-s", "2", "--autoscale-interval-s", "0.2")
+ZERO_REPEATS = 5
+ZERO_TIMEOUT_S = 120.0
+POLL_S = 0.05
+TARGET_FROM_ZERO_S = 1.0
 
 
-def config(manager: str) -> dict[str, Any]:
-    return {"served_entities": [{**ENTITY, "environment_vars": {"JUPYTER_SERVING_ENV_MANAGER": manager}}]}
+def config(manager: str, scale_to_zero: bool = False) -> dict[str, Any]:
+    entity = {**ENTITY, "environment_vars": {"JUPYTER_SERVING_ENV_MANAGER": manager}}
+    if scale_to_zero:
+        entity["scale_to_zero_enabled"] = True
+    return {"served_entities": [entity]}
 
 
 def pss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_full_info().pss / 2**20
 
 
-def ours(root: Path, env: dict[str, str], name: str, steps: list[tuple[str, str]]) -> dict[str, Any]:
-    """Start a server, time create -> READY for each (endpoint, env manager) step, measure PSS."""
+def ours(
+    root: Path,
+    env: dict[str, str],
+    name: str,
+    steps: list[tuple[str, str]],
+    from_zero: list[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Start a server, time create -> READY for each (endpoint, env manager) step, measure PSS; then,
+    if asked, time the first request from zero of scale-to-zero entities under each env manager."""
     info, log_path = root / f"{name}-info.json", root / f"{name}.log"
-    cmd = serve_command(info, "--host", HOST, "--state-dir", str(root / f"{name}-state"))
+    flags = ZERO_FLAGS if from_zero else ()
+    cmd = serve_command(info, "--host", HOST, "--state-dir", str(root / f"{name}-state"), *flags)
     proc = spawn(cmd, {**env, TOKEN_ENV: TOKEN}, log_path)
     out: dict[str, Any] = {}
     try:
@@ -77,9 +103,86 @@ def ours(root: Path, env: dict[str, str], name: str, steps: list[tuple[str, str]
                     flush=True,
                 )
             out[f"{name}_replica_pss_mb"] = [round(pss_mb(p), 1) for p in _replica_pids(proc.pid)]
+            if from_zero:
+                out["from_zero"] = scale_from_zero(api, proc.pid, from_zero)
     finally:
         stop(proc)
     return out
+
+
+def scale_from_zero(api: OursApi, server_pid: int, entities: list[tuple[str, str]]) -> dict[str, Any]:
+    """First request to each (endpoint, env manager) entity once it has scaled to zero, ZERO_REPEATS
+    rounds, the managers interleaved so machine load hits both alike."""
+    for endpoint, manager in entities:
+        api.create(endpoint, config(manager, scale_to_zero=True))
+        api.wait_ready(endpoint)
+    body = request_bodies()[0]
+    url = urlsplit(api.url)
+    seconds: dict[str, list[float]] = {e: [] for e, _ in entities}
+    answers: set[bytes] = set()
+    checks: dict[str, list[bool]] = {e: [] for e, _ in entities}
+    for i in range(ZERO_REPEATS):
+        for endpoint, _ in entities:
+            wait_local(api, endpoint, lambda local: local.get("replicas") == 0)
+        for endpoint, _ in entities:
+            wait_spares_warm(server_pid)  # the previous first request took a spare: wait for its refill
+            before = api.get(endpoint)["config"]["served_entities"][0]["local"]
+            took, status, answer = timed_request(
+                url.hostname or HOST, url.port or 80, url.path, endpoint, body
+            )
+            after = api.get(endpoint)["config"]["served_entities"][0]["local"]
+            seconds[endpoint].append(round(took, 3))
+            answers.add(answer)
+            checks[endpoint].append(
+                status == 200
+                and before["replicas"] == 0
+                and after["cold_starts"] == before["cold_starts"] + 1
+            )
+            print(
+                f"  {endpoint}: from zero #{i + 1}: first answer {took * 1000:.0f} ms ({status})", flush=True
+            )
+    out: dict[str, Any] = {}
+    for endpoint, manager in entities:
+        environment = api.get(endpoint)["config"]["served_entities"][0]["local"]["environment"]
+        times = seconds[endpoint]
+        out[endpoint] = {
+            "env_manager": manager,
+            "environment": environment["name"] if environment else None,
+            "first_answer_s": times,
+            "median_s": statistics.median(times),
+            "max_s": max(times),
+            "every_request_a_200_cold_start_from_0": all(checks[endpoint]),
+        }
+    out["same_answer_everywhere"] = len(answers) == 1
+    out["targets"] = {
+        f"{e} scale-from-zero first answer < {TARGET_FROM_ZERO_S:g} s (median)": out[e]["median_s"]
+        < TARGET_FROM_ZERO_S
+        for e, _ in entities
+    }
+    return out
+
+
+def wait_local(api: OursApi, endpoint: str, done: Any) -> None:
+    """Poll the endpoint's local state (replica count) until `done` holds."""
+    deadline = time.monotonic() + ZERO_TIMEOUT_S
+    while not done(api.get(endpoint)["config"]["served_entities"][0]["local"]):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{endpoint}: not scaled to zero within {ZERO_TIMEOUT_S:g} s")
+        time.sleep(POLL_S)
+
+
+def timed_request(host: str, port: int, base: str, endpoint: str, body: bytes) -> tuple[float, int, bytes]:
+    """One invocation on a new connection, as a first client sends it: seconds to the full answer."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(host, port, timeout=START_TIMEOUT_S)
+    try:
+        conn.request("POST", f"{base}serving-endpoints/{endpoint}/invocations", body=body, headers=headers)
+        response = conn.getresponse()
+        answer = response.read()
+    finally:
+        conn.close()
+    return time.perf_counter() - started, response.status, answer
 
 
 def wait_spares_warm(server_pid: int, limit_s: float = 600.0) -> None:
@@ -169,11 +272,19 @@ def main(argv: list[str] | None = None) -> int:
         print("server 1: local, then uv with a cold uv cache", flush=True)
         first = ours(root, {**env, **uv_cache}, "s1", [("local", "local"), ("uv-cold", "uv")])
         print("server 2: fresh env cache, warm uv cache; then the environment cached", flush=True)
-        second = ours(root, {**env, **uv_cache}, "s2", [("uv-warm-uv-cache", "uv"), ("uv-env-cached", "uv")])
+        second = ours(
+            root,
+            {**env, **uv_cache},
+            "s2",
+            [("uv-warm-uv-cache", "uv"), ("uv-env-cached", "uv")],
+            from_zero=[("zero-local", "local"), ("zero-uv", "uv")],
+        )
         theirs = mlflow_uv(root, env, request_bodies()[0])
+        from_zero = second.pop("from_zero")
         report = {
             "load_average_1m": [round(load_before, 1), round(psutil.getloadavg()[0], 1)],
             "ours": {**first, **second},
+            "from_zero": from_zero,
             "mlflow_uv": theirs,
         }
         local_s = first["local"]["create_to_ready_s"]

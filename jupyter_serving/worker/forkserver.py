@@ -33,8 +33,8 @@ import threading
 import traceback
 from typing import Any
 
+from jupyter_serving.worker.__main__ import FORK_PRELOAD, prepare
 from jupyter_serving.worker.__main__ import main as worker_main
-from jupyter_serving.worker.__main__ import prepare
 
 MAX_PACKET = 64 * 1024
 
@@ -44,7 +44,7 @@ def main() -> int:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)  # children get their own stdin; ours is the socket, read only through `control`
     os.close(devnull)
-    prepare()
+    prepare(FORK_PRELOAD)
     if threading.active_count() > 1:  # forking copies only the calling thread
         print(f"fork server: threads after the imports: {threading.enumerate()}", file=sys.stderr)
     gc.collect()

@@ -19,10 +19,13 @@ import pytest
 from serving_support import ServingServer, entity, eventually, iris_split
 
 FORK_SERVER = "jupyter_serving.worker.forkserver"
-# Spawned, each replica of iris-lr holds 166-195 MB PSS; forked, 56-58 MB here (three replicas). The
+# Spawned, each replica of iris-lr holds 166-195 MB PSS; forked, 44-46 MB here (three replicas). The
 # bound leaves margin for another machine's allocator and libraries, and still fails if imports stop
 # being shared.
 MAX_PSS_MB = 90
+# A forked replica's private memory (USS, whatever the number of siblings): 12-14 MB here; 28-30 MB when
+# the fork server did not pre-import sklearn.linear_model and each replica imported it after the fork.
+MAX_USS_MB = 22
 THREE_IRIS = {
     "served_entities": [
         {
@@ -82,6 +85,8 @@ def test_forked_replicas_share_their_imports_and_answer(fork_server: ServingServ
         f"forked replicas: PSS {[round(p, 1) for p in pss_mb]} MB, USS {[round(m.uss / 2**20, 1) for m in memory]} MB"
     )
     assert max(pss_mb) < MAX_PSS_MB, pss_mb
+    uss_mb = [m.uss / 2**20 for m in memory]
+    assert max(uss_mb) < MAX_USS_MB, f"a replica imported what its fork server could have: USS {uss_mb}"
     fork_server.delete("fork-iris")
 
 
