@@ -26,25 +26,17 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
-import requests
 
 from benchmarks.run import (
-    HOST,
     LOADGEN,
-    TOKEN,
-    OursApi,
     Target,
     fetch_reference,
     load_spec,
     setup_registry,
-    spawn,
-    stop,
-    wait_for_url,
+    start_ours,
 )
-from jupyter_serving.launch import TOKEN_ENV, serve_command
 
 FEATURES = ["f1", "f2", "f3", "f4"]
 TABLE = "main.bench.customers"
@@ -108,13 +100,6 @@ def bodies(table: Any) -> tuple[list[bytes], list[bytes]]:
         inline.append(json.dumps({"dataframe_split": {"columns": FEATURES, "data": [row]}}).encode())
         lookup.append(json.dumps({"dataframe_records": [{"customer_id": key}]}).encode())
     return inline, lookup
-
-
-def target(url: str, endpoint: str, proc: Any, log_path: Path) -> Target:
-    parsed = urlsplit(url)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
-    path = f"{parsed.path}serving-endpoints/{endpoint}/invocations"
-    return Target(parsed.hostname or HOST, parsed.port or 80, path, headers, proc, log_path)
 
 
 def load(
@@ -235,43 +220,32 @@ def main(argv: list[str] | None = None) -> int:
 def serve_and_measure(
     root: Path, env: dict[str, str], fe: Any, table: Any, args: argparse.Namespace
 ) -> dict[str, Any]:
-    info, log_path = root / "server-info.json", root / "jupyter-serving.log"
     flags = ["--catalog-root", str(root / "catalog"), "--feature-refresh-s", str(REFRESH_S)]
-    cmd = serve_command(info, "--host", HOST, "--state-dir", str(root / "state"), *flags)
-    proc = spawn(cmd, {**env, TOKEN_ENV: TOKEN}, log_path)
     inline_bodies, lookup_bodies = bodies(table)
     scenarios: dict[str, dict[str, Any]] = {}
-    try:
-        with requests.Session() as session:
-            session.headers["Authorization"] = f"Bearer {TOKEN}"
-            url = wait_for_url(proc, info, log_path)
-            api = OursApi(url, session)
-            for name in ("fb-inline", "fb-lookup"):
-                entity = {"entity_name": name, "entity_version": "1", "workload_size": "Small"}
-                print(
-                    f"  {name}: READY in {api.create_ready_s(name, {'served_entities': [entity]}):.1f} s",
-                    flush=True,
-                )
-            inline, lookup = (
-                target(url, "fb-inline", proc, log_path),
-                target(url, "fb-lookup", proc, log_path),
+    with start_ours(root, env, *flags) as ours:
+        session, api = ours.session, ours.api
+        for name in ("fb-inline", "fb-lookup"):
+            entity = {"entity_name": name, "entity_version": "1", "workload_size": "Small"}
+            print(
+                f"  {name}: READY in {api.create_ready_s(name, {'served_entities': [entity]}):.1f} s",
+                flush=True,
             )
-            same = fetch_reference(inline, inline_bodies, session) == fetch_reference(
-                lookup, lookup_bodies, session
-            )
-            print(f"  same predictions inline and by key: {same}", flush=True)
-            for label, tgt, reqs in (("inline", inline, inline_bodies), ("lookup", lookup, lookup_bodies)):
-                scenarios[label] = summary(load(tgt, reqs, args))
-                print(f"  {label}: {scenarios[label]}", flush=True)
-            writes: dict[str, list[float]] = {"control": [], "refresh": []}
-            for label, name in (("lookup_control_writes", CONTROL), ("lookup_during_refresh", TABLE)):
-                kind = "control" if name == CONTROL else "refresh"
-                during = rewrites(fe, name, table, args, writes[kind])
-                scenarios[label] = summary(load(lookup, lookup_bodies, args, during, check_body=False))
-                print(f"  {label}: {scenarios[label]}", flush=True)
-            local = api.get("fb-lookup")["config"]["served_entities"][0].get("local", {})
-    finally:
-        stop(proc)
+        inline, lookup = ours.target("fb-inline"), ours.target("fb-lookup")
+        same = fetch_reference(inline, inline_bodies, session) == fetch_reference(
+            lookup, lookup_bodies, session
+        )
+        print(f"  same predictions inline and by key: {same}", flush=True)
+        for label, tgt, reqs in (("inline", inline, inline_bodies), ("lookup", lookup, lookup_bodies)):
+            scenarios[label] = summary(load(tgt, reqs, args))
+            print(f"  {label}: {scenarios[label]}", flush=True)
+        writes: dict[str, list[float]] = {"control": [], "refresh": []}
+        for label, name in (("lookup_control_writes", CONTROL), ("lookup_during_refresh", TABLE)):
+            kind = "control" if name == CONTROL else "refresh"
+            during = rewrites(fe, name, table, args, writes[kind])
+            scenarios[label] = summary(load(lookup, lookup_bodies, args, during, check_body=False))
+            print(f"  {label}: {scenarios[label]}", flush=True)
+        local = api.get("fb-lookup")["config"]["served_entities"][0].get("local", {})
     return report(scenarios, same, writes, local)
 
 

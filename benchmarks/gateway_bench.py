@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import requests
 
 from benchmarks import run as base
-from jupyter_serving.launch import TOKEN_ENV, log_tail, serve_command
+from jupyter_serving.launch import log_tail
 
 ENDPOINT = "gw-bench"
 TARGET_P50_MS = 1.0  # listener, 1 client
@@ -73,15 +73,10 @@ def measure(
 def bench(root: Path, plan: base.Plan, gateway_clients: int) -> dict[str, Any]:
     env, _ = base.register_model(root)
     bodies = base.request_bodies()
-    info, log_path = root / "server-info.json", root / "jupyter-serving.log"
-    cmd = serve_command(info, "--host", base.HOST, "--state-dir", str(root / "state"))
-    proc = base.spawn(cmd, {**env, TOKEN_ENV: base.TOKEN}, log_path)
     out: dict[str, Any] = {}
-    try:
-        with requests.Session() as session:
-            session.headers["Authorization"] = f"Bearer {base.TOKEN}"
-            url = base.wait_for_url(proc, info, log_path)
-            api = base.OursApi(url, session)
+    with base.start_ours(root, env) as ours:
+        try:
+            session, url, api = ours.session, ours.url, ours.api
             entity = {"entity_name": base.MODEL, "entity_version": "1", "workload_size": "Small"}
             response = session.post(
                 url + "api/2.0/serving-endpoints",
@@ -90,13 +85,8 @@ def bench(root: Path, plan: base.Plan, gateway_clients: int) -> dict[str, Any]:
             )
             response.raise_for_status()
             api.wait_ready(ENDPOINT)
-            parsed = urlsplit(url)
-            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {base.TOKEN}"}
-            path = f"{parsed.path}serving-endpoints/{ENDPOINT}/invocations"
-            jupyter = base.Target(
-                parsed.hostname or base.HOST, parsed.port or 80, path, headers, proc, log_path
-            )
-            listener = data_plane_target(api, url, proc, log_path)
+            jupyter = ours.target(ENDPOINT)
+            listener = data_plane_target(api, url, ours.proc, ours.log_path)
             base.fetch_reference(jupyter, bodies, session)
             with requests.Session() as bare:  # no control-plane credential: the target's token only
                 base.fetch_reference(listener, bodies, bare)
@@ -118,11 +108,9 @@ def bench(root: Path, plan: base.Plan, gateway_clients: int) -> dict[str, Any]:
                     out[key] = measure(jupyter, bodies, gateway_clients, plan, label.replace("_", " "))
             usage = root / "state" / "catalog" / "system" / "serving" / "endpoint_usage"
             out["usage_table"] = str(usage)
-    except Exception:
-        print(f"--- server log:\n{log_tail(log_path, 40)}", file=sys.stderr)
-        raise
-    finally:
-        base.stop(proc)
+        except Exception:
+            print(f"--- server log:\n{log_tail(ours.log_path, 40)}", file=sys.stderr)
+            raise
     return out
 
 

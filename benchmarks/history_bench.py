@@ -10,6 +10,7 @@ each round's throughput and the ratio of the means (on / off). The budget is a c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -17,48 +18,35 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
 from benchmarks.run import (
     ENDPOINT,
-    HOST,
-    TOKEN,
-    OursApi,
+    Ours,
     Plan,
     Target,
     fetch_reference,
     register_model,
     request_bodies,
     run_load,
-    spawn,
-    stop,
+    start_ours,
     wait_for_answer,
-    wait_for_url,
 )
-from jupyter_serving.launch import TOKEN_ENV, serve_command
 
 BUDGET = 0.02
 
 
-def start(root: Path, env: dict[str, str], label: str, interval: float) -> tuple[Target, Any]:
-    info, log_path = root / f"{label}-info.json", root / f"{label}.log"
-    state = root / f"state-{label}"
-    cmd = serve_command(info, "--host", HOST, "--state-dir", str(state))
-    cmd.append(f"--history-interval-s={interval}")
-    proc = spawn(cmd, {**env, TOKEN_ENV: TOKEN}, log_path)
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {TOKEN}"
-    url = wait_for_url(proc, info, log_path)
-    OursApi(url, session).create_ready_s(ENDPOINT)
-    parsed = urlsplit(url)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
-    path = f"{parsed.path}serving-endpoints/{ENDPOINT}/invocations"
-    target = Target(parsed.hostname or HOST, parsed.port or 80, path, headers, proc, log_path)
-    wait_for_answer(target, request_bodies()[0], session)
-    fetch_reference(target, request_bodies(), session)
-    return target, (url, session)
+def start(
+    stack: contextlib.ExitStack, root: Path, env: dict[str, str], label: str, interval: float
+) -> tuple[Ours, Target]:
+    """A server with the history sampled every `interval` s (0: off), serving iris-lr v1, answers checked."""
+    ours = stack.enter_context(start_ours(root, env, f"--history-interval-s={interval}", name=label))
+    ours.api.create_ready_s(ENDPOINT)
+    target = ours.target(ENDPOINT)
+    wait_for_answer(target, request_bodies()[0], ours.session)
+    fetch_reference(target, request_bodies(), ours.session)  # the answers run_load checks
+    return ours, target
 
 
 def sampler(url: str, session: requests.Session) -> dict[str, Any]:
@@ -85,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="jshist-") as tmp:
         root = Path(tmp)
         env, _ = register_model(root)
-        off, _ = start(root, env, "off", 0.0)
-        on, (on_url, on_session) = start(root, env, "on", args.interval)
-        try:
+        with contextlib.ExitStack() as servers:
+            _, off = start(servers, root, env, "off", 0.0)
+            on_server, on = start(servers, root, env, "on", args.interval)
+            on_url, on_session = on_server.url, on_server.session
             before, loaded_s = sampler(on_url, on_session), 0.0
             for n in range(args.rounds):
                 for label, target in (("off", off), ("on", on)) if n % 2 == 0 else (("on", on), ("off", off)):
@@ -101,9 +90,6 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
             after = sampler(on_url, on_session)
-        finally:
-            stop(off.proc)
-            stop(on.proc)
     mean = {k: statistics.fmean(r["throughput_rps"] for r in v) for k, v in rounds.items()}
     cost = 1 - mean["on"] / mean["off"]
     pairs = [

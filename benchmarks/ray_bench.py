@@ -23,14 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
 from benchmarks.run import (
     HOST,
     MODEL,
-    TOKEN,
+    Ours,
     OursApi,
     Plan,
     Target,
@@ -39,12 +38,9 @@ from benchmarks.run import (
     register_model,
     request_bodies,
     run_load,
-    spawn,
-    stop,
+    start_ours,
     wait_for_answer,
-    wait_for_url,
 )
-from jupyter_serving.launch import TOKEN_ENV, serve_command
 
 CLIENTS = 16
 TARGET_OVERHEAD = 0.10
@@ -133,50 +129,33 @@ def bench_server(
     root: Path, name: str, env: dict[str, str], args: tuple[str, ...], plan: Plan, zero: bool = False
 ) -> dict[str, Any]:
     """One `jupyter-serving serve` with `args`: create iris-lr v1, load it at CLIENTS; scale from zero."""
-    info, log_path = root / f"{name}-info.json", root / f"{name}.log"
-    cmd = serve_command(info, "--host", HOST, "--state-dir", str(root / f"{name}-state"), *args)
-    proc = spawn(cmd, {**env, TOKEN_ENV: TOKEN}, log_path)
-    try:
-        with requests.Session() as session:
-            session.headers["Authorization"] = f"Bearer {TOKEN}"
-            url = wait_for_url(proc, info, log_path)
-            api = OursApi(url, session)
-            create_s = api.create_ready_s("bench")
-            target = ours_target(url, "bench", proc, log_path)
-            bodies = request_bodies()
-            predictions = fetch_reference(target, bodies, session)
-            print(f"  {name}: create->READY {create_s:.1f} s; {CLIENTS} clients", flush=True)
-            load = run_load(target, bodies, CLIENTS, True, plan)
-            print(f"    {load['throughput_rps']:.0f} req/s, p50 {load['p50_ms']:.1f} ms", flush=True)
-            result = {"create_to_ready_s": create_s, "predictions": predictions, "load": load}
-            if zero:
-                result["scale_from_zero_s"] = scale_from_zero(api, url, proc, log_path, session, rounds=3)
-    finally:
-        stop(proc)
+    with start_ours(root, env, *args, name=name) as ours:
+        create_s = ours.api.create_ready_s("bench")
+        target = ours.target("bench")
+        bodies = request_bodies()
+        predictions = fetch_reference(target, bodies, ours.session)
+        print(f"  {name}: create->READY {create_s:.1f} s; {CLIENTS} clients", flush=True)
+        load = run_load(target, bodies, CLIENTS, True, plan)
+        print(f"    {load['throughput_rps']:.0f} req/s, p50 {load['p50_ms']:.1f} ms", flush=True)
+        result = {"create_to_ready_s": create_s, "predictions": predictions, "load": load}
+        if zero:
+            result["scale_from_zero_s"] = scale_from_zero(ours, rounds=3)
     return result
 
 
-def ours_target(url: str, endpoint: str, proc: Any, log_path: Path) -> Target:
-    parsed = urlsplit(url)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
-    path = f"{parsed.path}serving-endpoints/{endpoint}/invocations"
-    return Target(parsed.hostname or HOST, parsed.port or 80, path, headers, proc, log_path)
-
-
-def scale_from_zero(
-    api: OursApi, url: str, proc: Any, log_path: Path, session: requests.Session, rounds: int
-) -> list[float]:
+def scale_from_zero(ours: Ours, rounds: int) -> list[float]:
     """Seconds from sending a request to an entity Serve scaled to zero until its answer."""
+    api = ours.api
     entity = {"entity_name": MODEL, "entity_version": "1", "workload_size": "Small"}
     api.create_ready_s("zero", {"served_entities": [{**entity, "scale_to_zero_enabled": True}]})
-    target = ours_target(url, "zero", proc, log_path)
+    target = ours.target("zero")
     times = []
     for _ in range(rounds):
         # Up first (status is polled from Serve, so it lags an answer), then down to zero again.
         wait_replicas(api, "zero", lambda n: n > 0)
         wait_replicas(api, "zero", lambda n: n == 0)
         started = time.perf_counter()
-        times.append(wait_for_answer(target, request_bodies()[0], session) - started)
+        times.append(wait_for_answer(target, request_bodies()[0], ours.session) - started)
         print(f"    scale from zero: first answer after {times[-1]:.2f} s", flush=True)
     api.delete("zero")
     return times

@@ -10,6 +10,7 @@ Markdown table plus the ratios ours / mlflow. See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,37 +378,65 @@ def wait_for_url(proc: subprocess.Popen[bytes], info: Path, log_path: Path) -> s
     return str(wait_for_info(proc, info, log_path, timeout=START_TIMEOUT_S, poll_s=POLL_S)["url"])
 
 
-def bench_ours(root: Path, env: dict[str, str], bodies: list[bytes], plan: Plan) -> dict[str, Any]:
-    info, log_path = root / "server-info.json", root / "jupyter-serving.log"
-    cmd = serve_command(info, "--host", HOST, "--state-dir", str(root / "state"), *plan.ours_args)
-    started = time.perf_counter()
+@dataclass
+class Ours:
+    """A started `jupyter-serving serve`: where it listens, a session with the token, its API."""
+
+    url: str
+    session: requests.Session
+    api: OursApi
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    cmd: list[str]
+
+    def target(self, endpoint: str) -> Target:
+        """The invocations route of `endpoint`, as loadgen.py and the checks here drive it."""
+        parsed = urlsplit(self.url)
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+        path = f"{parsed.path}serving-endpoints/{endpoint}/invocations"
+        return Target(parsed.hostname or HOST, parsed.port or 80, path, headers, self.proc, self.log_path)
+
+
+@contextlib.contextmanager
+def start_ours(root: Path, env: dict[str, str], *args: str, name: str = "") -> Iterator[Ours]:
+    """Start `jupyter-serving serve` (files in `root`, named after `name` when given: several servers
+    can share a root) and wait until it listens; stopped, with its workers, when the block ends."""
+    info, log_path, state = (
+        (root / f"{name}-info.json", root / f"{name}.log", root / f"{name}-state")
+        if name
+        else (root / "server-info.json", root / "jupyter-serving.log", root / "state")
+    )
+    cmd = serve_command(info, "--host", HOST, "--state-dir", str(state), *args)
     proc = spawn(cmd, {**env, TOKEN_ENV: TOKEN}, log_path)
     try:
         with requests.Session() as session:
             session.headers["Authorization"] = f"Bearer {TOKEN}"
             url = wait_for_url(proc, info, log_path)
-            listening_s = time.perf_counter() - started
-            api = OursApi(url, session)
-            create_to_ready_s = api.create_ready_s(ENDPOINT)
-            parsed = urlsplit(url)
-            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
-            path = f"{parsed.path}serving-endpoints/{ENDPOINT}/invocations"
-            target = Target(parsed.hostname or HOST, parsed.port or 80, path, headers, proc, log_path)
-            first_answer_s = wait_for_answer(target, bodies[0], session) - started
-            predictions = fetch_reference(target, bodies, session)
-            print(
-                f"  started: listening {listening_s:.2f} s, create->READY {create_to_ready_s:.2f} s, "
-                f"first answer {first_answer_s:.2f} s after start",
-                flush=True,
-            )
-            scenarios = run_scenarios(target, bodies, plan)
-            replicas = api.get(ENDPOINT)["config"]["served_entities"][0].get("local", {})
-            warm_create_s = api.create_ready_s(ENDPOINT + "-warm")  # warm pool is full by now
-            api.delete(ENDPOINT + "-warm")
+            yield Ours(url, session, OursApi(url, session), proc, log_path, cmd)
     finally:
         stop(proc)
+
+
+def bench_ours(root: Path, env: dict[str, str], bodies: list[bytes], plan: Plan) -> dict[str, Any]:
+    started = time.perf_counter()
+    with start_ours(root, env, *plan.ours_args) as ours:
+        listening_s = time.perf_counter() - started
+        api, session = ours.api, ours.session
+        create_to_ready_s = api.create_ready_s(ENDPOINT)
+        target = ours.target(ENDPOINT)
+        first_answer_s = wait_for_answer(target, bodies[0], session) - started
+        predictions = fetch_reference(target, bodies, session)
+        print(
+            f"  started: listening {listening_s:.2f} s, create->READY {create_to_ready_s:.2f} s, "
+            f"first answer {first_answer_s:.2f} s after start",
+            flush=True,
+        )
+        scenarios = run_scenarios(target, bodies, plan)
+        replicas = api.get(ENDPOINT)["config"]["served_entities"][0].get("local", {})
+        warm_create_s = api.create_ready_s(ENDPOINT + "-warm")  # warm pool is full by now
+        api.delete(ENDPOINT + "-warm")
     return {
-        "command": " ".join(["jupyter-serving", *cmd[3:]]).replace(str(root), "$TMP"),
+        "command": " ".join(["jupyter-serving", *ours.cmd[3:]]).replace(str(root), "$TMP"),
         "start_to_listening_s": listening_s,
         "create_to_ready_s": create_to_ready_s,
         "warm_create_to_ready_s": warm_create_s,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,21 +9,17 @@ import pytest
 from ray_cluster import RAY_MISSING, RayCluster, start_cluster
 from serving_support import MlflowEnv, ServingServer, build_registry
 
+from jupyter_serving.promotion.models import environ
+
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
 
 @pytest.fixture(scope="session")
 def mlflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowEnv]:
     root = tmp_path_factory.mktemp("mlflow")
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     env = build_registry(root)
-    os.environ.update(env.env)
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with environ(env.env):
+        yield env
 
 
 @pytest.fixture(scope="session")

@@ -162,7 +162,7 @@ class ModelCopier:
         tags = {**(source_version.tags or {}), SOURCE_TAG: marker}
         uri = self.source.get_model_version_download_uri(name, version)
         quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no progress bars in a CLI's output
-        with tempfile.TemporaryDirectory(prefix="jupyter-serving-promote-") as tmp, _environ(quiet):
+        with tempfile.TemporaryDirectory(prefix="jupyter-serving-promote-") as tmp, environ(quiet):
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=uri, dst_path=tmp, tracking_uri=self.source_tracking_uri
             )
@@ -194,12 +194,13 @@ class ModelCopier:
         return run.info.run_id, f"{run.info.artifact_uri.rstrip('/')}/model"
 
     def _target_env(self) -> contextlib.AbstractContextManager[None]:
-        return _environ(self.env)
+        return environ(self.env)
 
 
 @contextlib.contextmanager
-def _environ(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration of a block (MLflow reads its settings there)."""
+def environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block (MLflow reads its settings there),
+    then restore each to what it was, unset ones unset again. The tests use it too."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:

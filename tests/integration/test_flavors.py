@@ -9,7 +9,6 @@ most 4 requests, so concurrency shows up in the `batch_size` metric.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 import pytest
 from serving_support import ServingServer, entity
+
+from jupyter_serving.promotion.models import environ
 
 for _module in ("transformers", "tokenizers", "sentence_transformers", "xgboost", "lightgbm"):
     pytest.importorskip(_module, reason="the flavors extra is not installed (pip install -e '.[flavors]')")
@@ -42,20 +43,14 @@ def flavor_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     root = tmp_path_factory.mktemp("flavors")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     saved = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    os.environ.update(MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri)
-    experiment = mlflow.create_experiment("flavors", artifact_location=(root / "artifacts").as_uri())
-    fm.register_all(root, experiment)
-    yield {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri, "HF_HUB_OFFLINE": "1"}
+    with environ({"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}):
+        experiment = mlflow.create_experiment("flavors", artifact_location=(root / "artifacts").as_uri())
+        fm.register_all(root, experiment)
+        yield {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri, "HF_HUB_OFFLINE": "1"}
     mlflow.set_tracking_uri(saved[0])
     mlflow.set_registry_uri(saved[1])
-    for key, value in saved_env.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ import pytest
 from serving_support import IRIS_COLUMNS, IRIS_ROWS, MlflowEnv
 from tornado.httpclient import HTTPClientError
 
+from jupyter_serving.promotion.models import environ
+
 
 @pytest.fixture
 def jp_server_config(tmp_path: Path, mlflow_env: MlflowEnv) -> dict[str, Any]:
@@ -136,21 +138,18 @@ def _mlflow_databricks_target_predicts(url: str, token: str, endpoint: str) -> N
     """MLflow's get_deploy_client("databricks") against the same Jupyter server, as users configure it."""
     from mlflow.deployments import get_deploy_client
 
-    saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_AUTH_TYPE")}
-    os.environ.update(DATABRICKS_HOST=url.rstrip("/"), DATABRICKS_TOKEN=token, DATABRICKS_AUTH_TYPE="pat")
-    try:
+    databricks = {
+        "DATABRICKS_HOST": url.rstrip("/"),
+        "DATABRICKS_TOKEN": token,
+        "DATABRICKS_AUTH_TYPE": "pat",
+    }
+    with environ(databricks):
         client = get_deploy_client("databricks")
         assert endpoint in [e["name"] for e in client.list_endpoints()]
         answer = client.predict(
             endpoint=endpoint, inputs={"dataframe_split": {"columns": IRIS_COLUMNS, "data": IRIS_ROWS}}
         )
         assert answer["predictions"] == [0, 2, 1]
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 async def test_service_principal_token_inside_jupyter_reaches_serving_routes_only(jp_fetch: Any) -> None:

@@ -145,5 +145,34 @@ def test_a_stuck_interpreter_listing_does_not_fail_the_deploy(tmp_path: Path) ->
     stuck = tmp_path / "uv"
     stuck.write_text("#!/bin/sh\nexec sleep 30\n")
     stuck.chmod(0o755)
-    found = find_interpreters(str(stuck), timeout_s=0.5)
+    found, listed = find_interpreters(str(stuck), timeout_s=0.5)
     assert all(i.version.startswith("3.") for i in found)
+    assert not listed
+
+
+async def test_a_timed_out_listing_is_asked_again_and_a_complete_one_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stuck `uv python list` must not hide uv's interpreters until restart: the next build lists
+    again; once a listing completes, it is cached for the server's lifetime."""
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))  # only what uv lists is found
+    calls, ready = tmp_path / "calls", tmp_path / "ready"
+    listing = json.dumps([{"path": sys.executable}])
+    uv = tmp_path / "uv"
+    uv.write_text(
+        f"#!/bin/sh\necho run >> '{calls}'\n"
+        f"if [ -f '{ready}' ]; then echo '{listing}'; else exec sleep 30; fi\n"
+    )
+    uv.chmod(0o755)
+    cache = EnvironmentCache(tmp_path / "envs", 10**9, uv=str(uv), list_timeout_s=0.5)
+    runs = lambda: len(calls.read_text().splitlines())  # noqa: E731
+    await cache._interpreter(None)
+    assert runs() == 1 and cache._interpreters is None
+    await cache._interpreter(None)
+    assert runs() == 2 and cache._interpreters is None  # still stuck: asked again, still not kept
+    ready.touch()  # uv's lock is free again
+    await cache._interpreter(None)
+    assert runs() == 3
+    assert [i.path for i in cache._interpreters or []] == [sys.executable]
+    await cache._interpreter(None)
+    assert runs() == 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import stat
 import tempfile
 import time
@@ -39,8 +40,18 @@ class LocalBackend:
         self.environments: EnvironmentCache | None = None
         self.sets: set[ReplicaSet] = set()  # every deployment not yet stopped
         self._ticker: asyncio.Task[None] | None = None
+        # A socket dir of our own in the temp dir, made when the state dir's path is too long for
+        # AF_UNIX; nobody else would remove it, so stop (or a failed start) does.
+        self._temp_socket_dir: Path | None = None
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            self._remove_temp_socket_dir()
+            raise
+
+    async def _start(self) -> None:
         private_dir(self.log_dir)
         self.pool = WarmPool(
             self.settings.warm_pool_size, self.log_dir / "warm-pool.log", start=self.settings.worker_start
@@ -79,6 +90,12 @@ class LocalBackend:
             await self.spawner.pools.stop()  # the server's warm pool and each environment's
         if self.environments is not None:
             self.environments.close()
+        self._remove_temp_socket_dir()
+
+    def _remove_temp_socket_dir(self) -> None:
+        if self._temp_socket_dir is not None:
+            shutil.rmtree(self._temp_socket_dir, ignore_errors=True)
+            self._temp_socket_dir = None
 
     def deployment(self, spec: DeploymentSpec) -> ReplicaSet:
         assert self.spawner is not None, "the backend is not started"
@@ -109,7 +126,9 @@ class LocalBackend:
     def _socket_dir(self) -> Path:
         path = self.settings.state_path / "sockets"
         if len(str(path)) > MAX_SOCKET_DIR:
-            path = Path(tempfile.mkdtemp(prefix="jupyter-serving-"))
+            if self._temp_socket_dir is None:  # a retried start reuses the one it made
+                self._temp_socket_dir = Path(tempfile.mkdtemp(prefix="jupyter-serving-"))
+            path = self._temp_socket_dir
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.chmod(stat.S_IRWXU)  # workers' sockets are reachable by this user only
         for stale in path.glob("*.sock"):  # left by a previous server of this state dir that was killed

@@ -89,6 +89,7 @@ class EnvironmentCache:
     max_bytes: int
     build_timeout_s: float = 600.0
     uv: str = ""
+    list_timeout_s: float = 30.0  # how long `uv python list` may take before it is skipped
     _leases: dict[str, _Lease] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _interpreters: list[Interpreter] | None = None
@@ -179,10 +180,16 @@ class EnvironmentCache:
 
     async def _interpreter(self, wanted: str | None) -> tuple[Interpreter, str]:
         """The machine's interpreter closest to the logged version, and a note when it is not exact."""
-        if self._interpreters is None:
-            self._interpreters = await asyncio.to_thread(find_interpreters, self.uv)
+        interpreters = self._interpreters
+        if interpreters is None:
+            interpreters, listed = await asyncio.to_thread(find_interpreters, self.uv, self.list_timeout_s)
+            # Only a complete listing is kept: after a timed-out or failed `uv python list` (uv waiting
+            # on its cache lock during another build) the next build asks again, rather than missing
+            # the interpreters uv would have found until the server restarts.
+            if listed:
+                self._interpreters = interpreters
         server = Interpreter(sys.executable, reqs.server_python())
-        found = [*self._interpreters, server]  # the server's own counts: it is on this machine
+        found = [*interpreters, server]  # the server's own counts: it is on this machine
         if not wanted:
             return server, "The model logged no Python version: using the server's."
         for match in (lambda i: i.version == wanted, lambda i: reqs.minor(i.version) == reqs.minor(wanted)):
@@ -338,12 +345,14 @@ def entity_manager(default: str, environment_vars: dict[str, str]) -> str:
     return environment_vars.get(ENV_MANAGER_VAR, default).strip().lower()
 
 
-def find_interpreters(uv_bin: str, timeout_s: float = 30) -> list[Interpreter]:
+def find_interpreters(uv_bin: str, timeout_s: float = 30) -> tuple[list[Interpreter], bool]:
     """Interpreters already on this machine (only PyPI is reachable, so uv may not download any):
-    those uv finds on the PATH and pyenv's versions."""
+    those uv finds on the PATH and pyenv's versions; and whether uv's listing was complete (it did
+    not time out or fail), which says whether the result may be cached."""
     import subprocess
 
     paths: list[str] = []
+    listed = False
     # A slow or stuck listing (uv waits on its cache lock while another build holds it) must not fail
     # the deploy: pyenv's versions and the server's own interpreter remain to choose from.
     with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -354,8 +363,10 @@ def find_interpreters(uv_bin: str, timeout_s: float = 30) -> list[Interpreter]:
             timeout=timeout_s,
             env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
         )
-        with contextlib.suppress(ValueError):
-            paths += [p["path"] for p in json.loads(listing.stdout or "[]") if p.get("path")]
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            entries = json.loads(listing.stdout or "[]")
+            paths += [p["path"] for p in entries if p.get("path")]
+            listed = listing.returncode == 0
     paths = [p for p in paths if "/shims/" not in p]  # pyenv's shims run whichever version is selected
     pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
     paths += [str(p) for p in sorted(pyenv.glob("*/bin/python3"))]
@@ -364,7 +375,7 @@ def find_interpreters(uv_bin: str, timeout_s: float = 30) -> list[Interpreter]:
         version = _probe(path)
         if version and version[0] == "3" and os.path.realpath(path) not in found:
             found[os.path.realpath(path)] = Interpreter(path, version)
-    return list(found.values())
+    return list(found.values()), listed
 
 
 def _probe(path: str) -> str | None:

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -190,6 +190,42 @@ class SetOptions:
     memory_headroom_bytes: int = 512 * 1024 * 1024
 
 
+def _replica_bytes(pid: int) -> int:
+    """What one more replica like this one costs: its private memory (USS). RSS would count the
+    pages a forked replica shares with its fork server and siblings, several times over."""
+    try:
+        return psutil.Process(pid).memory_full_info().uss
+    except psutil.Error:
+        return 0
+
+
+@dataclass
+class ReplicaMemory:
+    """Each replica's memory reading, kept for `ttl_s` seconds (monotonic clock), keyed by pid.
+
+    Reading USS walks the process's page map (/proc/<pid>/smaps_rollup): cheap once, not on every
+    on-demand scale-up of a burst, where the same replicas would be read again and again. A replica's
+    footprint moves slowly next to that, so a reading a few seconds old sizes the cap as well."""
+
+    ttl_s: float = 5.0
+    read: Callable[[int], int] = _replica_bytes
+    clock: Callable[[], float] = time.monotonic
+    _readings: dict[int, tuple[float, int]] = field(default_factory=dict)
+
+    def bytes_of(self, pid: int) -> int:
+        now = self.clock()
+        known = self._readings.get(pid)
+        if known is not None and now - known[0] < self.ttl_s:
+            return known[1]
+        value = self.read(pid)
+        self._readings[pid] = (now, value)
+        return value
+
+    def forget(self, pid: int) -> None:
+        """The replica is gone: its pid may be reused by an unrelated process."""
+        self._readings.pop(pid, None)
+
+
 class ReplicaSet:
     """The running replicas of one served entity: deployment state, autoscaling, supervision."""
 
@@ -202,6 +238,7 @@ class ReplicaSet:
         options: SetOptions,
         load_uri: str | None = None,
         on_stopped: Callable[[ReplicaSet], None] = lambda rset: None,
+        memory: ReplicaMemory | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.entity = entity
@@ -226,6 +263,7 @@ class ReplicaSet:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping: asyncio.Task[None] | None = None
         self._on_stopped = on_stopped
+        self._memory = memory if memory is not None else ReplicaMemory()
 
     @property
     def name(self) -> str:
@@ -372,7 +410,7 @@ class ReplicaSet:
             add = fits
             if add <= 0:
                 return 0
-        per_replica = max(_replica_bytes(r.pid) for r in self._started) or 1
+        per_replica = max(self._memory.bytes_of(r.pid) for r in self._started) or 1
         free = psutil.virtual_memory().available - self.options.memory_headroom_bytes
         fits = max(0, int(free // per_replica))
         if fits >= add:
@@ -440,7 +478,11 @@ class ReplicaSet:
         try:
             await replica.stop(drain_timeout_s)
         finally:
-            self._started.discard(replica)
+            self._forget(replica)
+
+    def _forget(self, replica: Replica) -> None:
+        self._started.discard(replica)
+        self._memory.forget(replica.pid)
 
     # ------------------------------------------------------------- supervision
     async def _supervise(self, replica: Replica) -> None:
@@ -448,7 +490,7 @@ class ReplicaSet:
         if self.stopping or replica.draining:
             return
         replica.release()
-        self._started.discard(replica)
+        self._forget(replica)
         log.warning("replica %s exited with code %s; replacing it", replica.label, code)
         if replica in self.replicas:
             self.replicas.remove(replica)
@@ -540,12 +582,3 @@ def _write_build_log(path: Path, decision: str, env_log: Path | None) -> None:
     if env_log is not None and env_log.is_file():
         text += "\n" + env_log.read_text(errors="replace")
     path.write_text(text)
-
-
-def _replica_bytes(pid: int) -> int:
-    """What one more replica like this one costs: its private memory (USS). RSS would count the
-    pages a forked replica shares with its fork server and siblings, several times over."""
-    try:
-        return psutil.Process(pid).memory_full_info().uss
-    except psutil.Error:
-        return 0
