@@ -99,13 +99,18 @@ def start_cluster(root: Path) -> tuple[str, str]:
 
 
 def stop_cluster(address: str, temp: str) -> None:
-    """Kill exactly this cluster's processes (they name its temp dir or address), never another Ray."""
+    """Kill exactly this cluster's processes (naming its temp dir, address or GCS port), no other Ray."""
     import psutil
+
+    port = address.rpartition(":")[2]
+
+    def ours(cmdline: str) -> bool:  # Ray's client server names the node IP, not `address`: the port
+        return temp in cmdline or address in cmdline or ("ray" in cmdline and f":{port} " in cmdline + " ")
 
     roots = [
         p
         for p in psutil.process_iter(["cmdline"])
-        if any(m in " ".join(p.info["cmdline"] or []) for m in (temp, address)) and p.pid != os.getpid()
+        if p.pid != os.getpid() and ours(" ".join(p.info["cmdline"] or []))
     ]
     victims = {c.pid: c for r in roots for c in [r, *_children(r)]}
     for proc in victims.values():

@@ -1,8 +1,8 @@
 """Test support: a real two-node Ray cluster on this machine (a head and one more node), in a temp dir.
 
 Both nodes are `ray start` processes with one CPU each, so the whole cluster fits a 2-core machine.
-Stopping kills exactly the processes of this cluster (those whose command line names its temp dir
-or its GCS address, and their children), never another Ray on the machine, which `ray stop` would.
+Stopping kills exactly the processes of this cluster (those whose command line names its temp dir,
+its GCS address or port, and their children), never another Ray on the machine, which `ray stop` would.
 """
 
 from __future__ import annotations
@@ -47,12 +47,7 @@ class RayCluster:
 
     def stop(self) -> None:
         """Kill this cluster's processes (and their children) and wait for them to go."""
-        marks = (self.temp_dir, self.address)
-        roots = []
-        for proc in psutil.process_iter(["cmdline"]):
-            cmdline = " ".join(proc.info["cmdline"] or [])
-            if proc.pid != os.getpid() and any(m and m in cmdline for m in marks):
-                roots.append(proc)
+        roots = [p for p in psutil.process_iter(["cmdline"]) if _ours(p, self.temp_dir, self.address)]
         victims = {p.pid: p for root in roots for p in [root, *_children(root)]}
         for proc in victims.values():
             with contextlib.suppress(psutil.Error):
@@ -110,6 +105,17 @@ def _node_options() -> list[str]:
         )
     ]
     return ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats", *ports]
+
+
+def _ours(proc: psutil.Process, temp_dir: str, address: str) -> bool:
+    """A process of this cluster: its command line names the temp dir or the GCS address, or (Ray's
+    client server, started with the node's own IP rather than the address given) the GCS port."""
+    if proc.pid == os.getpid():
+        return False
+    cmdline = " ".join(proc.info["cmdline"] or [])
+    port = address.rpartition(":")[2]
+    gcs_port = bool(port) and "ray" in cmdline and f":{port} " in f"{cmdline} "
+    return bool(temp_dir and temp_dir in cmdline) or bool(address and address in cmdline) or gcs_port
 
 
 def _children(proc: psutil.Process) -> list[psutil.Process]:
