@@ -205,10 +205,28 @@ class InferenceCapture:
     async def record_json(self, payload: bytes) -> None:
         """`record` for a row already encoded as JSON with its "table" (see `row.RowEncoder`)."""
         await self._until_ready(SpoolWriteError)
+        await self._enqueue(payload)
+
+    def submit_json(self, payload: bytes) -> asyncio.Future[None] | None:
+        """Queue a row now, in order with everything sent after it, without waiting for it to be
+        durable; the future resolves (or fails with `SpoolWriteError`) when it is. None while the
+        service is being restarted: then use `record_json`, which waits for it."""
+        if not self._started:
+            raise RuntimeError("InferenceCapture.start() has not been awaited")
+        if not self._ready.is_set():
+            return None
+        return self._enqueue(payload)
+
+    @property
+    def unacknowledged(self) -> int:
+        """Rows sent and not yet acknowledged: what a caller that does not wait bounds itself by."""
+        return len(self._acks)
+
+    def _enqueue(self, payload: bytes) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._acks.append(done)
         self._send(payload + b"\n", rows=1)
-        await done
+        return done
 
     async def _until_ready(self, error: type[Exception]) -> None:
         if not self._started:

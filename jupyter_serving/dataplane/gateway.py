@@ -8,6 +8,7 @@ backend's) and gateway policy change independently. It also owns the token signe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -21,7 +22,6 @@ from jupyter_serving.dataplane.usage import encode_usage_row, usage_table_path
 from jupyter_serving.errors import (
     RequestLimitExceeded,
     ServingError,
-    TemporarilyUnavailable,
     UnsupportedMediaType,
 )
 
@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("jupyter_serving")
 
 SCORING_TYPES = ("application/json", "text/csv", "application/x-parquet")
+# Usage rows are accounting, not the payload: an answer does not wait for its usage row's disk
+# sync (which the payload tables' rule does wait for), so a slow sync never stalls the endpoint's
+# clients, and a failed one is logged rather than failing a request that was already scored. The
+# cost: rows the server still holds for the pipe when it is killed -9 (those sent during the sync in
+# flight, milliseconds' worth) are lost, where payload rows are not. Beyond this many
+# unacknowledged rows the answer waits, which bounds the server's queue.
+USAGE_BACKLOG = 10_000
 
 
 def scoring_content_type(header: str | None) -> str:
@@ -165,12 +172,22 @@ class DataPlaneGateway:
             table, request_id, client_request_id, arrived_ms, principal, record.name, served, status,
             round((time.perf_counter() - started) * 1000), len(body), response_bytes,
         )  # fmt: skip
-        assert self.manager.capture is not None
-        try:
-            await self.manager.capture.record_json(row)
+        capture = self.manager.capture
+        assert capture is not None
+        durable = capture.submit_json(row)
+        if durable is not None and capture.unacknowledged <= USAGE_BACKLOG:
+            durable.add_done_callback(_report_lost_usage)
+            return
+        try:  # the service is restarting, or far behind: wait for it rather than queue without bound
+            await (durable if durable is not None else capture.record_json(row))
         except SpoolWriteError as exc:
-            log.error("usage table spool failed: %s", exc)
-            raise TemporarilyUnavailable(
-                "The request was scored, but its usage row could not be stored durably; retry.",
-                headers={"Retry-After": "1"},
-            ) from None
+            _report_lost_usage_error(exc)
+
+
+def _report_lost_usage(durable: asyncio.Future[None]) -> None:
+    if not durable.cancelled() and (exc := durable.exception()) is not None:
+        _report_lost_usage_error(exc)
+
+
+def _report_lost_usage_error(exc: BaseException) -> None:
+    log.error("a usage-tracking row could not be stored durably (the answer was sent): %s", exc)

@@ -1,8 +1,9 @@
 """AI Gateway usage tracking: one row per request in a usage Delta table beside the payload tables.
 
-Rows take the inference tables' durable path (the capture service's spool, group-committed before
-the client hears back, then committed to Delta in batches); `capture.table` gives tables named
-`*_usage` the usage schema. Standard library only: this runs on the request path.
+Rows take the inference tables' durable path (the capture service's spool, group-committed, then
+committed to Delta in batches), but the answer does not wait for the sync (`gateway.USAGE_BACKLOG`
+says why); `capture.table` gives tables named `*_usage` the usage schema. Standard library only:
+this runs on the request path.
 """
 
 from __future__ import annotations

@@ -400,6 +400,27 @@ def test_background_compaction_runs_after_enough_commits(tmp_path: Path) -> None
     assert sorted(ids_in(table)) == [f"r{i}" for i in range(5)]
 
 
+def test_submitted_rows_are_queued_in_order_and_a_flush_right_after_covers_them(tmp_path: Path) -> None:
+    """`submit_json` (usage rows) does not wait for the sync, but a flush sent after it includes it."""
+    table = tmp_path / "t_payload"
+
+    async def scenario() -> None:
+        capture = InferenceCapture(tmp_path / "spool", flush_interval_s=3600)
+        await capture.start()
+        rows = [json.dumps({"table": str(table), **make_row(i).to_record()}).encode() for i in range(50)]
+        acks = [capture.submit_json(row) for row in rows]
+        assert all(ack is not None for ack in acks) and capture.unacknowledged == 50
+        assert await capture.flush_now() == 50  # sent straight after, without awaiting the rows
+        await asyncio.gather(*(ack for ack in acks if ack is not None))
+        assert capture.unacknowledged == 0
+        assert sorted(ids_in(table)) == sorted(f"r{i}" for i in range(50))
+        await capture.stop()
+
+    run(scenario)
+    with pytest.raises(RuntimeError, match="start"):
+        InferenceCapture(tmp_path / "other").submit_json(b"{}")
+
+
 def test_record_before_start_is_refused(tmp_path: Path) -> None:
     capture = InferenceCapture(tmp_path / "spool")
     with pytest.raises(RuntimeError, match="start"):
