@@ -7,12 +7,15 @@ payload table: that is `auto_capture_config`, so it goes through `update_config`
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from jupyter_serving.control.manager import Endpoint, EndpointManager
 from jupyter_serving.errors import InvalidParameterValue, ResourceConflict
 from jupyter_serving.model import gateway
+
+log = logging.getLogger("jupyter_serving")
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -64,7 +67,26 @@ async def put_ai_gateway(manager: EndpointManager, name: str, body: Any) -> dict
         await _apply_inference_table(manager, endpoint, table)
     endpoint.record.ai_gateway = config
     save(manager, endpoint)
+    if (config.get("usage_tracking_config") or {}).get("enabled"):
+        await _ensure_usage_table(manager, endpoint)
     return config
+
+
+async def _ensure_usage_table(manager: EndpointManager, endpoint: Endpoint) -> None:
+    """Create the usage table now, as a payload table is created at deploy: its first commit
+    otherwise pays for creating it (and the capture service's first Arrow/Delta imports) under
+    the endpoint's first traffic."""
+    from jupyter_serving.dataplane.usage import usage_table_path
+
+    if manager.capture is None:
+        return
+    record = endpoint.record
+    capture = record.config.auto_capture_config if record.config else None
+    path = usage_table_path(manager.settings.catalog_path, record.name, capture)
+    try:
+        await manager.capture.ensure_table(path)
+    except Exception:  # reported as the table's status; serving goes on
+        log.exception("could not create the usage table %s", path)
 
 
 async def _apply_inference_table(manager: EndpointManager, endpoint: Endpoint, table: dict[str, Any]) -> None:

@@ -364,6 +364,8 @@ def test_rate_limit_refuses_the_call_after_n_and_renews_and_usage_counts_every_r
         "usage_tracking_config": {"enabled": True},
     }
     assert server.api("PUT", "api/2.0/serving-endpoints/limited/ai-gateway", json=gateway).status_code == 200
+    path = server.state_dir / "catalog" / "system" / "serving" / "endpoint_usage"
+    assert DeltaTable.is_deltatable(str(path))  # created with the setting, not by the first commit
     sent = 0
     started = time.monotonic()
     for _ in range(3):
@@ -384,7 +386,6 @@ def test_rate_limit_refuses_the_call_after_n_and_renews_and_usage_counts_every_r
     poll(renewed, timeout=window + 10, interval=0.5)
     table = server.get("limited")
     assert table["ai_gateway"]["usage_tracking_config"] == {"enabled": True}
-    path = server.state_dir / "catalog" / "system" / "serving" / "endpoint_usage"
 
     def rows() -> Any:
         if not DeltaTable.is_deltatable(str(path)):
