@@ -98,7 +98,7 @@ class InferenceCapture:
         self._watcher: asyncio.Task[None] | None = None
         self._restarting: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
-        self._acks: deque[asyncio.Future[None]] = deque()
+        self._acks: deque[asyncio.Future[None] | None] = deque()  # None: a row submitted unawaited
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._out: list[bytes] = []
@@ -207,15 +207,18 @@ class InferenceCapture:
         await self._until_ready(SpoolWriteError)
         await self._enqueue(payload)
 
-    def submit_json(self, payload: bytes) -> asyncio.Future[None] | None:
-        """Queue a row now, in order with everything sent after it, without waiting for it to be
-        durable; the future resolves (or fails with `SpoolWriteError`) when it is. None while the
-        service is being restarted: then use `record_json`, which waits for it."""
+    def submit_json(self, payload: bytes) -> bool:
+        """Queue a row now, in order with everything sent after it, and do not wait for it to be
+        durable (no future per row: this is for rows no caller waits on, like usage rows); a row
+        that cannot be stored is logged. False while the service is being restarted: then use
+        `record_json`, which waits for it."""
         if not self._started:
             raise RuntimeError("InferenceCapture.start() has not been awaited")
         if not self._ready.is_set():
-            return None
-        return self._enqueue(payload)
+            return False
+        self._acks.append(None)
+        self._send(payload + b"\n", rows=1)
+        return True
 
     @property
     def unacknowledged(self) -> int:
@@ -284,9 +287,8 @@ class InferenceCapture:
         kind, _, rest = line.partition(b" ")
         if kind in (b"A", b"F"):  # the next n rows are durable / could not be made durable
             count, _, message = rest.partition(b" ")
-            for _ in range(int(count)):
-                error = SpoolWriteError(message.decode()) if kind == b"F" else None
-                self._resolve(self._acks.popleft(), error)
+            error = SpoolWriteError(message.decode()) if kind == b"F" else None
+            self._resolve_next(int(count), error)
             self._answered(int(count))
         elif kind == b"T":
             status = json.loads(rest)
@@ -309,14 +311,21 @@ class InferenceCapture:
         code = await proc.wait()
         self._on_exit(code)
 
-    @staticmethod
-    def _resolve(future: asyncio.Future[None], error: Exception | None) -> None:
-        if future.done():
-            return
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
+    def _resolve_next(self, count: int, error: Exception | None) -> None:
+        """Settle the next `count` rows: their waiters, or a log line for unawaited ones that failed."""
+        unawaited = 0
+        acks = self._acks
+        for _ in range(min(count, len(acks))):
+            future = acks.popleft()
+            if future is None:
+                unawaited += 1
+            elif not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+        if error is not None and unawaited:
+            log.error("%d unawaited rows (usage tracking) could not be stored durably: %s", unawaited, error)
 
     def _on_exit(self, code: int) -> None:
         """Fail whatever waited on the dead service; start a new one unless we are stopping."""
@@ -326,8 +335,7 @@ class InferenceCapture:
         self._out_rows = 0
         self._pushes.clear()
         why = f"the capture service exited with code {code}"
-        while self._acks:
-            self._resolve(self._acks.popleft(), SpoolWriteError(why))
+        self._resolve_next(len(self._acks), SpoolWriteError(why))
         for future in self._calls.values():
             if not future.done():
                 future.set_exception(CaptureServiceError(why))

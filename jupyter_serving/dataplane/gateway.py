@@ -8,7 +8,6 @@ backend's) and gateway policy change independently. It also owns the token signe
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -174,20 +173,9 @@ class DataPlaneGateway:
         )  # fmt: skip
         capture = self.manager.capture
         assert capture is not None
-        durable = capture.submit_json(row)
-        if durable is not None and capture.unacknowledged <= USAGE_BACKLOG:
-            durable.add_done_callback(_report_lost_usage)
+        if capture.unacknowledged <= USAGE_BACKLOG and capture.submit_json(row):
             return
         try:  # the service is restarting, or far behind: wait for it rather than queue without bound
-            await (durable if durable is not None else capture.record_json(row))
+            await capture.record_json(row)
         except SpoolWriteError as exc:
-            _report_lost_usage_error(exc)
-
-
-def _report_lost_usage(durable: asyncio.Future[None]) -> None:
-    if not durable.cancelled() and (exc := durable.exception()) is not None:
-        _report_lost_usage_error(exc)
-
-
-def _report_lost_usage_error(exc: BaseException) -> None:
-    log.error("a usage-tracking row could not be stored durably (the answer was sent): %s", exc)
+            log.error("a usage-tracking row could not be stored durably (the answer was sent): %s", exc)
