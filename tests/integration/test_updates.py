@@ -72,19 +72,26 @@ def test_no_request_fails_across_updates_under_load(serving_server: ServingServe
     serving_server.create_ready("upd-load", AB)
     failures: list[str] = []
     served: Counter[str] = Counter()
-    stop = threading.Event()
+    lock = threading.Lock()
+    stop, loaded, replaced = threading.Event(), threading.Event(), threading.Event()
 
     def client() -> None:
         while not stop.is_set():
             response = serving_server.invoke("upd-load", iris_split())
-            if response.status_code != 200:
-                failures.append(response.text)
-            served[response.headers.get("served-model-name", "?")] += 1
+            with lock:
+                if response.status_code != 200:
+                    failures.append(response.text)
+                served[response.headers.get("served-model-name", "?")] += 1
+                if sum(served.values()) >= 20:
+                    loaded.set()
+                if served["replacement"] >= 20:
+                    replaced.set()
 
     threads = [threading.Thread(target=client) for _ in range(4)]
     for t in threads:
         t.start()
     try:
+        assert loaded.wait(60), "the clients never got going"  # the updates start under load
         updates = [
             {**AB, "traffic_config": split(("current", 50), ("challenger", 50))},  # split change
             {
@@ -109,12 +116,12 @@ def test_no_request_fails_across_updates_under_load(serving_server: ServingServe
             endpoint = serving_server.wait_settled("upd-load")
             assert endpoint["config"]["config_version"] == version
             assert endpoint["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
+        assert replaced.wait(60), "the replacement entity served too few requests"  # and end under it
     finally:
         stop.set()
         for t in threads:
             t.join()
     assert failures == []
-    assert served["replacement"] > 0 and sum(served.values()) > 100
     serving_server.delete("upd-load")
 
 
