@@ -99,21 +99,11 @@ def encode_response(response: Response, keep_alive: bool) -> bytes:
 
 
 class HttpConnection(asyncio.Protocol):
-    """One client connection; `handler` answers each complete request."""
+    """One client connection of `server`, whose handler answers each complete request and whose
+    settings (body limit, timeouts) it reads there."""
 
-    def __init__(
-        self,
-        handler: Handler,
-        max_body_bytes: int,
-        connections: set[HttpConnection],
-        idle_timeout_s: float = IDLE_TIMEOUT_S,
-        linger_s: float = LINGER_S,
-    ) -> None:
-        self._handler = handler
-        self._linger_s = linger_s
-        self._max_body = max_body_bytes
-        self._connections = connections
-        self._idle_timeout_s = idle_timeout_s
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -138,11 +128,11 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self._connections.add(self)
+        self._server.connections.add(self)
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._connections.discard(self)
+        self._server.connections.discard(self)
         self._queue.clear()
         if self._idle is not None:
             self._idle.cancel()
@@ -160,7 +150,10 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not self._refused:
                 self._refuse(400, f"Malformed HTTP request: {exc}.")
-        if self._in_head:  # headers still incomplete after this chunk (an approximate count: enough)
+        # Headers still incomplete after this chunk: count it. Approximate (a pipelined chunk also
+        # counts the previous request's tail), which is enough for a bound on a buffer's memory;
+        # httptools does not report the offset an exact count would need.
+        if self._in_head:
             self._head_bytes += len(data)
         if self._in_head and self._head_bytes > MAX_HEADER_BYTES and not self._refused:
             self._refuse(431, f"The request's headers exceed {MAX_HEADER_BYTES} bytes.")
@@ -195,8 +188,8 @@ class HttpConnection(asyncio.Protocol):
         if self._refused:
             return
         declared = self._headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
-            self._refuse(413, _too_large(int(declared), self._max_body))
+        if declared is not None and declared.isdigit() and int(declared) > self._server.max_body_bytes:
+            self._refuse(413, _too_large(int(declared), self._server.max_body_bytes))
             return
         if self._headers.get("expect", "").lower() == "100-continue":
             if self._task is None and not self._queue:
@@ -208,8 +201,8 @@ class HttpConnection(asyncio.Protocol):
         if self._refused:
             return
         self._body_bytes += len(chunk)
-        if self._body_bytes > self._max_body:
-            self._refuse(413, _too_large(self._body_bytes, self._max_body))
+        if self._body_bytes > self._server.max_body_bytes:
+            self._refuse(413, _too_large(self._body_bytes, self._server.max_body_bytes))
             return
         self._body.append(chunk)
 
@@ -249,7 +242,7 @@ class HttpConnection(asyncio.Protocol):
                 response = Response(item.status, error_body(code, str(item)))
             else:
                 try:
-                    response = await self._handler(item)
+                    response = await self._server.handler(item)
                 except Exception as exc:  # the handler maps every ServingError; this is a bug
                     log.exception("route-optimized listener: unhandled error")
                     message = f"The server failed to handle the request: {exc!r}"
@@ -281,7 +274,7 @@ class HttpConnection(asyncio.Protocol):
         self._lingering = True
         if self._idle is not None:
             self._idle.cancel()
-        self._idle = self._loop.call_later(self._linger_s, self.close)
+        self._idle = self._loop.call_later(self._server.linger_s, self.close)
         self._flow()
 
     def _write(self, data: bytes) -> None:
@@ -307,7 +300,7 @@ class HttpConnection(asyncio.Protocol):
         """Close a connection that sits idle, or half-sent, for `idle_timeout_s`."""
         if self._idle is not None:
             self._idle.cancel()
-        self._idle = self._loop.call_later(self._idle_timeout_s, self._expire)
+        self._idle = self._loop.call_later(self._server.idle_timeout_s, self._expire)
 
     def _expire(self) -> None:
         self._idle = None
@@ -333,17 +326,15 @@ class HttpServer:
         idle_timeout_s: float = IDLE_TIMEOUT_S,
         linger_s: float = LINGER_S,
     ) -> None:
-        self._handler = handler
-        self._max_body = max_body_bytes
-        self._idle_timeout_s = idle_timeout_s
-        self._linger_s = linger_s
+        self.handler = handler
+        self.max_body_bytes = max_body_bytes
+        self.idle_timeout_s = idle_timeout_s
+        self.linger_s = linger_s
         self._servers: list[asyncio.Server] = []
         self.connections: set[HttpConnection] = set()
 
     def _protocol(self) -> HttpConnection:
-        return HttpConnection(
-            self._handler, self._max_body, self.connections, self._idle_timeout_s, self._linger_s
-        )
+        return HttpConnection(self)
 
     async def serve(self, sockets: list[object]) -> None:
         loop = asyncio.get_running_loop()

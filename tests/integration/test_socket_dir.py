@@ -1,4 +1,5 @@
-"""A state dir too deep for AF_UNIX puts the workers' sockets in a temp dir: stopping removes it."""
+"""A state dir too deep for AF_UNIX puts the workers' sockets in a temp dir named for the state dir:
+stopping removes it, a restart after kill -9 reuses it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_serving.backends.local.backend import MAX_SOCKET_DIR, LocalBackend
+from jupyter_serving.backends.local.backend import MAX_SOCKET_DIR, LocalBackend, fallback_socket_dir
 from jupyter_serving.settings import ServingSettings
 
 
@@ -53,3 +54,41 @@ async def test_the_fallback_socket_dir_is_removed_when_the_start_fails(
     with pytest.raises(FileExistsError):
         await backend.start()
     assert not list(temp_root.iterdir())
+
+
+async def test_a_restart_after_kill_reuses_and_clears_the_fallback_socket_dir(
+    tmp_path: Path, temp_root: Path
+) -> None:
+    """A server killed with -9 cannot remove its dir; the next server of that state dir must find
+    it (one dir, not one per run) and clear the sockets its predecessor left."""
+    first = _backend(tmp_path)
+    await first.start()
+    assert first.spawner is not None
+    left = first.spawner.socket_dir
+    (left / "replica-1.sock").write_bytes(b"")  # what a killed server's replica leaves
+    first._temp_socket_dir = None  # as after kill -9: this server never removes its dir
+    await first.stop()
+    assert left.is_dir()
+
+    second = _backend(tmp_path)
+    await second.start()
+    try:
+        assert second.spawner is not None and second.spawner.socket_dir == left
+        assert list(temp_root.iterdir()) == [left]
+        assert not list(left.glob("*.sock"))
+    finally:
+        await second.stop()
+    assert not list(temp_root.iterdir())
+
+
+def test_a_fallback_path_that_is_not_our_directory_is_not_used(tmp_path: Path, temp_root: Path) -> None:
+    """The temp dir is shared: a symlink planted where our dir would be is never followed."""
+    state = tmp_path / "state"
+    expected = fallback_socket_dir(state)
+    expected.rmdir()
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    expected.symlink_to(target, target_is_directory=True)
+    chosen = fallback_socket_dir(state)
+    assert chosen != expected and chosen.parent == temp_root and not chosen.is_symlink()
+    assert fallback_socket_dir(tmp_path / "other-state") != chosen

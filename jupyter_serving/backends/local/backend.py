@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import os
 import shutil
 import stat
 import tempfile
@@ -41,7 +43,8 @@ class LocalBackend:
         self.sets: set[ReplicaSet] = set()  # every deployment not yet stopped
         self._ticker: asyncio.Task[None] | None = None
         # A socket dir of our own in the temp dir, made when the state dir's path is too long for
-        # AF_UNIX; nobody else would remove it, so stop (or a failed start) does.
+        # AF_UNIX; nobody else would remove it, so stop (or a failed start) does. Its name derives
+        # from the state dir, so a server killed with -9 leaves one dir that its restart reuses.
         self._temp_socket_dir: Path | None = None
 
     async def start(self) -> None:
@@ -127,10 +130,30 @@ class LocalBackend:
         path = self.settings.state_path / "sockets"
         if len(str(path)) > MAX_SOCKET_DIR:
             if self._temp_socket_dir is None:  # a retried start reuses the one it made
-                self._temp_socket_dir = Path(tempfile.mkdtemp(prefix="jupyter-serving-"))
+                self._temp_socket_dir = fallback_socket_dir(self.settings.state_path)
             path = self._temp_socket_dir
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.chmod(stat.S_IRWXU)  # workers' sockets are reachable by this user only
         for stale in path.glob("*.sock"):  # left by a previous server of this state dir that was killed
             stale.unlink(missing_ok=True)
         return path
+
+
+def fallback_socket_dir(state_path: Path) -> Path:
+    """`<tmp>/jupyter-serving-<uid>-<hash of the state dir>`: the same dir for every server of one
+    state dir, so a restart after kill -9 finds (and clears) what its predecessor left instead of
+    leaving it behind. The temp dir is shared with other users: a path there that is not a real
+    directory owned by us (a symlink, someone else's dir) is not used;
+    a fresh `mkdtemp` dir is instead."""
+    digest = hashlib.sha256(str(state_path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()
+    path = Path(tempfile.gettempdir()) / f"jupyter-serving-{os.getuid()}-{digest[:16]}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="jupyter-serving-"))
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        return Path(tempfile.mkdtemp(prefix="jupyter-serving-"))
+    return path
