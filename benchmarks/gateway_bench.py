@@ -6,8 +6,10 @@ Run: ``.venv/bin/python -m benchmarks.gateway_bench [--quick] [--out FILE]``. Re
 a fresh sqlite registry, starts one `jupyter-serving serve`, creates a `route_optimized` endpoint,
 gets a data-plane token from `/oidc/v1/token` as the SDK does, and drives each route with
 `loadgen.py` in its own interpreter (plain keep-alive clients, one-row requests, every answer
-checked). The gateway cost alternates off/on twice and compares the means, so drift on a shared
-machine hits both sides alike.
+checked). The gateway cost is measured in GATEWAY_ROUNDS short rounds, each running the three
+arms (off, limits only, on) back to back in an order that rotates from round to round; the cost is
+one minus the median over rounds of on/off within the round, so a shared machine's drift (seen:
++-15% between rounds of one arm on the 2-core VM) hits both sides of each ratio alike.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ GATEWAY_ON = {
 }
 GATEWAY_OFF: dict[str, Any] = {}
 GATEWAY_LIMITS = {"rate_limits": GATEWAY_ON["rate_limits"]}  # rate limiting alone, to split the cost
-REPEATS = 3  # interleaved: A B A B A B, medians reported
+REPEATS = 3  # listener vs Jupyter route: interleaved A B A B A B, medians reported
+GATEWAY_ROUNDS = 7  # gateway arms: rounds of (off, limits, on) in rotating order, paired ratios
+GATEWAY_ARMS = (("gateway_off", GATEWAY_OFF), ("limits_only", GATEWAY_LIMITS), ("gateway_on", GATEWAY_ON))
 
 
 def data_plane_target(api: base.OursApi, url: str, proc: Any, log_path: Path) -> base.Target:
@@ -70,7 +74,7 @@ def measure(
     return result
 
 
-def bench(root: Path, plan: base.Plan, gateway_clients: int) -> dict[str, Any]:
+def bench(root: Path, plan: base.Plan, gateway_plan: base.Plan, gateway_clients: int) -> dict[str, Any]:
     env, _ = base.register_model(root)
     bodies = base.request_bodies()
     out: dict[str, Any] = {}
@@ -96,16 +100,12 @@ def bench(root: Path, plan: base.Plan, gateway_clients: int) -> dict[str, Any]:
                     out[f"jupyter@{clients}#{i}"] = measure(jupyter, bodies, clients, plan, "jupyter route")
                     out[f"listener@{clients}#{i}"] = measure(listener, bodies, clients, plan, "listener")
             gateway_url = url + f"api/2.0/serving-endpoints/{ENDPOINT}/ai-gateway"
-            for i in range(REPEATS):
-                arms = (
-                    ("gateway_off", GATEWAY_OFF),
-                    ("limits_only", GATEWAY_LIMITS),
-                    ("gateway_on", GATEWAY_ON),
-                )
-                for label, config in arms:
+            for i in range(GATEWAY_ROUNDS):
+                for label, config in GATEWAY_ARMS[i % 3 :] + GATEWAY_ARMS[: i % 3]:
                     session.put(gateway_url, json=config, timeout=60).raise_for_status()
                     key = f"{label}@{gateway_clients}#{i}"
-                    out[key] = measure(jupyter, bodies, gateway_clients, plan, label.replace("_", " "))
+                    name = label.replace("_", " ")
+                    out[key] = measure(jupyter, bodies, gateway_clients, gateway_plan, name)
             usage = root / "state" / "catalog" / "system" / "serving" / "endpoint_usage"
             out["usage_table"] = str(usage)
         except Exception:
@@ -115,16 +115,29 @@ def bench(root: Path, plan: base.Plan, gateway_clients: int) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any], gateway_clients: int) -> dict[str, Any]:
-    """Medians over the interleaved repeats (a shared machine's load drifts between runs)."""
+    """Medians over the interleaved repeats (a shared machine's load drifts between runs); the
+    gateway's costs from the ratios within each round."""
 
-    def med(prefix: str, key: str = "throughput_rps") -> float:
-        return float(statistics.median(float(results[f"{prefix}#{i}"][key]) for i in range(REPEATS)))
+    def med(prefix: str, key: str = "throughput_rps", rounds: int = REPEATS) -> float:
+        return float(statistics.median(float(results[f"{prefix}#{i}"][key]) for i in range(rounds)))
 
-    off, on = med(f"gateway_off@{gateway_clients}"), med(f"gateway_on@{gateway_clients}")
-    limits = med(f"limits_only@{gateway_clients}")
+    def paired_cost(arm: str, key: str = "throughput_rps") -> tuple[float, list[float]]:
+        """1 - median of arm/off over the rounds, and each round's cost."""
+        n = gateway_clients
+        costs = [
+            1 - float(results[f"{arm}@{n}#{i}"][key]) / float(results[f"gateway_off@{n}#{i}"][key])
+            for i in range(GATEWAY_ROUNDS)
+        ]
+        return float(statistics.median(costs)), [round(c, 4) for c in costs]
+
+    def gw(arm: str, key: str = "throughput_rps") -> float:
+        return med(f"{arm}@{gateway_clients}", key, GATEWAY_ROUNDS)
+
+    off, on, limits = gw("gateway_off"), gw("gateway_on"), gw("limits_only")
     speedup = med("listener@16") / med("jupyter@16")
     p50 = med("listener@1", "p50_ms")
-    cost = 1 - on / off
+    cost, cost_rounds = paired_cost("gateway_on")
+    limits_cost, limits_rounds = paired_cost("limits_only")
     cpu = "server_cpu_ms_per_request"
     errors = sum(int(r["errors"]) for r in results.values() if isinstance(r, dict))
     return {
@@ -137,12 +150,15 @@ def report(results: dict[str, Any], gateway_clients: int) -> dict[str, Any]:
         "jupyter_cpu_ms_per_request@16": med("jupyter@16", cpu),
         f"gateway_off_rps@{gateway_clients}": off,
         f"gateway_on_rps@{gateway_clients}": on,
-        f"gateway_off_cpu_ms_per_request@{gateway_clients}": med(f"gateway_off@{gateway_clients}", cpu),
-        f"gateway_on_cpu_ms_per_request@{gateway_clients}": med(f"gateway_on@{gateway_clients}", cpu),
+        f"gateway_off_cpu_ms_per_request@{gateway_clients}": gw("gateway_off", cpu),
+        f"gateway_on_cpu_ms_per_request@{gateway_clients}": gw("gateway_on", cpu),
         f"limits_only_rps@{gateway_clients}": limits,
-        f"limits_only_cpu_ms_per_request@{gateway_clients}": med(f"limits_only@{gateway_clients}", cpu),
-        "limits_only_cost": 1 - limits / off,
+        f"limits_only_cpu_ms_per_request@{gateway_clients}": gw("limits_only", cpu),
+        "limits_only_cost": limits_cost,
+        "limits_only_cost_rounds": limits_rounds,
         "gateway_cost": cost,
+        "gateway_cost_rounds": cost_rounds,
+        "gateway_cpu_increase_rounds": [-c for c in paired_cost("gateway_on", cpu)[1]],
         "errors": errors,
         "targets": {
             f"listener p50 at 1 client <= {TARGET_P50_MS} ms": p50 <= TARGET_P50_MS,
@@ -158,15 +174,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test, not numbers)")
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--gateway-clients", type=int, default=64)
+    parser.add_argument("--gateway-duration", type=float, default=None, help="seconds per gateway arm")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     duration = args.duration if args.duration is not None else (2.0 if args.quick else 10.0)
     plan = base.Plan(
         clients=(1, 16), warmup_s=0.5 if args.quick else 2.0, duration_s=duration, quick=args.quick
     )
+    gateway_duration = args.gateway_duration or (1.0 if args.quick else 5.0)
+    gateway_plan = base.Plan(
+        clients=(args.gateway_clients,), warmup_s=0.5 if args.quick else 1.0,
+        duration_s=gateway_duration, quick=args.quick,
+    )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="jsgw-") as tmp:
         started = time.perf_counter()
-        results = bench(Path(tmp), plan, args.gateway_clients)
+        results = bench(Path(tmp), plan, gateway_plan, args.gateway_clients)
     summary = report(results, args.gateway_clients)
     summary["wall_s"] = time.perf_counter() - started
     print(json.dumps(summary, indent=2))

@@ -34,8 +34,9 @@ SCORING_TYPES = ("application/json", "text/csv", "application/x-parquet")
 # Usage rows are accounting, not the payload: an answer does not wait for its usage row's disk
 # sync (which the payload tables' rule does wait for), so a slow sync never stalls the endpoint's
 # clients, and a failed one is logged rather than failing a request that was already scored. The
-# cost: rows the server still holds for the pipe when it is killed -9 (those sent during the sync in
-# flight, milliseconds' worth) are lost, where payload rows are not. Beyond this many
+# cost: rows the server still holds for the pipe when it is killed -9 are lost, where payload rows
+# are not: at most `writer.HOLD_UNAWAITED_S` (a tenth of a second) of them, which the capture
+# service then syncs in one write instead of one per loop iteration. Beyond this many
 # unacknowledged rows the answer waits, which bounds the server's queue.
 USAGE_BACKLOG = 10_000
 

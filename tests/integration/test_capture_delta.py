@@ -27,6 +27,7 @@ from jupyter_serving.capture import (
     SpoolWriteError,
     payload_table_path,
     request_metadata,
+    writer,
 )
 from jupyter_serving.tables import inference_table
 
@@ -417,6 +418,69 @@ def test_submitted_rows_are_queued_in_order_and_a_flush_right_after_covers_them(
     run(scenario)
     with pytest.raises(RuntimeError, match="start"):
         InferenceCapture(tmp_path / "other").submit_json(b"{}")
+
+
+class _CountingStdin:
+    """The service's real stdin transport, counting the server's writes into the pipe."""
+
+    def __init__(self, stdin: asyncio.StreamWriter) -> None:
+        self.stdin = stdin
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.stdin.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stdin, name)
+
+
+def test_unawaited_rows_are_held_and_ride_with_the_next_awaited_row(tmp_path: Path) -> None:
+    """Usage rows wait (here: without a deadline) and go into the pipe in order with the next
+    awaited row, in one write; the service syncs them together."""
+    table = tmp_path / "t_payload"
+    encode = lambda i: json.dumps({"table": str(table), **make_row(i).to_record()}).encode()  # noqa: E731
+
+    async def scenario() -> None:
+        capture = InferenceCapture(tmp_path / "spool", flush_interval_s=3600, hold_unawaited_s=3600)
+        await capture.start()
+        assert capture._proc is not None
+        counting = capture._proc.stdin = _CountingStdin(capture._proc.stdin)  # type: ignore[assignment]
+        for i in range(4):
+            assert capture.submit_json(encode(i))
+            await asyncio.sleep(0)  # a loop iteration: without the hold, each would be pushed
+        assert counting.writes == 0 and capture.unacknowledged == 4
+        await capture.record_json(encode(4))
+        assert counting.writes == 1 and capture.unacknowledged == 0
+        stats = await capture.stats()
+        assert (stats.spool.records, stats.spool.syncs) == (5, 1)
+        assert await capture.flush_now() == 5
+        assert ids_in(table) == [f"r{i}" for i in range(5)]
+        await capture.stop()
+
+    run(scenario)
+
+
+def test_held_rows_are_pushed_after_the_hold_or_once_there_are_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing awaited after them, held rows still become durable: after the hold, or at once
+    when HOLD_UNAWAITED_ROWS are waiting."""
+    monkeypatch.setattr(writer, "HOLD_UNAWAITED_ROWS", 10)
+    table = tmp_path / "t_payload"
+    encode = lambda i: json.dumps({"table": str(table), **make_row(i).to_record()}).encode()  # noqa: E731
+
+    async def scenario(hold_s: float, rows: int) -> None:
+        capture = InferenceCapture(tmp_path / f"spool{rows}", flush_interval_s=3600, hold_unawaited_s=hold_s)
+        await capture.start()
+        assert all(capture.submit_json(encode(i)) for i in range(rows))
+        await wait_until(lambda: capture.unacknowledged == 0)  # acknowledged as durable: no call sent
+        assert (await capture.stats()).spool.records == rows
+        await capture.stop()
+
+    run(lambda: scenario(0.05, 3))  # pushed by the hold's timer
+    run(lambda: scenario(3600, 10))  # pushed for their number
+    assert len(ids_in(table)) == 13  # the stops committed both
 
 
 def test_record_before_start_is_refused(tmp_path: Path) -> None:
