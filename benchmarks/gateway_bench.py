@@ -101,7 +101,8 @@ def bench(root: Path, plan: base.Plan, gateway_plan: base.Plan, gateway_clients:
                     out[f"listener@{clients}#{i}"] = measure(listener, bodies, clients, plan, "listener")
             gateway_url = url + f"api/2.0/serving-endpoints/{ENDPOINT}/ai-gateway"
             for i in range(GATEWAY_ROUNDS):
-                for label, config in GATEWAY_ARMS[i % 3 :] + GATEWAY_ARMS[: i % 3]:
+                start = i % len(GATEWAY_ARMS)  # the order rotates from round to round
+                for label, config in GATEWAY_ARMS[start:] + GATEWAY_ARMS[:start]:
                     session.put(gateway_url, json=config, timeout=60).raise_for_status()
                     key = f"{label}@{gateway_clients}#{i}"
                     name = label.replace("_", " ")
@@ -181,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = base.Plan(
         clients=(1, 16), warmup_s=0.5 if args.quick else 2.0, duration_s=duration, quick=args.quick
     )
-    gateway_duration = args.gateway_duration or (1.0 if args.quick else 5.0)
+    gateway_duration = args.gateway_duration
+    if gateway_duration is None:
+        gateway_duration = 1.0 if args.quick else 5.0
     gateway_plan = base.Plan(
         clients=(args.gateway_clients,), warmup_s=0.5 if args.quick else 1.0,
         duration_s=gateway_duration, quick=args.quick,

@@ -41,8 +41,9 @@ RESTART_BACKOFF_S = (0.0, 0.5, 2.0, 5.0)
 PIPELINE_DEPTH = 2  # writes of rows into the pipe that may await their acknowledgement at once
 # Rows submitted unawaited (usage rows) wait up to this long, or until this many are held, or until
 # an awaited row or a call goes into the pipe (in order, with it): a tenth of a second's usage rows
-# then cost the service one write and one sync instead of one per loop iteration, which halves its
-# CPU per row under load. Nobody waits on them, so only a kill -9 of the server notices the delay.
+# then cost the service one write and one sync instead of one per loop iteration, which cuts its
+# CPU per row by about a third under load (0.042-0.057 -> 0.030-0.037 ms at 64 clients). Nobody
+# waits on them, so only a kill -9 of the server notices the delay.
 HOLD_UNAWAITED_S = 0.1
 HOLD_UNAWAITED_ROWS = 2000
 
@@ -230,14 +231,7 @@ class InferenceCapture:
         if not self._ready.is_set():
             return False
         self._acks.append(None)
-        self._out.append(payload + b"\n")
-        self._out_rows += 1
-        self._held += 1
-        if self._held >= HOLD_UNAWAITED_ROWS:
-            self._release_held()
-        elif self._hold_timer is None:
-            loop = asyncio.get_running_loop()
-            self._hold_timer = loop.call_later(self.hold_unawaited_s, self._release_held)
+        self._send(payload + b"\n", rows=1, hold=True)
         return True
 
     @property
@@ -260,16 +254,24 @@ class InferenceCapture:
             except TimeoutError:
                 raise error("the capture service is not running") from None
 
-    def _send(self, line: bytes, rows: int = 0) -> None:
+    def _send(self, line: bytes, rows: int = 0, *, hold: bool = False) -> None:
+        """Queue `line` for the pipe: pushed soon, or (`hold`, an unawaited row) held back."""
         self._out.append(line)
         self._out_rows += rows
-        self._schedule_push()
+        if not hold:
+            self._schedule_push()
+            return
+        self._held += 1
+        if self._held >= HOLD_UNAWAITED_ROWS:
+            self._release_held()
+        elif self._hold_timer is None:
+            loop = asyncio.get_running_loop()
+            self._hold_timer = loop.call_later(self.hold_unawaited_s, self._release_held)
 
     def _release_held(self) -> None:
         """Unawaited rows have waited long enough (or are many): push them as an awaited row."""
-        self._hold_timer = None
-        if self._held:
-            self._schedule_push()
+        self._hold_timer = None  # a push cancels the timer, so held rows are waiting when it fires
+        self._schedule_push()
 
     def _schedule_push(self) -> None:
         self._urgent = True
