@@ -7,6 +7,7 @@ carrying only this extension), so both speak the identical API with the identica
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from jupyter_serving.control.manager import EndpointManager
 from jupyter_serving.control.observer import Observer
 from jupyter_serving.control.registry import ModelRegistry
 from jupyter_serving.dataplane.gateway import DataPlaneGateway
+from jupyter_serving.heap import HeapFreezer, freeze_startup_heap
 from jupyter_serving.settings import ServingSettings
 
 
@@ -42,6 +44,7 @@ class ServingApp(ExtensionApp):
 
     manager: EndpointManager
     observer: Observer
+    freezer: HeapFreezer | None = None
 
     def initialize_settings(self) -> None:
         settings = self.serving_settings = ServingSettings(parent=self)
@@ -82,12 +85,18 @@ class ServingApp(ExtensionApp):
             os._exit(1)  # nothing of ours is running yet; workers follow their lifeline
         self.observer.start()
         self.gateway.start()
+        if self.serving_settings.freeze_heap:  # see heap.py: no full-collection stalls under load
+            freeze_startup_heap(self.log)
+            self.freezer = HeapFreezer(asyncio.get_running_loop(), self.log)
+            self.freezer.install()
         self.log.info("jupyter-serving: state in %s", self.serving_settings.state_path)
         self.log.info("jupyter-serving: route-optimized data plane on %s", self.gateway.listener.url)
         if self.info_file:
             _write_info(Path(self.info_file), serverapp)
 
     async def stop_extension(self) -> None:
+        if self.freezer is not None:
+            self.freezer.uninstall()
         await self.observer.stop()
         self.gateway.stop()
         await self.manager.stop()
