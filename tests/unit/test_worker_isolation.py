@@ -27,6 +27,7 @@ def test_the_worker_imports_only_its_own_modules() -> None:
         "jupyter_serving.worker",
         "jupyter_serving.worker.__main__",
         "jupyter_serving.worker.batcher",
+        "jupyter_serving.worker.linear",
         "jupyter_serving.worker.protocol",
         "jupyter_serving.worker.scoring",
     }, loaded["ours"]
