@@ -52,11 +52,11 @@ def linear_predict(raw: Any, predict_fn: Any, n_columns: int) -> Predict | None:
         classes = getattr(raw, "classes_", None)
         if not isinstance(classes, np.ndarray) or classes.dtype == object:
             return None  # object labels: scikit-learn's str special case; not worth copying
-        fn = _classifier(coef, intercept, classes, n_columns)
+        fn = _classifier(coef.T, intercept, classes, n_columns)
     elif _resolves_to(cls, LinearModel.predict):
         if cls._decision_function is not LinearModel._decision_function:
             return None
-        fn = _regressor(coef, intercept, n_columns)
+        fn = _regressor(coef.T, intercept, n_columns)
     else:
         return None
     return fn if _agrees(fn, predict_fn, n_columns) else None
@@ -96,11 +96,11 @@ def _checked(rows: np.ndarray, n_columns: int) -> np.ndarray:
     return rows
 
 
-def _classifier(coef: np.ndarray, intercept: Any, classes: np.ndarray, n_columns: int) -> Predict:
-    coef_t = coef.T if coef.ndim == 2 else coef
+def _classifier(weights: np.ndarray, intercept: Any, classes: np.ndarray, n_columns: int) -> Predict:
+    """`weights` is `coef_.T` (the same array when coef_ is 1-D), as scikit-learn multiplies."""
 
     def predict(rows: np.ndarray) -> np.ndarray:
-        scores = _checked(rows, n_columns) @ coef_t + intercept
+        scores = _checked(rows, n_columns) @ weights + intercept
         if scores.ndim > 1 and scores.shape[1] == 1:
             scores = scores.reshape(-1)
         indices = (scores > 0).astype(np.intp) if scores.ndim == 1 else np.argmax(scores, axis=1)
@@ -109,11 +109,9 @@ def _classifier(coef: np.ndarray, intercept: Any, classes: np.ndarray, n_columns
     return predict
 
 
-def _regressor(coef: np.ndarray, intercept: Any, n_columns: int) -> Predict:
-    coef_t = coef.T if coef.ndim == 2 else coef
-
+def _regressor(weights: np.ndarray, intercept: Any, n_columns: int) -> Predict:
     def predict(rows: np.ndarray) -> np.ndarray:
-        return _checked(rows, n_columns) @ coef_t + intercept
+        return _checked(rows, n_columns) @ weights + intercept
 
     return predict
 
