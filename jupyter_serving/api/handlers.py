@@ -369,8 +369,13 @@ class InferenceTableHandler(ObserverHandler):
         raw = self.get_query_argument("limit", "50")
         if not raw.isdigit() or not 1 <= int(raw) <= 1000:
             raise InvalidParameterValue(f"limit must be an integer from 1 to 1000, got '{raw}'.")
-        capture = endpoint.record.config.auto_capture_config if endpoint.record.config else None
-        self.write_json(await self.observer.table(self.manager.table_path(capture), int(raw)))
+        config = endpoint.record.config
+        control = self.get_query_argument("control", None) or None
+        served = {e.name for e in config.served_entities} if config else set()
+        if control is not None and control not in served:
+            raise InvalidParameterValue(f"control must name a served entity of '{name}', got '{control}'.")
+        capture = config.auto_capture_config if config else None
+        self.write_json(await self.observer.table(self.manager.table_path(capture), int(raw), control))
 
 
 class HealthHandler(ServingHandler):

@@ -45,6 +45,10 @@ class Snapshot:
     pending_version: int | None
     active: dict[str, EntitySnapshot] = field(default_factory=dict)
     pending: dict[str, EntitySnapshot] = field(default_factory=dict)
+    # When the latest update began and when the update state last changed (epoch ms; None when
+    # unknown, e.g. a state read back after a restart): update events carry these times.
+    update_started_ms: int | None = None
+    update_changed_ms: int | None = None
 
 
 def event(
@@ -68,8 +72,12 @@ def diff(before: Snapshot | None, now: Snapshot, cold_since: dict[str, int]) -> 
 
 
 def _update_events(before: Snapshot | None, now: Snapshot) -> list[dict[str, Any]]:
-    t, was = now.timestamp_ms, before.config_update if before else None
-    started = event(t, "UPDATE_STARTED", f"Config update to version {now.pending_version} started.")
+    """Updates that started or ended since `before`, each at the moment it happened (the state
+    machine's transition time), falling back to the sampling time when that is unknown."""
+    t = now.update_changed_ms or now.timestamp_ms
+    was = before.config_update if before else None
+    begun = now.update_started_ms or t
+    started = event(begun, "UPDATE_STARTED", f"Config update to version {now.pending_version} started.")
     if now.config_update == IN_PROGRESS:
         fresh = was != IN_PROGRESS or (before is not None and before.pending_version != now.pending_version)
         return [started] if fresh else []

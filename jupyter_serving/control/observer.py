@@ -44,7 +44,7 @@ class Observer:
         self.ticks = 0
         self.busy_s = 0.0  # time spent sampling, on the event loop: the history's whole cost
         self._task: asyncio.Task[None] | None = None
-        self._tables: dict[tuple[Path, int], tuple[float, asyncio.Future[dict[str, Any]]]] = {}
+        self._tables: dict[tuple[Path, int, str | None], tuple[float, asyncio.Future[dict[str, Any]]]] = {}
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -80,15 +80,16 @@ class Observer:
             **history.to_json(since_ms),
         }
 
-    async def table(self, path: Path | None, limit: int) -> dict[str, Any]:
+    async def table(self, path: Path | None, limit: int, control: str | None = None) -> dict[str, Any]:
         """The inference table's latest rows and A/B verdict, computed in a thread (pandas) and
         shared for `TABLE_TTL_S` by every page that asks, so polling browsers cost one read."""
         if path is None:
             return {"path": None, "requests": 0, "rows": [], "comparison": None, "message": "Capture is off."}
-        key = (path, limit)
+        key = (path, limit, control)
         cached = self._tables.get(key)
         if cached is None or time.monotonic() - cached[0] > TABLE_TTL_S:
-            cached = self._tables[key] = (time.monotonic(), asyncio.ensure_future(_summary(path, limit)))
+            summary = asyncio.ensure_future(_summary(path, limit, control))
+            cached = self._tables[key] = (time.monotonic(), summary)
         return {"path": str(path), **(await asyncio.shield(cached[1]))}
 
     # ------------------------------------------------------------- sampling
@@ -137,6 +138,8 @@ class Observer:
             pending_version=record.pending_version,
             active={n: _entity(endpoint, n, False) for n in active},
             pending={n: _entity(endpoint, n, True) for n in pending},
+            update_started_ms=record.update.started_ms,
+            update_changed_ms=record.update.changed_ms,
         )
 
     def _readings(self, endpoint: Any) -> dict[str, tuple[Counters, Live]]:
@@ -185,13 +188,13 @@ class Observer:
         return cpu, memory
 
 
-async def _summary(path: Path, limit: int) -> dict[str, Any]:
+async def _summary(path: Path, limit: int, control: str | None) -> dict[str, Any]:
     if not (path / "_delta_log").is_dir():
         return {"requests": 0, "rows": [], "comparison": None, "message": "No request was captured yet."}
     from jupyter_serving.tables.summary import table_summary
 
     try:
-        return await asyncio.to_thread(table_summary, path, limit)
+        return await asyncio.to_thread(table_summary, path, limit, control)
     except Exception as exc:  # shown on the page; the table may be mid-commit or unreadable
         log.warning("could not summarise the inference table %s: %s", path, exc)
         return {"requests": 0, "rows": [], "comparison": None, "message": f"Could not read the table: {exc}"}

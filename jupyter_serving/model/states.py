@@ -8,6 +8,8 @@ showing users a state that means nothing. States and names are Databricks' own.
 
 from __future__ import annotations
 
+import time
+
 # An endpoint's config update (state.config_update on the wire).
 NOT_UPDATING = "NOT_UPDATING"
 IN_PROGRESS = "IN_PROGRESS"
@@ -50,11 +52,15 @@ class _Machine:
             raise IllegalTransition(f"{type(self).__name__} has no state {state!r}")
         self.state = state
         self.message = message
+        # When the last transition happened (epoch ms): events carry this, not the moment the
+        # observer sampled the state a few seconds later. None until a transition is made here.
+        self.changed_ms: int | None = None
 
     def to(self, state: str, message: str = "") -> None:
         if state not in self.transitions[self.state]:
             raise IllegalTransition(f"{type(self).__name__}: {self.state} -> {state} is not allowed")
         self.state, self.message = state, message
+        self.changed_ms = _now_ms()
 
     def can(self, state: str) -> bool:
         return state in self.transitions[self.state]
@@ -70,6 +76,7 @@ class ConfigUpdate(_Machine):
 
     def __init__(self, state: str = NOT_UPDATING, message: str = "") -> None:
         super().__init__(state, message)
+        self.started_ms: int | None = None  # when the latest update began (its UPDATE_STARTED time)
 
     @property
     def in_progress(self) -> bool:
@@ -77,6 +84,7 @@ class ConfigUpdate(_Machine):
 
     def begin(self) -> None:
         self.to(IN_PROGRESS)
+        self.started_ms = self.changed_ms
 
     def succeed(self) -> None:
         self.to(NOT_UPDATING)
@@ -104,3 +112,7 @@ class DeploymentState(_Machine):
         """Change the message alone (cold start, capacity caps); a final state keeps its reason."""
         if not self.final:
             self.message = message
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -23,6 +23,7 @@ from IPython.display import display
 from jupyter_serving.notebook.client import (
     Client,
     EndpointUpdateFailed,
+    NotFoundError,
     ServingAPIError,
     ServingClientError,
     WaitTimeout,
@@ -225,14 +226,9 @@ def render_list(endpoints: list[Mapping[str, Any]]) -> str:
     head = "".join(f'<th style="{_CELL}">{h}</th>' for h in ("Name", "State", "Served entities", "Traffic"))
     rows = []
     for ep in endpoints:
-        config = ep.get("config") or ep.get("pending_config") or {}
-        routes = _routes(config)
+        routes = _routes(ep.get("config") or ep.get("pending_config") or {})
         entities = served_entities(ep)
-        served = "<br>".join(
-            html.escape(f"{e.get('name')}: {e.get('entity_name') or e.get('model_name')} v"
-                        f"{e.get('entity_version') or e.get('model_version') or ''}")
-            for e in entities
-        )  # fmt: skip
+        served = "<br>".join(html.escape(_entity_label(e)) for e in entities)
         bars = "".join(traffic_bar(routes[e.get("name")]) for e in entities if e.get("name") in routes)
         cells = [f"<b>{html.escape(str(ep.get('name')))}</b>", badge(*endpoint_status(ep)), served, bars]
         rows.append("<tr>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>")
@@ -240,6 +236,33 @@ def render_list(endpoints: list[Mapping[str, Any]]) -> str:
         f'<table style="border-collapse:collapse;{_CARD}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def render_list_text(endpoints: list[Mapping[str, Any]]) -> str:
+    """The list as an aligned plain-text table (nbconvert, terminals): one line per served entity."""
+    if not endpoints:
+        return "No serving endpoints yet; create one with %%serve create."
+    rows = [("Name", "State", "Served entity", "Traffic")]
+    for ep in endpoints:
+        routes = _routes(ep.get("config") or ep.get("pending_config") or {})
+        first = (str(ep.get("name")), endpoint_status(ep)[0])
+        for i, e in enumerate(served_entities(ep) or [{}]):
+            percent = routes.get(e.get("name"))
+            traffic = "" if percent is None else f"{int(percent)}%"
+            rows.append((*(first if i == 0 else ("", "")), _entity_label(e) if e else "", traffic))
+    return text_table(rows)
+
+
+def text_table(rows: list[tuple[str, ...]]) -> str:
+    """Rows as left-aligned columns, two spaces apart (the first row is the header)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def _entity_label(entity: Mapping[str, Any]) -> str:
+    model = entity.get("entity_name") or entity.get("model_name") or ""
+    version = entity.get("entity_version") or entity.get("model_version") or ""
+    return f"{entity.get('name')}: {model} v{version}" if version else f"{entity.get('name')}: {model}"
 
 
 class EndpointCard:
@@ -269,9 +292,22 @@ class EndpointList:
         return render_list(self.endpoints)
 
     def __repr__(self) -> str:
-        if not self.endpoints:
-            return "No serving endpoints."
-        return "\n".join(render_endpoint_text(e).splitlines()[0] for e in self.endpoints)
+        return render_list_text(self.endpoints)
+
+
+def with_details(client: Client, summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each listed endpoint as GET shows it: the list's summaries (Databricks' shape) carry no
+    traffic split and no replica state. One deleted meanwhile drops out; one that cannot be read
+    keeps its summary."""
+    out = []
+    for summary in summaries:
+        try:
+            out.append(client.get(summary["name"]))
+        except NotFoundError:
+            continue
+        except ServingClientError:
+            out.append(summary)
+    return out
 
 
 # -- argument parsing ----------------------------------------------------------------------------
@@ -518,7 +554,7 @@ class ServeMagics(Magics):
         self._deploy(args.name, lambda: self.client.get(args.name), args)
 
     def _cmd_list(self, args: Any, cell: str | None, ns: dict[str, Any]) -> EndpointList:
-        return EndpointList(self.client.list())
+        return EndpointList(with_details(self.client, self.client.list()))
 
     def _cmd_whoami(self, args: Any, cell: str | None, ns: dict[str, Any]) -> str:
         """The principal this notebook's token belongs to (admin: the server owner)."""

@@ -26,7 +26,13 @@ from jupyter_serving.notebook.client import (
     served_entities,
 )
 from jupyter_serving.notebook.health import health, transitions
-from jupyter_serving.notebook.magics import badge, endpoint_status, render_endpoint, traffic_bar
+from jupyter_serving.notebook.magics import (
+    badge,
+    endpoint_status,
+    render_endpoint,
+    text_table,
+    traffic_bar,
+)
 
 __all__ = ["EndpointForm", "EndpointMonitor", "rebalance"]
 
@@ -401,6 +407,17 @@ class EndpointForm(w.VBox):
         if self._watcher is not None:
             self._watcher.join(timeout)
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """Outside a widget front end the form cannot be used: say so, and what to use instead."""
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        name = self.endpoint_name.value.strip()
+        what = f"Update form for endpoint '{name}'" if self.is_update else "Create-endpoint form"
+        hint = (
+            f"{what}: it needs a widget front end (JupyterLab, Notebook 7, VS Code). Elsewhere use "
+            "%%serve create / %%serve update, or jupyter_serving.Client."
+        )
+        return {**bundle, "text/plain": hint, "text/html": f"<div>{_escape(hint)}</div>{self.status.value}"}
+
 
 # -- the monitor ---------------------------------------------------------------------------------
 
@@ -444,6 +461,9 @@ class EndpointMonitor(w.VBox):
         self._health: dict[str, str] | None = None
         self.refreshes = 0
         self._previous: tuple[float, dict[str, EntityCounters]] | None = None
+        self._status = "not read yet"  # what the text form shows, kept beside the widgets' HTML
+        self._rows: list[tuple[Any, ...]] = []
+        self._events: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         parts = [self.header, self.notice, self.table, self.chart, self.events, self.footer]
@@ -490,6 +510,7 @@ class EndpointMonitor(w.VBox):
         )
         self._previous = (now, counters)
         label, tone = endpoint_status(endpoint)
+        self._status = label
         self._notify(endpoint)
         self.header.value = f"<b>{_escape(self.name)}</b> {badge(label, tone)}"
         self.table.value = self._render_entities(endpoint, counters, before, seconds)
@@ -509,6 +530,7 @@ class EndpointMonitor(w.VBox):
         except ServingClientError:
             return
         self.chart.value = history_png(history, [e["name"] for e in served_entities(endpoint)])
+        self._events = events
         self.events.value = _render_events(events)
 
     def _notify(self, endpoint: Mapping[str, Any]) -> None:
@@ -532,39 +554,88 @@ class EndpointMonitor(w.VBox):
         before: dict[str, EntityCounters],
         seconds: float,
     ) -> str:
-        config = endpoint.get("config") or endpoint.get("pending_config") or {}
-        routes = {
-            r["served_model_name"]: r["traffic_percentage"]
-            for r in config.get("traffic_config", {}).get("routes", [])
-        }
+        self._rows = entity_rows(endpoint, counters, before, seconds)
         rows = []
-        for e in served_entities(endpoint):
-            local = e.get("local") or {}
-            c = counters.get(e["name"], EntityCounters())
-            rps, latency = rates(before.get(e["name"]), c, seconds)
-            cells = [
-                f"<b>{_escape(e['name'])}</b>",
+        for row in self._rows:
+            cells = [f"<b>{_escape(row[0])}</b>", row[1], traffic_bar(row[2]), *row[3:]]
+            rows.append("<tr>" + "".join(f'<td style="padding:2px 8px">{x}</td>' for x in cells) + "</tr>")
+        head = "".join(f'<th style="padding:2px 8px;text-align:left">{h}</th>' for h in MONITOR_COLUMNS)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+    # -- outside a widget front end -----------------------------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The widget for front ends that render widgets; a snapshot as HTML and text for the rest
+        (nbconvert, a saved notebook, a terminal IPython), instead of the widget's repr."""
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        return {**bundle, "text/plain": self.text(), "text/html": self.snapshot_html()}
+
+    def text(self) -> str:
+        """The monitor as plain text: state, one line per served entity, the latest events."""
+        lines = [f"{self.name}: {self._status}"]
+        lines += [message for _, message in self.notifications[:5]]
+        if self._rows:
+            table = [MONITOR_COLUMNS, *[(r[0], r[1], _percent(r[2]), *r[3:]) for r in self._rows]]
+            lines += ["", text_table(table)]
+        if self._events:
+            lines += ["", "Events:", *[_event_text(e) for e in reversed(self._events)]]
+        return "\n".join(lines)
+
+    def snapshot_html(self) -> str:
+        """The widget's parts as one HTML block, the chart inlined as a PNG."""
+        import base64
+
+        chart = ""
+        if self._charts and self.chart.value:
+            data = base64.b64encode(self.chart.value).decode()
+            chart = f'<img alt="metrics history of {_escape(self.name)}" src="data:image/png;base64,{data}"/>'
+        parts = (self.header.value, self.notice.value, self.table.value, chart, self.events.value)
+        return "<div>" + "".join(parts) + self.footer.value + "</div>"
+
+
+MONITOR_COLUMNS = ("Served entity", "Replicas", "Traffic", "Requests/s", "Latency ms", "Requests", "Errors")
+
+
+def entity_rows(
+    endpoint: Mapping[str, Any],
+    counters: dict[str, EntityCounters],
+    before: dict[str, EntityCounters],
+    seconds: float,
+) -> list[tuple[Any, ...]]:
+    """One row per served entity: name, ready/replicas, traffic % (None off the split), then rates
+    and totals as display strings."""
+    config = endpoint.get("config") or endpoint.get("pending_config") or {}
+    routes = {
+        r["served_model_name"]: r["traffic_percentage"]
+        for r in config.get("traffic_config", {}).get("routes", [])
+    }
+    rows: list[tuple[Any, ...]] = []
+    for e in served_entities(endpoint):
+        local = e.get("local") or {}
+        c = counters.get(e["name"], EntityCounters())
+        rps, latency = rates(before.get(e["name"]), c, seconds)
+        rows.append(
+            (
+                e["name"],
                 f"{local.get('ready_replicas', 0)}/{local.get('replicas', 0)}",
-                traffic_bar(routes.get(e["name"])),
+                routes.get(e["name"]),
                 f"{rps:.1f}",
                 "-" if latency is None else f"{latency:.1f}",
                 f"{int(c.requests)}",
                 f"{int(c.errors)}",
-            ]
-            rows.append("<tr>" + "".join(f'<td style="padding:2px 8px">{x}</td>' for x in cells) + "</tr>")
-        head = "".join(
-            f'<th style="padding:2px 8px;text-align:left">{h}</th>'
-            for h in (
-                "Served entity",
-                "Replicas",
-                "Traffic",
-                "Requests/s",
-                "Latency ms",
-                "Requests",
-                "Errors",
             )
         )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return rows
+
+
+def _percent(value: int | None) -> str:
+    return "" if value is None else f"{int(value)}%"
+
+
+def _event_text(e: Mapping[str, Any]) -> str:
+    when = time.strftime("%H:%M:%S", time.localtime(e["timestamp_ms"] / 1000))
+    who = f" {e['served_entity']}:" if e.get("served_entity") else ""
+    return f"  {when} {e['type'].replace('_', ' ').lower()}{who} {e['message']}"
 
 
 _SEVERITY_COLOURS = {"ERROR": "#cf222e", "WARNING": "#9a6700"}

@@ -284,6 +284,23 @@ class ABReport:
     def __str__(self) -> str:
         return self.verdict
 
+    def __repr__(self) -> str:
+        """The verdict and the per-entity table as text (nbconvert, terminals), not the dataclass
+        fields with every DataFrame inside."""
+        parts = [f"A/B comparison (control: {self.control})", self.verdict, "", self._shown().to_string()]
+        if self.quality is not None:
+            parts += ["", self.quality.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+        return "\n".join(parts)
+
+    def _shown(self) -> pd.DataFrame:
+        """The summary as people read it: rates in %, latencies with "< 1 ms" for the table's zeros."""
+        summary = self.summary.copy()
+        for column in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"):
+            summary[column] = summary[column].map(format_ms)
+        summary["error_rate"] = summary["error_rate"].map(lambda v: f"{v:.1%}")
+        columns = ["requests", "errors", "error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"]
+        return summary[columns]
+
     def plot(self) -> Any:
         """The comparison as a matplotlib Figure (error rate, latency, quality per entity)."""
         from jupyter_serving.tables.plots import plot_comparison
@@ -295,7 +312,8 @@ class ABReport:
         import html
         import io
 
-        parts = [f"<p>{html.escape(line)}</p>" for line in self.verdict.split("\n")]
+        parts = [f"<p><b>A/B comparison</b> (control: {html.escape(self.control)})</p>"]
+        parts += [f"<p>{html.escape(line)}</p>" for line in self.verdict.split("\n")]
         try:
             buffer = io.BytesIO()
             self.plot().savefig(buffer, format="png", dpi=80)
@@ -303,10 +321,24 @@ class ABReport:
             parts.append(f'<img alt="A/B comparison" src="data:image/png;base64,{chart}"/>')
         except ImportError:  # no matplotlib: the verdict and tables alone
             pass
-        parts.append(self.summary.to_html(float_format=lambda v: f"{v:.4g}"))
+        parts.append(self._shown().to_html())
         if self.quality is not None:
             parts.append(self.quality.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
         return "\n".join(parts)
+
+
+def default_control(frame: pd.DataFrame) -> str:
+    """The entity with the most requests; the first by name among equals."""
+    counts = per_request(frame)[ENTITY].dropna().value_counts()
+    return str(min(counts.index, key=lambda name: (-counts[name], str(name))))
+
+
+def format_ms(value: float) -> str:
+    """A latency from the table, which stores whole milliseconds (Databricks' schema): 0 there
+    means under a millisecond, so it reads "< 1 ms", never a false "0 ms"."""
+    if math.isnan(value):
+        return "-"
+    return "< 1 ms" if value < 1 else f"{value:.0f} ms"
 
 
 def compare_entities(
@@ -320,14 +352,15 @@ def compare_entities(
 ) -> ABReport:
     """Compare the served entities in an unpacked inference table (see module docstring).
 
-    `control` defaults to the first entity by name (e.g. ``iris-lr-1`` before ``iris-lr-2``).
+    `control` defaults to the entity that took the most requests (the one in production; ties go
+    to the first by name), not to the first name: "challenger" sorts before "champion".
     `metric` is ``"accuracy"`` (class labels) or ``"mae"`` (numeric labels); by default chosen
     from the labels.
     """
     entities = sorted(frame[ENTITY].dropna().unique())
     if not entities:
         raise ValueError("the inference table has no requests with a served entity")
-    control = control or entities[0]
+    control = control or default_control(frame)
     if control not in entities:
         raise ValueError(f"control {control!r} is not among the served entities {entities}")
     summary = entity_summary(frame, alpha)
@@ -373,10 +406,13 @@ def _operational_verdict(summary: pd.DataFrame, control: str, alpha: float) -> l
                 f"{base['error_rate']:.1%} of requests (p = {diff['p_value']:.2g})."
             )
         lines.append(
-            f"Latency p50/p95 {entity}: {row['latency_p50_ms']:.0f}/{row['latency_p95_ms']:.0f} ms, "
-            f"{control}: {base['latency_p50_ms']:.0f}/{base['latency_p95_ms']:.0f} ms."
+            f"Latency p50/p95 {entity}: {_p50_p95(row)}, {control}: {_p50_p95(base)} (control: {control})."
         )
     return lines
+
+
+def _p50_p95(row: pd.Series) -> str:
+    return f"{format_ms(row['latency_p50_ms'])} / {format_ms(row['latency_p95_ms'])}"
 
 
 def _fmt(value: float, metric: str) -> str:

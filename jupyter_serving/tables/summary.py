@@ -20,9 +20,13 @@ ROW_COLUMNS = (
 )
 
 
-def table_summary(path: Path, limit: int = 50) -> dict[str, Any]:
-    """{"rows": the latest `limit` requests, "comparison": compare_entities' verdict and summary}."""
-    from jupyter_serving.tables.analysis import compare_entities
+def table_summary(path: Path, limit: int = 50, control: str | None = None) -> dict[str, Any]:
+    """{"rows": the latest `limit` requests, "comparison": compare_entities' verdict and summary}.
+
+    `control` is the user's choice of control entity; one without captured requests (yet) falls
+    back to the default (the entity with the most traffic), and `comparison.control` says which
+    was used."""
+    from jupyter_serving.tables.analysis import ENTITY, compare_entities
     from jupyter_serving.tables.reader import inference_table, unpack_frame
 
     requests = inference_table(path, unpack=False)
@@ -31,7 +35,10 @@ def table_summary(path: Path, limit: int = 50) -> dict[str, Any]:
     latest = requests.iloc[::-1].head(limit)
     columns = [c for c in (*ROW_COLUMNS, "request", "response") if c in latest.columns]
     rows = [{c: _plain(v) for c, v in zip(columns, values, strict=True)} for values in latest[columns].values]
-    report = compare_entities(unpack_frame(requests))
+    frame = unpack_frame(requests)
+    if control is not None and control not in set(frame[ENTITY].dropna()):
+        control = None
+    report = compare_entities(frame, control=control)
     summary = [
         {"served_entity_name": name, **{k: _plain(v) for k, v in values.items()}}
         for name, values in report.summary.to_dict(orient="index").items()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import matplotlib
 
@@ -250,3 +251,36 @@ def test_the_report_renders_as_a_chart_plus_the_verdict() -> None:
     )
     without_labels = compare_entities(frame).plot()
     assert len(without_labels.axes) == 2
+
+
+def test_the_control_is_the_entity_with_most_traffic_unless_chosen() -> None:
+    """An 80/20 split of "champion" and "challenger": alphabetical order would pick the challenger."""
+    rng = np.random.default_rng(13)
+    raw_champion, _ = traffic("champion-1", 80, rng)
+    raw_challenger, _ = traffic("challenger-2", 20, rng)
+    frame = unpack_frame(pd.concat([raw_challenger, raw_champion], ignore_index=True))
+    report = compare_entities(frame)
+    assert report.control == "champion-1"
+    assert "(control: champion-1)" in report.verdict and repr(report).startswith(
+        "A/B comparison (control: champion-1)"
+    )
+    chosen = compare_entities(frame, control="challenger-2")
+    assert chosen.control == "challenger-2" and "Latency p50/p95 champion-1:" in chosen.verdict
+    with pytest.raises(ValueError, match="not among the served entities"):
+        compare_entities(frame, control="nobody")
+
+
+def test_sub_millisecond_latencies_read_under_1_ms_never_0() -> None:
+    """The table stores whole milliseconds (Databricks' schema): a 0 there is under a millisecond."""
+    rng = np.random.default_rng(14)
+    raw_a, _ = traffic("model-1", 50, rng)
+    raw_b, _ = traffic("model-2", 50, rng, latency_ms=40.0)
+    raw_a["execution_time_ms"] = 0
+    report = compare_entities(unpack_frame(pd.concat([raw_a, raw_b], ignore_index=True)))
+    assert report.summary.loc["model-1", "latency_p50_ms"] == 0
+    assert "model-1: < 1 ms / < 1 ms" in report.verdict
+    assert not re.search(r"(?<![\d.])0(\.0)? ms", report.verdict)
+    text = repr(report)
+    row = next(line for line in text.splitlines() if line.startswith("model-1"))
+    assert row.split()[1:4] == ["50", "0", "0.0%"] and row.count("< 1 ms") == 3
+    assert "&lt; 1 ms" in report._repr_html_()

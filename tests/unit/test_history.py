@@ -317,3 +317,29 @@ def test_observer_samples_rates_processes_and_scaling_then_forgets_a_deleted_end
     del manager.endpoints["ep"]
     observer.tick()
     assert observer.history("ep")["served_entities"] == [] and not (tmp_path / "events" / "ep.jsonl").exists()
+
+
+def test_update_events_carry_the_transition_times_not_the_sampling_time() -> None:
+    """An update that began at 1200 and ended at 1700, seen by samples at 1000 and 2000."""
+    from jupyter_serving.model.states import ConfigUpdate
+
+    update = ConfigUpdate()
+    assert update.changed_ms is None and update.started_ms is None
+    update.begin()
+    begun = update.started_ms
+    assert begun is not None and update.changed_ms == begun
+    update.succeed()
+    assert update.started_ms == begun and update.changed_ms is not None and update.changed_ms >= begun
+
+    after = snap(2000, version=2, update_started_ms=1200, update_changed_ms=1700)
+    events = diff(snap(1000, version=1), after, {})
+    assert [(e["type"], e["timestamp_ms"]) for e in events] == [
+        ("UPDATE_STARTED", 1200),
+        ("UPDATE_SUCCEEDED", 1700),
+    ]
+    during = snap(
+        1500, update="IN_PROGRESS", pending_version=2, update_started_ms=1200, update_changed_ms=1200
+    )
+    assert [e["timestamp_ms"] for e in diff(snap(1000), during, {})] == [1200]
+    # A state read back after a restart has no transition time: the sample's time stands in.
+    assert [e["timestamp_ms"] for e in diff(snap(0, version=1), snap(2000, version=2), {})] == [2000, 2000]
