@@ -5,7 +5,7 @@ Every fenced block of README.md is one of:
   subprocess, like a notebook kernel), in README order, sharing one namespace;
 - a bash block: run with `bash -eo pipefail`;
 - the block after `<!-- readme-test: server -->`: the command that starts the server, run in the
-  background (port 8765 replaced by a free one everywhere);
+  background on a free port, which replaces 8765 in the blocks after it;
 - a `text` block right after a line `*Output*`: what the block before it must print, exactly;
 - a block after `<!-- not-run: reason -->`: skipped, with the reason in the README.
 Any other block fails `test_every_block_is_run_or_says_why_not`, so a new snippet is tested by
@@ -22,7 +22,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -37,7 +36,7 @@ from serving_support import eventually
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-PORT = "8765"  # the port the README's snippets use; replaced by a free one
+PORT = "8765"  # the port the README's snippets use; replaced by the server's
 TOKEN = "dapi-local"  # the token the README's server command sets
 CELL_TIMEOUT_S = 240.0
 SENTINEL = "@@readme-cell@@"
@@ -136,12 +135,6 @@ def parse_readme(text: str) -> list[Block]:
     return blocks
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def clean_environment() -> dict[str, str]:
     """This process's environment without anything that points at another registry or server (the
     session fixtures export MLFLOW_* for the other tests), with the venv's scripts on PATH."""
@@ -207,40 +200,60 @@ class Tour:
     """A folder, a kernel and a server, as a user following the README has them."""
 
     workdir: Path
-    port: int
     kernel: Kernel
     env: dict[str, str]
+    port: int | None = None  # the server's, once it is listening
     server: subprocess.Popen[bytes] | None = None
 
     def code(self, block: Block) -> str:
-        return block.code.replace(PORT, str(self.port))
+        return block.code if self.port is None else block.code.replace(PORT, str(self.port))
 
     def start_server(self, block: Block) -> None:
+        """Run the README's server command with `--port 0 --info-file F` for its `--port 8765` (a
+        port picked by the kernel cannot be taken by another test in between), and wait until it
+        answers; later blocks get its port for 8765."""
         assert f"--port {PORT}" in block.code, (
             f"the server command no longer uses --port {PORT}: {block.where()}"
         )
+        info = self.workdir / "server-info.json"
+        command = block.code.replace(f"--port {PORT}", f"--port 0 --info-file {info}")
         log = (self.workdir / "server.log").open("wb")
         self.server = subprocess.Popen(
-            ["bash", "-eo", "pipefail", "-c", self.code(block)],
+            ["bash", "-eo", "pipefail", "-c", command],
             cwd=self.workdir,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, stopped as a whole at the end
         )
-        url = f"http://127.0.0.1:{self.port}/api/2.0/jupyter-serving/health"
 
         def up() -> bool:
             assert self.server is not None and self.server.poll() is None, (
                 f"the README's server command exited: {block.where()}\n"
                 + (self.workdir / "server.log").read_text(errors="replace")[-4000:]
             )
+            if not info.exists():
+                return False
+            url = json.loads(info.read_text())["url"].rstrip("/")
             try:
-                return requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).ok
+                health = requests.get(
+                    f"{url}/api/2.0/jupyter-serving/health",
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                    timeout=5,
+                )
             except requests.ConnectionError:
                 return False
+            self.port = int(url.rsplit(":", 1)[1])
+            return health.ok
 
         eventually(up, timeout=120, interval=0.2, what="the README's server answering")
+        # What the README's notebook section tells a reader outside Jupyter to set.
+        answer = self.kernel.run(
+            "import os\n"
+            f"os.environ['JUPYTER_SERVING_URL'] = 'http://127.0.0.1:{self.port}'\n"
+            f"os.environ['JUPYTER_SERVING_TOKEN'] = {TOKEN!r}\n"
+        )
+        assert answer["ok"], answer
 
     def run(self, block: Block) -> None:
         """Run one block; AssertionError (naming the README line) if it fails or prints otherwise."""
@@ -289,15 +302,8 @@ def blocks() -> list[Block]:
 @pytest.fixture(scope="module")
 def tour(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tour]:
     workdir = tmp_path_factory.mktemp("readme-tour")
-    port = free_port()
     env = clean_environment()
-    # What the README's notebook section tells a reader outside Jupyter to set.
-    kernel_env = {
-        **env,
-        "JUPYTER_SERVING_URL": f"http://127.0.0.1:{port}",
-        "JUPYTER_SERVING_TOKEN": TOKEN,
-    }
-    tour = Tour(workdir, port, Kernel(workdir, kernel_env), env)
+    tour = Tour(workdir, Kernel(workdir, env), env)
     try:
         yield tour
     finally:
