@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import traceback
 import warnings
@@ -46,6 +47,18 @@ from mlflow.utils.proto_json_utils import _get_jsonable_obj
 from jupyter_serving.worker.linear import linear_predict
 
 log = logging.getLogger("jupyter_serving.worker")
+
+
+class _NoInstancesAdvice(logging.Filter):
+    """MLflow logs a five-line note about the `instances` key after every schema failure, whatever
+    key the request used (most often `dataframe_records`): in a replica's log it buries the one line
+    that says what failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("If using `instances` as input key")
+
+
+logging.getLogger("mlflow.pyfunc.scoring_server").addFilter(_NoInstancesAdvice())
 
 JSON_TYPES = ("application/json", "")
 TABULAR = ("dataframe_split", "dataframe_records")
@@ -271,11 +284,11 @@ class Scorer:
                 status, text = 400, json.dumps({"error_code": "BAD_REQUEST", "message": out.response})
         except MlflowException as exc:
             trace = (getattr(exc, "json_kwargs", None) or {}).get("stack_trace") or ""
-            log.warning("invocation failed: %s\n%s", exc.message, trace)
             status = exc.get_http_status_code()
-            text = json.dumps(
-                {"error_code": exc.error_code, "message": client_safe(_with_cause(exc.message, trace))}
-            )
+            message = _with_cause(without_data(exc.message), trace)
+            log.warning("invocation failed (%s%s): %s", status, _crid(item), one_line(message))
+            log.debug("the model's traceback:\n%s", trace)
+            text = json.dumps({"error_code": exc.error_code, "message": client_safe(message)})
         except Exception as exc:
             log.error("model raised while scoring:\n%s", traceback.format_exc())
             message = client_safe(f"Model error: {type(exc).__name__}: {exc}")
@@ -322,6 +335,25 @@ def _encodable(text: str) -> bool:
 def client_safe(message: str) -> str:
     """The Databricks SDK retries, for minutes, any error whose message contains "Unexpected error"."""
     return message.replace("Unexpected error", "unexpected error")
+
+
+# MLflow quotes the whole input DataFrame (a multi-line repr) in its schema errors; the client sent
+# that input and the log needs one line per event, so the quote goes and MLflow's reason stays.
+_PREDICT_DATA = re.compile(r"^Failed to predict data '.*?'\. \nError: ", re.DOTALL)
+_SCHEMA_DATA = re.compile(r"Failed to enforce schema of data '.*?' with schema", re.DOTALL)
+
+
+def without_data(message: str) -> str:
+    message = _PREDICT_DATA.sub("", message, count=1)
+    return _SCHEMA_DATA.sub("Failed to enforce schema of the input with schema", message)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _crid(item: Prepared) -> str:
+    return f", client_request_id={item.client_request_id}" if item.client_request_id else ""
 
 
 def _with_cause(message: str, stack_trace: str) -> str:

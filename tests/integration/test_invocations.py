@@ -110,6 +110,35 @@ def test_schema_errors_are_400_with_mlflows_message(
     assert fragment in error["message"]
 
 
+def test_a_failed_request_is_one_log_line_without_the_dataframe(
+    serving_server: ServingServer, iris_endpoint: str
+) -> None:
+    """No MLflow note about `instances` after a `dataframe_records` failure, no DataFrame repr in the
+    log or the answer: one line naming the status and the client's request id."""
+    records = [{**_records()[0], IRIS_COLUMNS[0]: "tall"}, *_records()[1:]]
+    response = serving_server.invoke(
+        iris_endpoint, {"dataframe_records": records, "client_request_id": "bad-rows-7"}
+    )
+    assert response.status_code == 400
+    missing = serving_server.invoke(iris_endpoint, {"dataframe_records": [{"petal": 1.0}] * 3})
+    assert missing.status_code == 400 and "missing inputs" in missing.json()["message"]
+    for answer in (response, missing):
+        assert "\n" not in answer.json()["message"] and "0  " not in answer.json()["message"]
+    path = f"api/2.0/serving-endpoints/{iris_endpoint}/served-models/iris-lr-1/logs"
+
+    def failures() -> list[str]:
+        logs = serving_server.api("GET", path).json()["logs"]
+        return [line for line in logs.splitlines() if "invocation failed" in line]
+
+    lines = eventually(lambda: len(failures()) >= 2 and failures(), 30, 0.1, "two failure lines")
+    logs = serving_server.api("GET", path).json()["logs"]
+    assert "If using `instances`" not in logs and "Failed to predict data" not in logs
+    assert any("invocation failed (400, client_request_id=bad-rows-7): " in line for line in lines)
+    assert any("Failed to enforce schema of the input with schema" in line for line in lines)
+    # A DataFrame repr would put the bad value and the stray column on lines of their own.
+    assert all("invocation failed" in line for line in logs.splitlines() if "tall" in line or "petal" in line)
+
+
 def test_invalid_json_and_unsupported_content_type(serving_server: ServingServer, iris_endpoint: str) -> None:
     bad_json = serving_server.invoke(
         iris_endpoint, data=b"{nope", headers={"Content-Type": "application/json"}
