@@ -59,3 +59,28 @@ def test_events_newest_first_with_severity_colours_and_escaping() -> None:
     assert html.index("update failed") < html.index("update started")
     assert "#cf222e" in html and "&lt;boom&gt;" in html and "<boom>" not in html
     assert _render_events([]) == ""
+
+
+def test_errors_are_split_equal_series_stay_distinguishable_and_time_reads_24_hour() -> None:
+    from jupyter_serving.notebook.charts import history_figure
+
+    fig = history_figure(history(), ["a", "b"])
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles == [
+        "Requests / s",
+        "Latency p99 (ms)",
+        "Client errors (4xx) / s",
+        "Server errors (5xx) / s",
+        "Ready replicas",
+        "Traffic split (%)",
+    ]
+    traffic = fig.axes[5].get_lines()  # a 50/50 split: two equal lines
+    assert [line.get_label() for line in traffic] == ["a", "b"]
+    assert traffic[0].get_linestyle() != traffic[1].get_linestyle()
+    assert traffic[0].get_marker() != traffic[1].get_marker()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    labels = [t.get_text() for t in fig.axes[4].get_xticklabels() if t.get_text()]
+    assert len(labels) >= 2
+    assert all(len(label) == 8 and label[2] == ":" for label in labels)  # HH:MM:SS, no AM/PM
