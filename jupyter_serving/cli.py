@@ -75,6 +75,7 @@ def _admin_parsers(sub: Any) -> None:
     revoke = tsub.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("token_id")
     revoke.add_argument("--state-dir", **state)
+    _grants_parser(sub, state)
     secrets = sub.add_parser(
         "secrets", help="secrets referenced as {{secrets/scope/key}} in environment_vars"
     )
@@ -90,6 +91,44 @@ def _admin_parsers(sub: Any) -> None:
     delete.add_argument("key")
     delete.add_argument("--state-dir", **state)
     _promote_parser(sub)
+
+
+GRANTS_EPILOG = """\
+Securable types: catalog (main), schema (main.default), function (a registered model,
+main.default.iris) and table (main.default.features). Privileges: USE_CATALOG, USE_SCHEMA, EXECUTE,
+SELECT, ALL_PRIVILEGES, inherited downward. A principal is a service principal's display name or
+application id, or 'account users' (every service principal).
+
+  jupyter-serving grants grant catalog main --principal ci-bot ALL_PRIVILEGES
+  jupyter-serving grants show function main.default.iris --effective
+"""
+
+
+def _grants_parser(sub: Any, state: dict[str, Any]) -> None:
+    grants = sub.add_parser(
+        "grants",
+        help="Unity Catalog grants on the local catalog (what endpoint creators need to serve UC models)",
+        epilog=GRANTS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gsub = grants.add_subparsers(dest="action", required=True)
+    show = gsub.add_parser("show", help="the grants on a securable (--effective: inherited ones too)")
+    for action in (
+        show,
+        gsub.add_parser("grant", help="grant privileges"),
+        gsub.add_parser("revoke", help="revoke privileges"),
+    ):
+        action.add_argument("securable_type", help="catalog, schema, function (a model) or table")
+        action.add_argument("full_name", help="e.g. main, main.default, main.default.iris")
+        action.add_argument("--state-dir", **state)
+        if action is show:
+            action.add_argument("--principal", default=None, help="only this principal's grants")
+            action.add_argument("--effective", action="store_true", help="include inherited grants")
+        else:
+            action.add_argument(
+                "--principal", required=True, help="display name, application id or 'account users'"
+            )
+            action.add_argument("privileges", nargs="+", help="e.g. USE_CATALOG USE_SCHEMA EXECUTE")
 
 
 PROMOTE_EPILOG = """\
@@ -211,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         StandaloneServingApp.launch_instance(server_args)
     elif args.command == "tokens":
         _tokens(args)
+    elif args.command == "grants":
+        _grants(args)
     elif args.command == "secrets":
         _secrets(args)
     elif args.command == "promote":
@@ -248,6 +289,42 @@ def _tokens(args: argparse.Namespace) -> None:
         raise SystemExit(f"jupyter-serving: {exc.message}") from None
     finally:
         store.close()
+
+
+def _grants(args: argparse.Namespace) -> None:
+    """Reads and writes the server's identity store directly, as `tokens` does: a running server
+    sees the change on its next check."""
+    from jupyter_serving.control.grants import UnityCatalogGrants, securable
+    from jupyter_serving.control.principals import IdentityStore
+
+    settings = ServingSettings(**({"state_dir": args.state_dir} if args.state_dir else {}))
+    store = IdentityStore(settings.state_path / "identity.sqlite")
+    grants = UnityCatalogGrants(store, settings.owner_name)
+    try:
+        target = securable(args.securable_type, args.full_name)
+        if args.action == "show":
+            read = grants.effective if args.effective else grants.assignments
+            _print_grants(read(target, args.principal), store.names())
+        else:
+            field = "add" if args.action == "grant" else "remove"
+            change = {"principal": args.principal, field: args.privileges}
+            _print_grants(grants.update(target, {"changes": [change]}), store.names())
+    except ServingError as exc:
+        raise SystemExit(f"jupyter-serving: {exc.message}") from None
+    finally:
+        store.close()
+
+
+def _print_grants(listing: dict[str, Any], names: dict[str, str]) -> None:
+    for assignment in listing["privilege_assignments"]:
+        who = names.get(assignment["principal"], assignment["principal"])
+        for privilege in assignment["privileges"]:
+            if isinstance(privilege, dict):
+                source = privilege.get("inherited_from_name")
+                line = privilege["privilege"] + (f" (inherited from {source})" if source else "")
+            else:
+                line = privilege
+            print(f"{who}\t{line}")
 
 
 def _secrets(args: argparse.Namespace) -> None:

@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from jupyter_serving.control.grants import UnityCatalogGrants
 from jupyter_serving.control.permissions import EndpointPermissions
 from jupyter_serving.control.principals import OWNER_KEY, IdentityStore, Principal
 
@@ -37,6 +38,10 @@ class Authority:
     @cached_property
     def permissions(self) -> EndpointPermissions:
         return EndpointPermissions(self.store, self.owner_name)
+
+    @cached_property
+    def grants(self) -> UnityCatalogGrants:
+        return UnityCatalogGrants(self.store, self.owner_name)
 
     def owner(self, username: str | None = None) -> Principal:
         return Principal(username or self.owner_name, OWNER_KEY, admin=True)

@@ -35,13 +35,15 @@ CLIENT_CREDENTIALS = "client_credentials"
 
 class TagsHandler(ServingHandler):
     @web.authenticated
-    def patch(self, name: str) -> None:
+    async def patch(self, name: str) -> None:
+        await self.endpoint_to_update(name)
         self.write_json({"tags": endpoint_settings.patch_tags(self.manager, name, self.json_body())})
 
 
 class RateLimitsHandler(ServingHandler):
     @web.authenticated
-    def put(self, name: str) -> None:
+    async def put(self, name: str) -> None:
+        await self.endpoint_to_update(name)
         limits = endpoint_settings.put_rate_limits(self.manager, name, self.json_body())
         self.write_json({"rate_limits": limits})
 
@@ -49,18 +51,21 @@ class RateLimitsHandler(ServingHandler):
 class AiGatewayHandler(ServingHandler):
     @web.authenticated
     async def put(self, name: str) -> None:
+        await self.endpoint_to_update(name)
         self.write_json(await endpoint_settings.put_ai_gateway(self.manager, name, self.json_body()))
 
 
 class NotificationsHandler(ServingHandler):
     @web.authenticated
-    def patch(self, name: str) -> None:
+    async def patch(self, name: str) -> None:
+        await self.endpoint_to_update(name)
         self.write_json(endpoint_settings.patch_notifications(self.manager, name, self.json_body()))
 
 
 class TelemetryConfigHandler(ServingHandler):
     @web.authenticated
-    def patch(self, name: str) -> None:
+    async def patch(self, name: str) -> None:
+        await self.endpoint_to_update(name)
         body = self.json_body() if self.request.body else {}
         self.write_json(self.detail(endpoint_settings.patch_telemetry(self.manager, name, body)))
 

@@ -20,7 +20,8 @@ from jupyter_serving._version import __version__
 from jupyter_serving.api.auth import AUTHORITY_KEY, Authority, bearer_token, strip_query_token
 from jupyter_serving.api.render import endpoint_detail, endpoint_summary
 from jupyter_serving.control.endpoint import Endpoint
-from jupyter_serving.control.manager import EndpointManager
+from jupyter_serving.control.grants import check_serving
+from jupyter_serving.control.manager import Authorize, EndpointManager
 from jupyter_serving.control.observer import Observer
 from jupyter_serving.control.permissions import CAN_MANAGE, CAN_QUERY, CAN_VIEW
 from jupyter_serving.control.principals import TOKEN_PREFIX, Principal
@@ -41,6 +42,7 @@ from jupyter_serving.errors import (
     Unauthenticated,
     send_error,
 )
+from jupyter_serving.model.config import EndpointConfig
 
 MANAGER_KEY = "jupyter_serving_manager"
 OBSERVER_KEY = "jupyter_serving_observer"
@@ -163,6 +165,41 @@ class ServingHandler(APIHandler):
                 return self.endpoint(endpoint.name, needed)
         raise ResourceDoesNotExist(f"Serving endpoint with id '{endpoint_id}' does not exist.")
 
+    # ----------------------------------------------------------------- Unity Catalog grants
+    def serves_as_caller(self) -> Authorize:
+        """A create's check: the caller becomes the creator, so its grants must cover the config."""
+        caller = self.caller
+
+        async def check(config: EndpointConfig) -> None:
+            await check_serving(
+                self.authority.grants, self.manager.registry, caller, list(config.served_entities)
+            )
+
+        return check
+
+    def serves_as_creator(self, endpoint: Endpoint) -> Authorize:
+        """An update's check: the recorded creator (never the caller) must still be a member and
+        hold the grants the resulting config needs, whoever calls."""
+
+        async def check(config: EndpointConfig | None) -> None:
+            record = endpoint.record
+            creator = self.authority.grants.creator(record.name, record.creator, record.creator_key)
+            if creator is None:
+                return
+            configs = [config] if config is not None else [c for c in (record.config, record.pending) if c]
+            entities = [e for c in configs for e in c.served_entities]
+            await check_serving(
+                self.authority.grants, self.manager.registry, creator, entities, creator_of=record.name
+            )
+
+        return check
+
+    async def endpoint_to_update(self, name: str) -> Endpoint:
+        """An endpoint-mutating update's checks: the caller's CAN_MANAGE, then the recorded creator."""
+        endpoint = self.endpoint(name, CAN_MANAGE)
+        await self.serves_as_creator(endpoint)(None)
+        return endpoint
+
     def detail(self, endpoint: Endpoint) -> dict[str, Any]:
         url = self.gateway.endpoint_url(endpoint.name)
         out = endpoint_detail(endpoint, self.manager.describe_capture, url)
@@ -260,7 +297,9 @@ class EndpointsHandler(ServingHandler):
     async def post(self) -> None:
         body = self.json_body()
         self._check_secret_refs(body)
-        endpoint = await self.manager.create(body, creator=self.caller.name)
+        endpoint = await self.manager.create(
+            body, creator=self.caller.name, creator_key=self.caller.key, authorize=self.serves_as_caller()
+        )
         self.authority.permissions.grant_creator(self.caller, endpoint.record.id)
         self.write_json(self.detail(endpoint))
 
@@ -293,10 +332,10 @@ class EndpointHandler(ServingHandler):
 class ConfigHandler(ServingHandler):
     @web.authenticated
     async def put(self, name: str) -> None:
-        self.endpoint(name, CAN_MANAGE)
+        endpoint = await self.endpoint_to_update(name)
         body = self.json_body()
         check_secret_refs(body, self.caller, self.manager.settings.state_path)
-        endpoint = await self.manager.update_config(name, body)
+        endpoint = await self.manager.update_config(name, body, authorize=self.serves_as_creator(endpoint))
         self.write_json(self.detail(endpoint))
 
 
@@ -475,6 +514,7 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"{API}/.*", NotFoundHandler),
     (r"/serving-endpoints/.*", NotFoundHandler),
     (r"/api/2\.0/(preview/scim|token-management|token|permissions)/.*", NotFoundHandler),
+    (r"/api/2\.1/unity-catalog/.*", NotFoundHandler),
     # Jupyter's own REST API is under /api/ without a version: /api/2.0/ is ours to answer in full.
     (r"/api/2\.0/.*", NotFoundHandler),
 ]

@@ -1,7 +1,8 @@
-"""Databricks' identity routes, locally: service principals (SCIM), tokens, endpoint permissions.
+"""Databricks' identity routes, locally: service principals (SCIM), tokens, endpoint permissions,
+Unity Catalog grants.
 
-Admin-only, except `token/*` (a caller's own tokens), `scim/v2/Me` and the permissions routes,
-which need CAN_MANAGE on the endpoint (CAN_VIEW for its permission levels).
+Admin-only, except `token/*` (a caller's own tokens), `scim/v2/Me`, the permissions routes, which
+need CAN_MANAGE on the endpoint (CAN_VIEW for its permission levels), and reading one's own grants.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from typing import Any
 from tornado import web
 
 from jupyter_serving.api.handlers import ServingHandler
+from jupyter_serving.control.grants import Securable, securable
 from jupyter_serving.control.permissions import CAN_MANAGE, CAN_VIEW, permission_levels
 from jupyter_serving.control.principals import OWNER_KEY, TokenInfo
-from jupyter_serving.errors import InvalidParameterValue, ResourceDoesNotExist
+from jupyter_serving.errors import InvalidParameterValue, PermissionDenied, ResourceDoesNotExist
 
 SCIM = r"/api/2\.0/preview/scim/v2"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
@@ -178,6 +180,66 @@ class PermissionLevelsHandler(IdentityHandler):
         self.write_json(permission_levels())
 
 
+class GrantsReader(IdentityHandler):
+    """Unity Catalog grants: the admin reads and changes them; a service principal reads its own."""
+
+    def target(self, securable_type: str, full_name: str) -> Securable:
+        return securable(securable_type, full_name)
+
+    def principal_filter(self) -> str | None:
+        asked = self.get_query_argument("principal", None) or None
+        if self.caller.admin:
+            return asked
+        if asked is not None and asked not in (self.caller.key, self.caller.name):
+            raise PermissionDenied(
+                f"Principal '{self.caller.name}' may read only its own grants, not those of '{asked[:200]}'."
+            )
+        return self.caller.key
+
+
+class GrantsHandler(GrantsReader):
+    """`w.grants.get / update`."""
+
+    @web.authenticated
+    def get(self, securable_type: str, full_name: str) -> None:
+        target = self.target(securable_type, full_name)
+        self.write_json(self.authority.grants.assignments(target, self.principal_filter()))
+
+    @web.authenticated
+    def patch(self, securable_type: str, full_name: str) -> None:
+        self.require_admin()
+        target = self.target(securable_type, full_name)
+        self.write_json(self.authority.grants.update(target, self.json_body()))
+
+
+class PrivilegeAssignmentsHandler(GrantsReader):
+    """`w.grants.list`: the paginated form of get (one page here: a securable has few grants)."""
+
+    @web.authenticated
+    def get(self, securable_type: str, full_name: str) -> None:
+        target = self.target(securable_type, full_name)
+        self.write_json(self.authority.grants.assignments(target, self.principal_filter()))
+
+
+class EffectiveGrantsHandler(GrantsReader):
+    """`w.grants.get_effective`: what each principal holds on a securable, inherited grants included."""
+
+    @web.authenticated
+    def get(self, securable_type: str, full_name: str) -> None:
+        target = self.target(securable_type, full_name)
+        self.write_json(self.authority.grants.effective(target, self.principal_filter()))
+
+
+class EffectiveAssignmentsHandler(GrantsReader):
+    """`w.grants.list_effective`: the paginated form of get_effective, under its own key."""
+
+    @web.authenticated
+    def get(self, securable_type: str, full_name: str) -> None:
+        target = self.target(securable_type, full_name)
+        listing = self.authority.grants.effective(target, self.principal_filter())
+        self.write_json({"effective_privilege_assignments": listing["privilege_assignments"]})
+
+
 def _public(info: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in info.items() if k not in ("created_by_username", "owner_id")}
 
@@ -189,6 +251,8 @@ def _int_arg(value: str, name: str) -> int:
 
 
 ID = r"(?P<endpoint_id>[^/]+)"
+UC = r"/api/2\.1/unity-catalog"
+SECURABLE = r"(?P<securable_type>[^/]+)/(?P<full_name>[^/]+)"
 
 identity_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"{SCIM}/ServicePrincipals/?", ServicePrincipalsHandler),
@@ -202,4 +266,8 @@ identity_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (r"/api/2\.0/token/delete/?", OwnTokenDeleteHandler),
     (rf"/api/2\.0/permissions/serving-endpoints/{ID}/permissionLevels/?", PermissionLevelsHandler),
     (rf"/api/2\.0/permissions/serving-endpoints/{ID}/?", EndpointPermissionsHandler),
+    (rf"{UC}/permissions/{SECURABLE}/?", GrantsHandler),
+    (rf"{UC}/effective-permissions/{SECURABLE}/?", EffectiveGrantsHandler),
+    (rf"{UC}/privilege-assignments/{SECURABLE}/?", PrivilegeAssignmentsHandler),
+    (rf"{UC}/effective-privilege-assignments/{SECURABLE}/?", EffectiveAssignmentsHandler),
 ]

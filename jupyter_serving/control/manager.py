@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ from jupyter_serving.policy.autoscaler import ScalingPolicy
 from jupyter_serving.settings import ServingSettings
 
 log = logging.getLogger("jupyter_serving")
+# Checks a parsed config against the grants of whoever the endpoint serves as (raises PermissionDenied).
+Authorize = Callable[[EndpointConfig], Awaitable[None]]
 
 
 def now_ms() -> int:
@@ -166,12 +169,22 @@ class EndpointManager:
     def list(self) -> list[Endpoint]:
         return sorted(self.endpoints.values(), key=lambda e: e.name)
 
-    async def create(self, body: Any, creator: str | None = None) -> Endpoint:
+    async def create(
+        self,
+        body: Any,
+        creator: str | None = None,
+        *,
+        creator_key: str | None = None,
+        authorize: Authorize | None = None,
+    ) -> Endpoint:
+        """`authorize` sees the parsed config once its models are known to exist (grants checks)."""
         request = parse_create(body)
         request = dataclasses.replace(request, config=_capture_defaults(request.config, request.name))
         if request.name in self.endpoints:
             raise ResourceAlreadyExists(f"Endpoint with name '{request.name}' already exists.")
         await self.registry.validate(request.config)
+        if authorize is not None:
+            await authorize(request.config)
         if request.name in self.endpoints:  # created by a concurrent call while we looked models up
             raise ResourceAlreadyExists(f"Endpoint with name '{request.name}' already exists.")
         ts = now_ms()
@@ -179,6 +192,7 @@ class EndpointManager:
             name=request.name,
             id=secrets.token_hex(16),
             creator=creator or _default_creator(),
+            creator_key=creator_key,
             creation_timestamp=ts,
             last_updated_timestamp=ts,
             description=request.description,
@@ -190,11 +204,13 @@ class EndpointManager:
         self._begin_update(endpoint, request.config)
         return endpoint
 
-    async def update_config(self, name: str, body: Any) -> Endpoint:
+    async def update_config(self, name: str, body: Any, *, authorize: Authorize | None = None) -> Endpoint:
         endpoint = self.get(name)
         self._check_not_updating(endpoint)
         config = _capture_defaults(parse_config(_with_previous_capture(body, endpoint.record.config)), name)
         await self.registry.validate(config)
+        if authorize is not None:
+            await authorize(config)
         if self.endpoints.get(name) is not endpoint:  # deleted while we looked models up
             raise ResourceDoesNotExist(f"Endpoint with name '{name}' does not exist.")
         self._check_not_updating(endpoint)

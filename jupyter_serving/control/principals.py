@@ -1,4 +1,5 @@
-"""Who may call the server: service principals, their tokens, and endpoint ACL rows, in SQLite.
+"""Who may call the server: service principals, their tokens, endpoint ACL rows and Unity Catalog
+grants (control/grants.py holds their rules), in SQLite.
 
 The server owner (the Jupyter user, or whoever holds the standalone server's token) is the admin and
 is not stored. Service principals are created by the admin and hold tokens that reach the serving
@@ -51,6 +52,13 @@ CREATE TABLE IF NOT EXISTS endpoint_acl (
     principal TEXT NOT NULL,
     level TEXT NOT NULL,
     PRIMARY KEY (endpoint_id, principal)
+);
+CREATE TABLE IF NOT EXISTS uc_grants (
+    securable_type TEXT NOT NULL,
+    full_name TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    privilege TEXT NOT NULL,
+    PRIMARY KEY (securable_type, full_name, principal, privilege)
 );
 """
 
@@ -166,6 +174,7 @@ class IdentityStore:
             self._db.execute("DELETE FROM service_principals WHERE id = ?", (sp.id,))
             self._db.execute("DELETE FROM tokens WHERE principal = ?", (sp.application_id,))
             self._db.execute("DELETE FROM endpoint_acl WHERE principal = ?", (sp.application_id,))
+            self._db.execute("DELETE FROM uc_grants WHERE principal = ?", (sp.application_id,))
 
     def names(self) -> dict[str, str]:
         return {sp.application_id: sp.display_name for sp in self.principals()}
@@ -255,6 +264,32 @@ class IdentityStore:
 
     def drop_acl(self, endpoint_id: str) -> None:
         self._db.execute("DELETE FROM endpoint_acl WHERE endpoint_id = ?", (endpoint_id,))
+
+    # ----------------------------------------------------------------- Unity Catalog grants
+    def grants(self, securable_type: str, full_name: str) -> list[tuple[str, str]]:
+        """(principal, privilege) rows granted on one securable itself."""
+        rows = self._db.execute(
+            "SELECT principal, privilege FROM uc_grants WHERE securable_type = ? AND full_name = ? "
+            "ORDER BY principal, privilege",
+            (securable_type, full_name),
+        ).fetchall()
+        return [(p, v) for p, v in rows]
+
+    def change_grants(
+        self, securable_type: str, full_name: str, changes: list[tuple[str, list[str], list[str]]]
+    ) -> None:
+        """Apply (principal, add, remove) changes in one transaction: all of them or none."""
+        with self._db:
+            for principal, add, remove in changes:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO uc_grants VALUES (?, ?, ?, ?)",
+                    [(securable_type, full_name, principal, p) for p in add],
+                )
+                self._db.executemany(
+                    "DELETE FROM uc_grants WHERE securable_type = ? AND full_name = ? AND principal = ? "
+                    "AND privilege = ?",
+                    [(securable_type, full_name, principal, p) for p in remove],
+                )
 
 
 def _display_name(value: Any) -> str:

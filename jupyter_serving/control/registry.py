@@ -52,6 +52,38 @@ class ModelRegistry:
             )
         )
 
+    async def feature_tables(self, entities: list[ServedEntity]) -> list[str]:
+        """The feature tables the entities' models look features up in (their feature specs), so
+        the control plane can check the grants on them before serving."""
+        loop = asyncio.get_running_loop()
+        found = await asyncio.gather(
+            *(loop.run_in_executor(self._executor, self._feature_tables, e) for e in entities)
+        )
+        return list(dict.fromkeys(t for tables in found for t in tables))
+
+    def _feature_tables(self, entity: ServedEntity) -> list[str]:
+        import json
+
+        import yaml
+
+        root = self._load_uri(entity)
+        path = os.path.join(root, "MLmodel")
+        if not os.path.isfile(path):
+            return []
+        with open(path) as f:
+            flavor = ((yaml.safe_load(f) or {}).get("flavors") or {}).get("python_function") or {}
+        spec = ((flavor.get("artifacts") or {}).get("feature_spec") or {}).get("path")
+        spec_path = os.path.join(root, spec) if isinstance(spec, str) else ""
+        if not os.path.isfile(spec_path):
+            return []
+        with open(spec_path) as f:
+            lookups = json.load(f).get("lookups") or []
+        return [
+            lk["table_name"]
+            for lk in lookups
+            if isinstance(lk, dict) and isinstance(lk.get("table_name"), str)
+        ]
+
     def _signature(self, entity: ServedEntity) -> dict[str, Any] | None:
         import json
 
@@ -166,6 +198,11 @@ def _absolute(uri: str) -> str:
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
         return prefix + os.path.abspath(uri[len(prefix) :])
     return uri
+
+
+def model_name(entity: ServedEntity) -> str:
+    """The registered model a served entity names (`models:/` URIs included)."""
+    return _parse_target(entity)[0]
 
 
 def _parse_target(entity: ServedEntity) -> tuple[str, str | None, str | None]:

@@ -45,6 +45,9 @@ class EndpointRecord:
     email_notifications: dict[str, Any] | None = None
     budget_policy_id: str | None = None
     telemetry_config: dict[str, Any] | None = None
+    # who the creator is, as the identity store keys it (an application id, or "owner"): the
+    # principal whose Unity Catalog grants every update re-checks. None: recorded before it was kept.
+    creator_key: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc = {k: v for k, v in vars(self).items() if k not in ("config", "pending", "update")}
