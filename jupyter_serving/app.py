@@ -20,20 +20,20 @@ from traitlets import Bool, Unicode, default
 
 from jupyter_serving.api.auth import AUTHORITY_KEY, Authority
 from jupyter_serving.api.handlers import GATEWAY_KEY, MANAGER_KEY, OBSERVER_KEY, default_handlers
-from jupyter_serving.backends.base import load_backend
+from jupyter_serving.backends.base import build_backend
 from jupyter_serving.control.manager import EndpointManager
 from jupyter_serving.control.observer import Observer
 from jupyter_serving.control.registry import ModelRegistry
 from jupyter_serving.dataplane.gateway import DataPlaneGateway
 from jupyter_serving.heap import HeapFreezer, freeze_startup_heap
-from jupyter_serving.settings import ServingSettings
+from jupyter_serving.settings import ServingSettings, settings_classes
 
 
 class ServingApp(ExtensionApp):
     name = "jupyter_serving"
     description = "Databricks-style Model Serving for MLflow models"
     load_other_extensions = False  # standalone server: only the serving API
-    classes = [ServingSettings]
+    classes = settings_classes()
 
     info_file = Unicode(
         "",
@@ -48,7 +48,7 @@ class ServingApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         settings = self.serving_settings = ServingSettings(parent=self)
-        backend = load_backend(settings.backend, settings)
+        backend = build_backend(settings)
         self.manager = EndpointManager(settings, backend=backend, registry=ModelRegistry())
         self.settings[MANAGER_KEY] = self.manager
         self.observer = Observer(

@@ -2,7 +2,8 @@
 and promotion of an endpoint to another workspace.
 
 `serve` runs the serving API alone, on a Jupyter server with none of Jupyter's services. Every trait
-of `ServingSettings` becomes a flag (`request_timeout_s` -> `--request-timeout-s`), so flags,
+of `ServingSettings` and of the built-in backends' settings classes becomes a flag
+(`request_timeout_s` -> `--request-timeout-s`, `ray_address` -> `--ray-address`), so flags,
 environment variables and config files name the same settings. The admin token comes from
 $JUPYTER_SERVING_TOKEN (or Jupyter's $JUPYTER_TOKEN) or a 0600 `--token-file`, never from argv,
 which every local user can read with `ps`. `tokens` and `secrets` edit the state dir directly.
@@ -20,12 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, List
+from traitlets import Bool, List, TraitType
 
 from jupyter_serving.errors import ServingError
 from jupyter_serving.files import PRIVATE_UMASK
 from jupyter_serving.launch import TOKEN_ENV
-from jupyter_serving.settings import ServingSettings, env_name
+from jupyter_serving.settings import EnvConfigurable, ServingSettings, env_name, settings_classes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--base-url", default="/", help="URL prefix of every route (default /)")
     serve.add_argument("--info-file", default="", help="write {url, token, pid} here once listening")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
-    for name, trait in ServingSettings.class_traits(env=True).items():
+    for name, (_, trait) in _setting_traits().items():
         help_text = f"{trait.help} (env {env_name(name)})".replace("%", "%%")
         if isinstance(trait, Bool):
             serve.add_argument(
@@ -200,17 +201,25 @@ def server_argv(args: argparse.Namespace) -> list[str]:
     token = _admin_token(args)
     if token is not None:  # in-process: this argv is never a process's command line
         argv.append(f"--IdentityProvider.token={token}")
-    for name, trait in ServingSettings.class_traits(env=True).items():
+    for name, (cls, trait) in _setting_traits().items():
         value = getattr(args, name)
         if value is not None and not isinstance(trait, List):
-            argv.append(f"--ServingSettings.{name}={value}")
+            argv.append(f"--{cls.__name__}.{name}={value}")
     return argv
+
+
+def _setting_traits() -> dict[str, tuple[type[EnvConfigurable], TraitType]]:
+    """Every env setting of the server and of the built-in backends, by name (names are unique
+    across the classes, so `--ray-address` needs no class prefix), with the class that owns it."""
+    return {
+        name: (cls, trait) for cls in settings_classes() for name, trait in cls.class_traits(env=True).items()
+    }
 
 
 def server_env(args: argparse.Namespace) -> dict[str, str]:
     """List settings travel as their JUPYTER_SERVING_* variable: ServerApp parses the command line
     before it knows ServingSettings, and a deferred single value of a List(Int) never gets split."""
-    lists = [n for n, t in ServingSettings.class_traits(env=True).items() if isinstance(t, List)]
+    lists = [n for n, (_, t) in _setting_traits().items() if isinstance(t, List)]
     return {env_name(n): str(getattr(args, n)) for n in lists if getattr(args, n) is not None}
 
 

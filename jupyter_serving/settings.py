@@ -1,20 +1,24 @@
-"""Every server setting, in one traitlets class.
+"""The server's settings: one traitlets class, plus each execution backend's own class.
+
+`ServingSettings` holds what every backend shares; a backend's own knobs live on a Configurable of
+its own in its package (`LocalBackendSettings`, `RayBackendSettings`), built by the backend with
+these settings as its parent, so a new backend adds settings without touching this file.
 
 Each trait tagged ``env=True`` is, in increasing precedence: its built-in default, the environment
-variable ``JUPYTER_SERVING_<NAME>``, and Jupyter config (``c.ServingSettings.<name>``) or the flag
-``--<name-with-dashes>`` of ``jupyter-serving serve``. Environment variables sit below explicit
-config the way ``JUPYTER_PORT`` does for ServerApp, so a config file always wins over a stray export.
+variable ``JUPYTER_SERVING_<NAME>``, and Jupyter config (``c.ServingSettings.<name>``,
+``c.LocalBackendSettings.<name>``, ...) or the flag ``--<name-with-dashes>`` of
+``jupyter-serving serve``. Environment variables sit below explicit config the way ``JUPYTER_PORT``
+does for ServerApp, so a config file always wins over a stray export.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Bool, CaselessStrEnum, Float, Int, List, TraitType, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Float, Int, List, TraitType, Type, Unicode, default
 from traitlets.config import Configurable
 
 ENV_PREFIX = "JUPYTER_SERVING_"
@@ -24,31 +28,41 @@ def env_name(trait_name: str) -> str:
     return ENV_PREFIX + trait_name.upper()
 
 
-class ServingSettings(Configurable):
+class EnvConfigurable(Configurable):
+    """A Configurable whose traits tagged ``env=True`` also read ``JUPYTER_SERVING_<NAME>``, below
+    explicit config and keyword arguments (see the module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        configured = set(self.config.get(type(self).__name__, {})) | set(kwargs)
+        for name, trait in self.traits(env=True).items():
+            raw = os.environ.get(env_name(name))
+            if raw is not None and name not in configured:
+                setattr(self, name, parse_env(trait, raw))
+
+
+class ServingSettings(EnvConfigurable):
     """Server-side settings shared by the Jupyter extension and the standalone server."""
 
     backend = Unicode(
         "local",
         config=True,
-        help="What runs replicas: 'local' (worker subprocesses on this machine), 'ray' (Ray Serve "
-        "deployments on the cluster `ray_address` names; needs pip install 'jupyter-serving[ray]'), or "
-        "'package.module:Class' for another implementation of "
-        "jupyter_serving.backends.base.ExecutionBackend. Env: JUPYTER_SERVING_BACKEND.",
+        help="What runs replicas, in short: 'local' (worker subprocesses on this machine; "
+        "LocalBackendSettings), 'ray' (Ray Serve deployments on a Ray cluster; RayBackendSettings; "
+        "needs pip install 'jupyter-serving[ray]'), or 'package.module:Class'. `backend_class`, when "
+        "set, wins. Env: JUPYTER_SERVING_BACKEND.",
     ).tag(env=True)
 
-    ray_address = Unicode(
-        "local",
+    backend_class = Type(
+        default_value=None,
+        allow_none=True,
+        klass=object,
         config=True,
-        help="With backend 'ray': the running Ray cluster to deploy on ('auto', or the head's "
-        "'host:port'), or 'local' to start a private cluster on this machine for this server alone, "
-        "stopped with it. Env: JUPYTER_SERVING_RAY_ADDRESS.",
-    ).tag(env=True)
-
-    ray_replica_cpus = Float(
-        1.0,
-        config=True,
-        help="With backend 'ray': CPUs Ray reserves for each replica (fractions pack several on one "
-        "CPU). GPUs come from the entity's workload_type. Env: JUPYTER_SERVING_RAY_REPLICA_CPUS.",
+        help="The execution backend class (an implementation of "
+        "jupyter_serving.backends.base.ExecutionBackend, or its importable name such as "
+        "'mypackage.kube.KubeBackend'), the way jupyter_server picks its kernel manager. It is built "
+        "with these settings and reads its own from a Configurable of its own. Unset: the class "
+        "`backend` names. Env: JUPYTER_SERVING_BACKEND_CLASS.",
     ).tag(env=True)
 
     state_dir = Unicode(
@@ -76,24 +90,6 @@ class ServingSettings(Configurable):
         config=True,
         help="Concurrent requests one worker replica is sized for; a served entity's provisioned "
         "concurrency divided by this gives its replica count. Env: JUPYTER_SERVING_REPLICA_CONCURRENCY.",
-    ).tag(env=True)
-
-    warm_pool_size = Int(
-        1,
-        config=True,
-        help="Worker interpreters kept started with MLflow already imported, ready to load a model. "
-        "They make deploys and cold starts skip the ~2 s import. Env: JUPYTER_SERVING_WARM_POOL_SIZE.",
-    ).tag(env=True)
-
-    worker_start = CaselessStrEnum(
-        ["fork", "spawn"],
-        default_value="fork" if sys.platform == "linux" else "spawn",
-        config=True,
-        help="How worker replicas start: 'fork' forks them from one warm fork server per Python "
-        "environment that imported MLflow, pandas and scikit-learn once, so replicas share those pages "
-        "(iris model: 56 MB PSS, 29 MB private per replica instead of 166-195 MB PSS; Linux only; "
-        "pidfds need kernel >= 5.3); 'spawn' starts each as an interpreter of its own. "
-        "Env: JUPYTER_SERVING_WORKER_START.",
     ).tag(env=True)
 
     deploy_timeout_s = Float(
@@ -153,22 +149,6 @@ class ServingSettings(Configurable):
         config=True,
         help="Requests one served entity holds while a replica starts (scale from zero, recovery); "
         "beyond it they get 503 with Retry-After. Env: JUPYTER_SERVING_COLD_START_QUEUE_SIZE.",
-    ).tag(env=True)
-
-    memory_headroom_bytes = Int(
-        512 * 1024 * 1024,
-        config=True,
-        help="Memory left free when scaling out: a replica is added only if free memory minus this "
-        "still holds one. Env: JUPYTER_SERVING_MEMORY_HEADROOM_BYTES.",
-    ).tag(env=True)
-
-    gpus = List(
-        Int(),
-        default_value=None,
-        allow_none=True,
-        config=True,
-        help="GPU device indices this server may place replicas on, e.g. 0,1; empty means none. "
-        "Unset: discovered with NVML. Env: JUPYTER_SERVING_GPUS.",
     ).tag(env=True)
 
     owner_name = Unicode(
@@ -286,14 +266,6 @@ class ServingSettings(Configurable):
     def _state_dir_default(self) -> str:
         return str(Path(jupyter_data_dir()) / "jupyter_serving")
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        configured = set(self.config.get(type(self).__name__, {})) | set(kwargs)
-        for name, trait in self.traits(env=True).items():
-            raw = os.environ.get(env_name(name))
-            if raw is not None and name not in configured:
-                setattr(self, name, parse_env(trait, raw))
-
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir).expanduser()
@@ -305,6 +277,16 @@ class ServingSettings(Configurable):
     @property
     def catalog_path(self) -> Path:
         return Path(self.catalog_root).expanduser() if self.catalog_root else self.state_path / "catalog"
+
+
+def settings_classes() -> list[type[EnvConfigurable]]:
+    """The server's settings and the built-in backends' own: every one of their env traits is a flag
+    of `jupyter-serving serve`, and `--help-all` lists them. Imported here, lazily, because each
+    backend's settings module builds on `EnvConfigurable` above."""
+    from jupyter_serving.backends.local.settings import LocalBackendSettings
+    from jupyter_serving.backends.ray.settings import RayBackendSettings
+
+    return [ServingSettings, LocalBackendSettings, RayBackendSettings]
 
 
 def parse_env(trait: TraitType, raw: str) -> Any:

@@ -1,6 +1,11 @@
 """Doubles of our own interfaces for fast control-plane tests: an in-process execution backend, a
 registry that knows every model, and a capture whose table creation can be held.
 
+The backend is written against `jupyter_serving.backends.base` alone (plus the model and policy
+types that interface speaks): it fills only typed status fields, reads its environment from the
+spec the control plane resolved, and can run a real server (`--backend-class
+inprocess_backend.InProcessBackend`, tests/integration/test_backend_seam.py).
+
 Each step a rollout awaits (model lookups, deploys, table creation) can be held at a `Gate`, so a
 test can cancel, delete or restart exactly there. Nothing here stands in for MLflow or the OS: the
 real-process behaviour of the local backend is tested in tests/integration/.
@@ -51,6 +56,7 @@ class InProcessDeployment:
         self.policy = spec.policy
         self.state = DeploymentState()
         self.stopped = False
+        self.environment: dict[str, str] | None = None  # what its replicas would see, once deployed
 
     @property
     def name(self) -> str:
@@ -64,6 +70,11 @@ class InProcessDeployment:
         if model in self.backend.failing:
             self.state.to(FAILED, f"Failed to load the model: {model} is broken.")
             raise DeployFailed(self.state.message)
+        try:
+            self.environment = self.spec.environment()
+        except DeployFailed as exc:
+            self.state.to(FAILED, str(exc))
+            raise
         self.state.to(READY, "")
 
     async def invoke(self, request: ScoringRequest, timeout_s: float) -> ScoringReply:
@@ -75,7 +86,12 @@ class InProcessDeployment:
     def status(self) -> DeploymentStatus:
         running = 0 if self.stopped or self.state.state != READY else self.policy.initial_replicas
         return DeploymentStatus(
-            self.state.state, self.state.message, replicas=running, ready_replicas=running
+            self.state.state,
+            self.state.message,
+            replicas=running,
+            ready_replicas=running,
+            min_replicas=self.policy.min_replicas,
+            max_replicas=self.policy.max_replicas,
         )
 
     def reconfigure(self, entity: ServedEntity, policy: ScalingPolicy) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from jupyter_serving.backends.base import DeploymentStatus
 from jupyter_serving.control.endpoint import Endpoint
 from jupyter_serving.dataplane.tokens import authorization_details
 from jupyter_serving.model.config import EndpointConfig
@@ -75,14 +76,14 @@ def _config(
     wire = cfg.to_json()
     entities = []
     for spec in wire[cfg.entities_key]:
-        state, message, local = endpoint.entity_state(spec["name"], pending)
+        status = endpoint.entity_status(spec["name"], pending)
         entities.append(
             {
                 **spec,
-                "state": {"deployment": state, "deployment_state_message": message},
+                "state": {"deployment": status.state, "deployment_state_message": status.message},
                 "creator": record.creator,
                 "creation_timestamp": record.entity_created.get(spec["name"], record.creation_timestamp),
-                "local": local,
+                "local": local_json(status),
             }
         )
     out: dict[str, Any] = {cfg.entities_key: entities, "traffic_config": wire["traffic_config"]}
@@ -90,3 +91,19 @@ def _config(
     if cfg.auto_capture_config is not None:
         out["auto_capture_config"] = describe(cfg.auto_capture_config)
     return out
+
+
+def local_json(status: DeploymentStatus) -> dict[str, Any]:
+    """A served entity's `local` (our addition to the wire): the typed status fields, beside the
+    backend's own extras, which are passed through unread."""
+    return {
+        **status.extras,
+        "replicas": status.replicas,
+        "ready_replicas": status.ready_replicas,
+        "starting_replicas": status.starting_replicas,
+        "min_replicas": status.min_replicas,
+        "max_replicas": status.max_replicas,
+        "queued_requests": status.queued,
+        "cold_starts": status.cold_starts,
+        "gpus": list(status.gpus),
+    }

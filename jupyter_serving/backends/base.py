@@ -3,7 +3,9 @@
 The control plane (control/) decides *what* serves: configs, rollouts, routing. A backend decides
 *how and where*: processes on this machine, a Ray cluster, a test double in the same process.
 Everything the control plane and data plane need from a backend is here, so a new backend is a new
-package under backends/ plus one entry in `BACKENDS`, with no change to control/ or dataplane/.
+package (under backends/ or anywhere importable) named by the `backend_class` setting, with no change
+to control/, dataplane/ or the settings: it reads its own settings from a Configurable of its own,
+built with the server's `ServingSettings` as parent, as the local and Ray backends do.
 
     backend.deployment(spec)  -> Deployment           (created, not started: state CREATING)
     await deployment.deploy()                          (ready, or raises DeployFailed; cancel-safe)
@@ -19,6 +21,7 @@ that `stop()` will not stop, and `stop()` itself runs to completion even if its 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,7 +31,7 @@ from jupyter_serving.policy.autoscaler import ScalingPolicy
 if TYPE_CHECKING:
     from jupyter_serving.settings import ServingSettings
 
-# `backend` setting value -> "module:Class"; any other value is taken as "module:Class" itself.
+# `backend` shorthand -> "module:Class"; any other value is taken as "module:Class" itself.
 BACKENDS = {
     "local": "jupyter_serving.backends.local.backend:LocalBackend",
     "ray": "jupyter_serving.backends.ray.backend:RayBackend",
@@ -45,16 +48,31 @@ class Retired(Exception):
 
 @dataclass(frozen=True)
 class DeploymentSpec:
-    """What to run for one served entity of one endpoint."""
+    """What to run for one served entity of one endpoint.
+
+    The control plane resolves what needs the server's own stores before a backend sees the spec:
+    model locations (`load_uri`) and `{{secrets/scope/key}}` references in the entity's
+    environment_vars (`environment_vars`), so no backend reads the secret store. Values are
+    resolved once per deployment: every replica of it sees the same environment.
+    """
 
     endpoint: str
     entity: ServedEntity
     policy: ScalingPolicy
     load_uri: str | None = None  # the model's files, when the server resolved them already
+    environment_vars: Mapping[str, str] | None = field(default=None, repr=False)  # None: as written
+    environment_error: str | None = None  # why environment_vars could not be resolved
 
     @property
     def key(self) -> str:
         return self.entity.runtime_key
+
+    def environment(self) -> dict[str, str]:
+        """The replicas' environment_vars, secrets resolved; raises DeployFailed if one is missing."""
+        if self.environment_error is not None:
+            raise DeployFailed(f"Cannot set the environment: {self.environment_error}.")
+        env = self.environment_vars if self.environment_vars is not None else self.entity.environment_vars
+        return dict(env)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,20 +90,50 @@ class ScoringReply:
     batch: int = 1  # requests scored by the same predict call
 
 
+@dataclass(frozen=True, slots=True)
+class GpuStats:
+    """One GPU a deployment's replicas hold, as the host's driver reports it."""
+
+    index: int
+    memory_used_bytes: int
+    memory_total_bytes: int
+    utilization_percent: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessUsage:
+    """One process serving a deployment: cumulative CPU time, so a reader derives CPU % between two
+    readings of its own (several readers, GET, metrics and history, never disturb each other)."""
+
+    pid: int
+    cpu_seconds: float  # user + system since the process started
+    rss_bytes: int
+
+
 @dataclass(frozen=True)
 class DeploymentStatus:
-    """A served entity's deployment as the control plane shows it; `local` is backend-specific detail."""
+    """A served entity's deployment as the control and data planes see it: typed fields only.
+
+    Every field has a neutral default, so a backend that knows less (no processes of its own, no
+    GPUs) leaves it out and render, metrics, history and events still work. `extras` is the
+    backend's own detail (its environment, its cluster's view): rendered as-is under the entity's
+    `local` on the wire for people to read, and never read by any code outside the backend.
+    """
 
     state: str
     message: str
     replicas: int = 0
     ready_replicas: int = 0
+    starting_replicas: int = 0
+    min_replicas: int = 0
+    max_replicas: int = 0
     inflight: int = 0
-    queued: int = 0
+    queued: int = 0  # requests waiting for a replica to start
     cold_starts: int = 0
-    gpus: tuple[int, ...] = ()
-    pids: tuple[int, ...] = ()  # processes serving it on this machine, where the backend knows them
-    local: dict[str, Any] = field(default_factory=dict)
+    gpus: tuple[int, ...] = ()  # device indices its replicas hold
+    gpu_stats: tuple[GpuStats, ...] = ()  # of those devices, where the host can tell
+    processes: tuple[ProcessUsage, ...] = ()  # where the backend runs them on this machine
+    extras: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Deployment(Protocol):
@@ -118,12 +166,24 @@ class ExecutionBackend(Protocol):
     def logs(self, endpoint: str, served: str, *, build: bool = False) -> str: ...
 
 
-def load_backend(name: str, settings: ServingSettings) -> ExecutionBackend:
-    """The backend a `backend` setting names, built from the server's settings."""
+def backend_class(name: str) -> Any:
+    """The class a `backend` shorthand names: 'local', 'ray' or 'package.module:Class'."""
     target = BACKENDS.get(name, name)
     module_name, _, class_name = target.partition(":")
     if not class_name:
         known = ", ".join(sorted(BACKENDS))
         raise ValueError(f"Unknown backend {name!r}: use one of {known}, or 'package.module:Class'.")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(settings)
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def load_backend(name: str, settings: ServingSettings) -> ExecutionBackend:
+    """The backend a `backend` shorthand names, built from the server's settings."""
+    backend: ExecutionBackend = backend_class(name)(settings)
+    return backend
+
+
+def build_backend(settings: ServingSettings) -> ExecutionBackend:
+    """The server's backend: `backend_class` when set, else the class the `backend` shorthand names."""
+    cls = settings.backend_class or backend_class(settings.backend)
+    backend: ExecutionBackend = cls(settings)
+    return backend

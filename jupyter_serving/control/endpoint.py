@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
 
-from jupyter_serving.backends.base import Deployment
+from jupyter_serving.backends.base import Deployment, DeploymentStatus
 from jupyter_serving.control.store import EndpointRecord
 from jupyter_serving.dataplane.metrics import EndpointMetrics
 from jupyter_serving.dataplane.router import RoutingTable
 from jupyter_serving.model.states import CREATING, READY
-
-_NOT_STARTED = {"replicas": 0, "ready_replicas": 0}
 
 
 class Endpoint:
@@ -40,16 +37,16 @@ class Endpoint:
         seen = {id(d): d for d in (*self.active.values(), *self.pending.values())}
         return seen.values()
 
-    def entity_state(self, served: str, pending: bool) -> tuple[str, str, dict[str, Any]]:
-        """(deployment state, message, local runtime info) of one served entity."""
+    def entity_status(self, served: str, pending: bool) -> DeploymentStatus:
+        """One served entity's deployment status; an entity with no deployment yet (or a pending
+        one remembered from before a restart) gets a status with no replicas."""
         deployment = (self.pending if pending else self.active).get(served)
         if deployment is not None:
-            status = deployment.status()
-            return status.state, status.message, status.local
+            return deployment.status()
         stored = self.record.pending_states.get(served) if pending else None
         if stored:
-            return stored[0], stored[1], dict(_NOT_STARTED)
-        return CREATING, "Waiting to be deployed.", dict(_NOT_STARTED)
+            return DeploymentStatus(stored[0], stored[1])
+        return DeploymentStatus(CREATING, "Waiting to be deployed.")
 
     @property
     def ready(self) -> bool:

@@ -19,11 +19,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from jupyter_serving.backends.base import Deployment, ExecutionBackend, load_backend
+from jupyter_serving.backends.base import Deployment, ExecutionBackend, build_backend
 from jupyter_serving.capture import InferenceCapture, payload_table_path
 from jupyter_serving.control import rollout
 from jupyter_serving.control.endpoint import Endpoint
 from jupyter_serving.control.registry import ModelRegistry
+from jupyter_serving.control.secrets import SecretStore
 from jupyter_serving.control.store import EndpointRecord, EndpointStore
 from jupyter_serving.dataplane.invoke import DataPlane
 from jupyter_serving.errors import (
@@ -60,7 +61,7 @@ class EndpointManager:
         self.state_dir = settings.state_path
         self.endpoints: dict[str, Endpoint] = {}
         self.registry = registry or ModelRegistry()
-        self.backend = backend or load_backend(settings.backend, settings)
+        self.backend = backend or build_backend(settings)
         self.store: EndpointStore | None = None
         self.capture: InferenceCapture | None = capture
         self.dataplane = DataPlane(self.get, lambda: self.capture, settings.request_timeout_s)
@@ -73,6 +74,7 @@ class EndpointManager:
             save=self._save,
             retire=self._retire,
             drain_timeout_s=settings.request_timeout_s,
+            secrets=SecretStore(settings.state_path),
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting: asyncio.Task[None] | None = None
@@ -99,6 +101,7 @@ class EndpointManager:
         self._lock_state_dir()
         self.store = EndpointStore(self.state_dir / "endpoints.sqlite")
         private_dir(self.settings.catalog_path)
+        private_dir(self.state_dir / "logs")  # the capture's log; not every backend writes logs here
         await self.backend.start()
         self.registry.warm_up()
         if self.capture is None:

@@ -1,7 +1,7 @@
 """The observer: a periodic task that samples every endpoint into its metrics history and events.
 
-It only reads what the manager exposes (`endpoints`, each endpoint's `record`, `entity_state`,
-`metrics` and replica sets), on the event loop between requests, so serving pays nothing per
+It only reads what the manager exposes (`endpoints`, each endpoint's `record`, `entity_status`,
+`metrics` and deployments' typed status), on the event loop between requests, so serving pays nothing per
 request for the charts: the cost is one pass over the endpoints every `interval_s`.
 """
 
@@ -14,9 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from jupyter_serving.backends.local.gpus import device_stats
+from jupyter_serving.backends.base import Deployment, ProcessUsage
 from jupyter_serving.control.events import EntitySnapshot, EventLog, Snapshot, diff, event
 from jupyter_serving.dataplane.history import Counters, EndpointHistory, Live
 from jupyter_serving.model.config import EndpointConfig
@@ -38,7 +36,7 @@ class Observer:
         self.histories: dict[str, EndpointHistory] = {}
         self._snapshots: dict[str, Snapshot] = {}
         self._cold_since: dict[str, dict[str, int]] = {}
-        self._processes: dict[int, psutil.Process] = {}
+        self._processes: dict[int, tuple[float, float]] = {}  # pid -> (monotonic, cpu seconds) last read
         self._seen: set[int] = set()
         self._last_tick: float | None = None
         self.ticks = 0
@@ -148,43 +146,38 @@ class Observer:
         names = set(deployments) | set(counters) | set(_names(endpoint.record.config))
         return {n: (counters.get(n, Counters()), self._live(deployments.get(n))) for n in names}
 
-    def _live(self, deployment: Any) -> Live:
+    def _live(self, deployment: Deployment | None) -> Live:
         if deployment is None:
             return Live()
         status = deployment.status()
-        info = status.local
-        cpu, memory = self._usage(list(status.pids))
-        gpus = list(status.gpus)
-        gpu_memory = sum(used for _, used, _, _ in device_stats(gpus)) if gpus else None
+        cpu, memory = self._usage(status.processes)
+        gpu_memory = sum(g.memory_used_bytes for g in status.gpu_stats) if status.gpus else None
         return Live(
-            replicas=info["replicas"],
-            ready_replicas=info["ready_replicas"],
-            starting_replicas=info.get("starting_replicas", 0),
-            queued_requests=info.get("queued_requests", 0),
+            replicas=status.replicas,
+            ready_replicas=status.ready_replicas,
+            starting_replicas=status.starting_replicas,
+            queued_requests=status.queued,
             inflight_requests=status.inflight,
-            cold_starts=info.get("cold_starts", 0),
+            cold_starts=status.cold_starts,
             cpu_percent=cpu,
             memory_bytes=memory,
             gpu_memory_bytes=gpu_memory,
         )
 
-    def _usage(self, pids: list[int]) -> tuple[float | None, int | None]:
-        """CPU % (since the previous sample) and resident memory summed over the workers."""
-        if not pids:
+    def _usage(self, processes: tuple[ProcessUsage, ...]) -> tuple[float | None, int | None]:
+        """CPU % (since this observer's previous reading of each process) and resident memory,
+        summed over the processes the backend reports; a process seen first counts 0 % CPU."""
+        if not processes:
             return None, None
+        now = time.monotonic()
         cpu, memory = 0.0, 0
-        for pid in pids:
-            proc = self._processes.get(pid)
-            try:
-                if proc is None:
-                    proc = self._processes[pid] = psutil.Process(pid)
-                    proc.cpu_percent(None)  # the first call only starts the measurement
-                with proc.oneshot():
-                    cpu += proc.cpu_percent(None)
-                    memory += proc.memory_info().rss
-            except psutil.Error:
-                self._processes.pop(pid, None)
-            self._seen.add(pid)
+        for process in processes:
+            before = self._processes.get(process.pid)
+            if before is not None and now > before[0]:
+                cpu += max(0.0, process.cpu_seconds - before[1]) / (now - before[0]) * 100
+            self._processes[process.pid] = (now, process.cpu_seconds)
+            memory += process.rss_bytes
+            self._seen.add(process.pid)
         return cpu, memory
 
 
@@ -205,13 +198,13 @@ def _names(config: EndpointConfig | None) -> list[str]:
 
 
 def _entity(endpoint: Any, name: str, pending: bool) -> EntitySnapshot:
-    state, message, info = endpoint.entity_state(name, pending)
+    status = endpoint.entity_status(name, pending)
     return EntitySnapshot(
-        state=state,
-        message=message or "",
-        replicas=info.get("replicas", 0),
-        ready_replicas=info.get("ready_replicas", 0),
-        cold_starts=info.get("cold_starts", 0),
+        state=status.state,
+        message=status.message or "",
+        replicas=status.replicas,
+        ready_replicas=status.ready_replicas,
+        cold_starts=status.cold_starts,
     )
 
 

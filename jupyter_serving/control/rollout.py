@@ -20,6 +20,7 @@ from typing import Any
 from jupyter_serving.backends.base import DeployFailed, Deployment, DeploymentSpec, ExecutionBackend
 from jupyter_serving.control.endpoint import Endpoint
 from jupyter_serving.control.registry import ModelRegistry
+from jupyter_serving.control.secrets import SecretStore
 from jupyter_serving.dataplane.router import RoutingTable
 from jupyter_serving.model.config import EndpointConfig, ServedEntity
 from jupyter_serving.model.states import FAILED, READY
@@ -43,6 +44,7 @@ class RolloutContext:
     save: Callable[[Endpoint], None]
     retire: Callable[[list[Deployment]], None]  # stop these after they drain, in the background
     drain_timeout_s: float
+    secrets: SecretStore | None = None  # resolves {{secrets/...}} into each DeploymentSpec
 
 
 async def run(ctx: RolloutContext, endpoint: Endpoint, config: EndpointConfig, version: int) -> None:
@@ -58,8 +60,9 @@ async def run(ctx: RolloutContext, endpoint: Endpoint, config: EndpointConfig, v
         for entity in config.served_entities:
             reused = reusable.pop(entity.runtime_key, None)
             if reused is None:
-                spec = DeploymentSpec(endpoint.name, entity, ctx.policy(entity), uris.get(entity.name))
-                reused = ctx.backend.deployment(spec)
+                reused = ctx.backend.deployment(
+                    deployment_spec(ctx, endpoint.name, entity, uris.get(entity.name))
+                )
                 started.append(reused)
             new[entity.name] = reused
         endpoint.pending = new
@@ -86,7 +89,7 @@ async def restore(ctx: RolloutContext, endpoint: Endpoint) -> None:
     try:
         uris = await _resolve(ctx, list(config.served_entities))
         endpoint.active = {
-            e.name: ctx.backend.deployment(DeploymentSpec(endpoint.name, e, ctx.policy(e), uris.get(e.name)))
+            e.name: ctx.backend.deployment(deployment_spec(ctx, endpoint.name, e, uris.get(e.name)))
             for e in config.served_entities
         }
         await deploy_all(list(endpoint.active.values()))
@@ -99,6 +102,22 @@ async def restore(ctx: RolloutContext, endpoint: Endpoint) -> None:
     finally:
         endpoint.settled.set()
     endpoint.routing = routing_table(ctx, config, record.config_version, endpoint.active)
+
+
+def deployment_spec(
+    ctx: RolloutContext, endpoint: str, entity: ServedEntity, load_uri: str | None
+) -> DeploymentSpec:
+    """What a backend gets to run: the entity with its secrets resolved here, so no backend reads
+    the secret store. A missing secret travels in the spec and fails that deployment's deploy, as it
+    would have failed the worker's start, with the same message."""
+    env: dict[str, str] | None = dict(entity.environment_vars)
+    error = None
+    if ctx.secrets is not None:
+        try:
+            env = ctx.secrets.resolve(entity.environment_vars)
+        except KeyError as exc:
+            env, error = None, str(exc.args[0])
+    return DeploymentSpec(endpoint, entity, ctx.policy(entity), load_uri, env, error)
 
 
 async def deploy_all(deployments: list[Deployment]) -> None:

@@ -11,8 +11,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from jupyter_serving.backends.base import Deployment
-from jupyter_serving.backends.local.gpus import device_stats
+from jupyter_serving.backends.base import Deployment, GpuStats
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -56,30 +55,30 @@ class _LiveGauges:
         cold = CounterMetricFamily(
             "cold_starts", "Replicas started for a request that found none", labels=["served_entity"]
         )
-        gpus: list[int] = []
+        gpus: dict[int, GpuStats] = {}
         for deployment in self._deployments():
             status = deployment.status()
             replicas.add_metric([deployment.name], status.replicas)
             inflight.add_metric([deployment.name], status.inflight)
             queued.add_metric([deployment.name], status.queued)
             cold.add_metric([deployment.name], status.cold_starts)
-            gpus.extend(status.gpus)
+            gpus.update((g.index, g) for g in status.gpu_stats)
         yield from (replicas, inflight, queued, cold)
-        yield from _gpu_gauges(gpus)
+        yield from _gpu_gauges([gpus[i] for i in sorted(gpus)])
 
 
-def _gpu_gauges(devices: Iterable[int]) -> Iterable[Metric]:
-    """Memory and utilisation of the GPUs this endpoint's replicas hold (nothing without NVML)."""
-    stats = device_stats(sorted(set(devices)))
+def _gpu_gauges(stats: list[GpuStats]) -> Iterable[Metric]:
+    """Memory and utilisation of the GPUs this endpoint's replicas hold, as their backends report
+    them (nothing where the host cannot tell)."""
     if not stats:
         return
     used = GaugeMetricFamily("gpu_memory_used_bytes", "GPU memory in use", labels=["device"])
     total = GaugeMetricFamily("gpu_memory_total_bytes", "GPU memory", labels=["device"])
     busy = GaugeMetricFamily("gpu_utilization_percent", "GPU utilisation", labels=["device"])
-    for index, mem_used, mem_total, utilisation in stats:
-        used.add_metric([str(index)], mem_used)
-        total.add_metric([str(index)], mem_total)
-        busy.add_metric([str(index)], utilisation)
+    for gpu in stats:
+        used.add_metric([str(gpu.index)], gpu.memory_used_bytes)
+        total.add_metric([str(gpu.index)], gpu.memory_total_bytes)
+        busy.add_metric([str(gpu.index)], gpu.utilization_percent)
     yield from (used, total, busy)
 
 

@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 API = "api/2.0/serving-endpoints"
-UC_API = "api/2.1/unity-catalog"
 TARGET_STATES = ("NOT_UPDATING",)
 FAILURE_STATES = ("UPDATE_FAILED", "UPDATE_CANCELED")
 # Fields the server adds to a served entity on output; sending them back in a PUT would store them
@@ -369,32 +368,6 @@ class Client:
 
     def health(self) -> dict[str, Any]:
         return self._json("GET", "api/2.0/jupyter-serving/health")
-
-    # -- Unity Catalog grants -----------------------------------------------------------------
-
-    def grants(
-        self, securable_type: str, full_name: str, *, principal: str | None = None, effective: bool = False
-    ) -> list[dict[str, Any]]:
-        """`privilege_assignments` on a securable (`catalog`, `schema`, `function` for a model,
-        `table`); `effective` adds what is inherited from above, with where it comes from."""
-        route = "effective-permissions" if effective else "permissions"
-        path = f"{UC_API}/{route}/{quote(securable_type, safe='')}/{quote(full_name, safe='')}"
-        params = {"principal": principal} if principal else None
-        return list(self._json("GET", path, params=params).get("privilege_assignments") or [])
-
-    def update_grants(
-        self,
-        securable_type: str,
-        full_name: str,
-        principal: str,
-        *,
-        add: Iterable[str] = (),
-        remove: Iterable[str] = (),
-    ) -> list[dict[str, Any]]:
-        """Grant (`add`) or revoke (`remove`) privileges of `principal` (admin only); the result."""
-        path = f"{UC_API}/permissions/{quote(securable_type, safe='')}/{quote(full_name, safe='')}"
-        body = {"changes": [{"principal": principal, "add": list(add), "remove": list(remove)}]}
-        return list(self._json("PATCH", path, json=body).get("privilege_assignments") or [])
 
     def inference_table(self, name: str, *, unpack: bool = True, **bounds: Any) -> pd.DataFrame:
         """The endpoint's inference (payload) table as a DataFrame, one row per input row.

@@ -259,19 +259,6 @@ def text_table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-def grants_table(assignments: list[Mapping[str, Any]]) -> str:
-    """Privilege assignments as a text table: principal, privilege, and where an inherited one comes from."""
-    rows = [("PRINCIPAL", "PRIVILEGE", "INHERITED FROM")]
-    for assignment in assignments:
-        for privilege in assignment.get("privileges") or []:
-            if isinstance(privilege, Mapping):
-                source = privilege.get("inherited_from_name") or ""
-                rows.append((str(assignment.get("principal")), str(privilege.get("privilege")), source))
-            else:
-                rows.append((str(assignment.get("principal")), str(privilege), ""))
-    return text_table(rows)
-
-
 def _entity_label(entity: Mapping[str, Any]) -> str:
     model = entity.get("entity_name") or entity.get("model_name") or ""
     version = entity.get("entity_version") or entity.get("model_version") or ""
@@ -333,13 +320,6 @@ def _parser(prog: str, *names: str) -> MagicArgumentParser:
     return parser
 
 
-class _IntermixedParser(MagicArgumentParser):
-    """Privileges may come before or after `--principal P`, as people write them."""
-
-    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
-        return self.parse_intermixed_args(args, namespace)
-
-
 def _with_wait(parser: MagicArgumentParser) -> MagicArgumentParser:
     parser.add_argument("--no-wait", action="store_true", help="return once the server accepted the change")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for READY")
@@ -367,13 +347,6 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
     monitor = _parser("monitor", "name")
     monitor.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     monitor.add_argument("--window", type=float, default=900.0, help="seconds of history charted")
-    grants = _IntermixedParser(prog="%serve grants")
-    grants.add_argument("action", choices=["show", "grant", "revoke"])
-    grants.add_argument("securable_type", help="catalog, schema, function (a model) or table")
-    grants.add_argument("full_name", help="e.g. main, main.default, main.default.iris")
-    grants.add_argument("privileges", nargs="*", help="to grant or revoke, e.g. USE_CATALOG EXECUTE")
-    grants.add_argument("--principal", help="service principal (name or application id) or 'account users'")
-    grants.add_argument("--effective", action="store_true", help="show: include inherited grants")
     promote = _with_wait(_parser("promote", "name"))
     promote.add_argument("--to", metavar="URL", help="URL of the target workspace")
     promote.add_argument("--profile", help="~/.databrickscfg profile of the target")
@@ -395,7 +368,6 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
         "table": _parser("table", "name"),
         "monitor": monitor,
         "whoami": _parser("whoami"),
-        "grants": grants,
         "validate": validate,
         "promote": promote,
     }
@@ -518,11 +490,6 @@ class ServeMagics(Magics):
                                        live charts (requests, latency, errors, replicas, traffic)
                                        and events, updated in place; returns the EndpointMonitor
           %serve whoami                who this notebook's token is (admin, or a service principal)
-          %serve grants show TYPE NAME [--principal P] [--effective]
-          %serve grants grant|revoke TYPE NAME --principal P PRIVILEGE...
-                                       Unity Catalog grants (TYPE: catalog, schema, function for a
-                                       model, table). An endpoint's creator needs USE_CATALOG,
-                                       USE_SCHEMA and EXECUTE to serve a three-level model
           %serve validate MODEL_URI -d VAR [--override REQ]... [--env-manager uv|auto|local]
                                        before creating an endpoint: build the environment it would
                                        use (same cache as the server), predict VAR there, show the
@@ -595,20 +562,6 @@ class ServeMagics(Magics):
         admin = (me.get("jupyter_serving") or {}).get("admin")
         role = "admin" if admin else f"service principal {me.get('applicationId')}"
         return f"{me.get('userName')} ({role})"
-
-    def _cmd_grants(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
-        """Print the grants on a securable (after the change, for grant and revoke)."""
-        where = (args.securable_type, args.full_name)
-        if args.action == "show":
-            if args.privileges:
-                raise UsageError("%serve grants show takes no privileges; use grant or revoke.")
-            rows = self.client.grants(*where, principal=args.principal, effective=args.effective)
-        else:
-            if not args.principal or not args.privileges:
-                raise UsageError(f"%serve grants {args.action} needs --principal and at least one privilege.")
-            change = {"add" if args.action == "grant" else "remove": args.privileges}
-            rows = self.client.update_grants(*where, args.principal, **change)
-        print(grants_table(rows) if rows else f"No grants on {args.securable_type} '{args.full_name}'.")
 
     def _cmd_get(self, args: Any, cell: str | None, ns: dict[str, Any]) -> EndpointCard:
         return EndpointCard(self.client.get(args.name))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_serving.backends.local.environments import (
+from jupyter_serving.environments.cache import (
     UV,
     Environment,
     EnvironmentBuildFailed,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_serving.backends.local.backend import MAX_SOCKET_DIR, LocalBackend, fallback_socket_dir
+from jupyter_serving.backends.local.settings import LocalBackendSettings
 from jupyter_serving.settings import ServingSettings
 
 
@@ -26,7 +27,8 @@ def _backend(tmp_path: Path) -> LocalBackend:
     state = tmp_path / ("deep-" * 20) / "state"
     assert len(str(state / "sockets")) > MAX_SOCKET_DIR
     return LocalBackend(
-        ServingSettings(state_dir=str(state), warm_pool_size=0, worker_start="spawn", gpus=[])
+        ServingSettings(state_dir=str(state)),
+        LocalBackendSettings(warm_pool_size=0, worker_start="spawn", gpus=[]),
     )
 
 

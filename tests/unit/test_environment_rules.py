@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_serving.backends.local import requirements as reqs
-from jupyter_serving.backends.local.environments import (
+from jupyter_serving.environments import requirements as reqs
+from jupyter_serving.environments.cache import (
     MARKER,
     EnvironmentCache,
     entity_manager,

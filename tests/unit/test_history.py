@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 
+import psutil
 import pytest
 from prometheus_client import Histogram
 
-from jupyter_serving.backends.base import DeploymentStatus
+from jupyter_serving.backends.base import DeploymentStatus, ProcessUsage
 from jupyter_serving.control.endpoint import Endpoint
 from jupyter_serving.control.events import EntitySnapshot, EventLog, Snapshot, diff
 from jupyter_serving.control.observer import Observer, _counters
@@ -260,7 +260,7 @@ def test_event_log_skips_a_torn_line_and_forgets_deleted_endpoints(tmp_path) -> 
 
 # ------------------------------------------------------------------ the observer over a double of the manager
 class _Deployment:
-    """A deployment double whose replicas are this test process (psutil can measure it)."""
+    """A deployment double whose replicas are this test process, reported in typed fields only."""
 
     def __init__(self, name: str, replicas: int) -> None:
         self.name = name
@@ -268,14 +268,10 @@ class _Deployment:
 
     def status(self) -> DeploymentStatus:
         n = self.replicas
-        local = {
-            "replicas": n,
-            "ready_replicas": n,
-            "starting_replicas": 0,
-            "queued_requests": 0,
-            "cold_starts": 0,
-        }
-        return DeploymentStatus(READY, "", n, n, pids=(os.getpid(),) * n, local=local)
+        me = psutil.Process()
+        times = me.cpu_times()
+        usage = ProcessUsage(me.pid, times.user + times.system, me.memory_info().rss)
+        return DeploymentStatus(READY, "", n, n, processes=(usage,) * n)
 
 
 def _endpoint() -> Endpoint:
@@ -311,7 +307,7 @@ def test_observer_samples_rates_processes_and_scaling_then_forgets_a_deleted_end
     samples = body["served_entities"][0]["samples"]
     assert samples["requests_2xx_per_s"][0] == 0.0 and samples["requests_2xx_per_s"][1] > 0
     assert samples["replicas"] == [1, 2] and samples["batch_size_mean"][1] == 2.0
-    assert samples["memory_bytes"][1] > 0 and samples["cpu_percent"][1] is not None  # psutil, this process
+    assert samples["memory_bytes"][1] > 0 and samples["cpu_percent"][1] is not None  # this process
     assert body["traffic"]["a"] == [100, 100]
     assert [e["type"] for e in observer.events.get("ep")] == ["ENDPOINT_CREATED", "SCALED_UP"]
     del manager.endpoints["ep"]

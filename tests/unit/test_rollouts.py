@@ -13,6 +13,7 @@ import pytest
 from inprocess_backend import Gate, HeldCapture, InProcessBackend, KnownModels
 
 from jupyter_serving.control.manager import EndpointManager
+from jupyter_serving.control.secrets import SecretStore
 from jupyter_serving.errors import InvalidState, ResourceConflict
 from jupyter_serving.model.states import (
     IN_PROGRESS,
@@ -172,6 +173,31 @@ def test_a_failed_update_changes_nothing_that_serves(tmp_path: Path) -> None:
             and endpoint.record.config.served_entities[0].workload_size == "Small"
         )
         assert h.backend.live_names() == {"a"}
+        assert await h.invoke("ep") == "a"
+
+    run(tmp_path, scenario)
+
+
+def test_secrets_reach_the_backend_resolved_in_the_spec_and_a_missing_one_fails_the_deploy(
+    tmp_path: Path,
+) -> None:
+    """The control plane resolves {{secrets/...}}: the backend gets values, never the store; a
+    secret deleted since the config was accepted fails that entity the way a worker start did."""
+    SecretStore(tmp_path).put("scope", "key", "s3cr3t")
+
+    async def scenario(h: Harness) -> None:
+        env = {"TOKEN": "{{secrets/scope/key}}", "PLAIN": "x"}
+        await h.create_ready("ep", config(entity("a", environment_vars=env)))
+        assert h.manager.get("ep").active["a"].environment == {"TOKEN": "s3cr3t", "PLAIN": "x"}
+        assert h.manager.get("ep").record.config.served_entities[0].environment_vars == env  # refs only
+        await h.manager.update_config(
+            "ep", config(entity("b", environment_vars={"K": "{{secrets/scope/gone}}"}))
+        )
+        await h.settle("ep")
+        endpoint = h.manager.get("ep")
+        assert endpoint.record.update.state == UPDATE_FAILED
+        message = "Cannot set the environment: secret scope/gone (environment variable K) does not exist."
+        assert endpoint.record.update.message == message
         assert await h.invoke("ep") == "a"
 
     run(tmp_path, scenario)

@@ -1,12 +1,19 @@
-"""One settings class: defaults, JUPYTER_SERVING_* environment variables, config, and CLI flags."""
+"""The settings classes (the server's and each backend's own): defaults, JUPYTER_SERVING_*
+environment variables, config, CLI flags, and the backend class they pick."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from inprocess_backend import InProcessBackend
 from traitlets.config import Config
 
+from jupyter_serving.backends.base import build_backend
+from jupyter_serving.backends.local.backend import LocalBackend
+from jupyter_serving.backends.local.settings import LocalBackendSettings
+from jupyter_serving.backends.ray.backend import RayBackend
+from jupyter_serving.backends.ray.settings import RayBackendSettings
 from jupyter_serving.cli import build_parser, server_argv, server_env
 from jupyter_serving.settings import ServingSettings
 
@@ -19,16 +26,55 @@ def test_environment_overrides_defaults_and_config_overrides_environment(
     monkeypatch.setenv("JUPYTER_SERVING_GPUS", "0, 2")
     monkeypatch.setenv("JUPYTER_SERVING_FAST_PATH", "false")
     from_env = ServingSettings()
-    assert (from_env.request_timeout_s, from_env.gpus, from_env.fast_path) == (7.5, [0, 2], False)
+    assert (from_env.request_timeout_s, from_env.fast_path) == (7.5, False)
+    assert LocalBackendSettings(parent=from_env).gpus == [0, 2]
     config = Config({"ServingSettings": {"request_timeout_s": 3.0}})
     assert ServingSettings(config=config).request_timeout_s == 3.0
 
 
 def test_empty_gpu_list_means_no_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JUPYTER_SERVING_GPUS", "")
-    assert ServingSettings().gpus == []
+    assert LocalBackendSettings().gpus == []
     monkeypatch.delenv("JUPYTER_SERVING_GPUS")
-    assert ServingSettings().gpus is None  # unset: discover with NVML
+    assert LocalBackendSettings().gpus is None  # unset: discover with NVML
+
+
+def test_backend_settings_read_their_own_section_the_servers_config_and_the_old_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A backend's settings come from its own class's config (inherited from the server's
+    settings, its parent), below which the JUPYTER_SERVING_* variables keep their old names."""
+    monkeypatch.setenv("JUPYTER_SERVING_RAY_ADDRESS", "auto")
+    monkeypatch.setenv("JUPYTER_SERVING_WORKER_START", "spawn")
+    monkeypatch.setenv("JUPYTER_SERVING_WARM_POOL_SIZE", "3")
+    config = Config(
+        {"RayBackendSettings": {"ray_replica_cpus": 0.5}, "LocalBackendSettings": {"warm_pool_size": 0}}
+    )
+    server = ServingSettings(config=config, state_dir=str(tmp_path))
+    ray, local = RayBackendSettings(parent=server), LocalBackendSettings(parent=server)
+    assert (ray.ray_address, ray.ray_replica_cpus) == ("auto", 0.5)
+    assert (local.worker_start, local.warm_pool_size) == ("spawn", 0)  # config beats the variable
+    assert not {"ray_address", "worker_start", "warm_pool_size", "gpus"} & set(ServingSettings.class_traits())
+    backend = LocalBackend(server)
+    assert (backend.own.worker_start, backend.own.warm_pool_size) == ("spawn", 0)
+    assert RayBackend(server).sizing.num_cpus == 0.5
+
+
+def test_backend_class_wins_over_the_backend_shorthand(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert type(build_backend(ServingSettings(state_dir=str(tmp_path)))) is LocalBackend
+    assert type(build_backend(ServingSettings(state_dir=str(tmp_path), backend="ray"))) is RayBackend
+    named = ServingSettings(
+        state_dir=str(tmp_path), backend="ray", backend_class="inprocess_backend.InProcessBackend"
+    )
+    assert type(build_backend(named)) is InProcessBackend
+    monkeypatch.setenv("JUPYTER_SERVING_BACKEND_CLASS", "jupyter_serving.backends.ray.backend.RayBackend")
+    assert type(build_backend(ServingSettings(state_dir=str(tmp_path)))) is RayBackend
+    flags = server_argv(
+        build_parser().parse_args(["serve", "--backend-class", "inprocess_backend.InProcessBackend"])
+    )
+    assert "--ServingSettings.backend_class=inprocess_backend.InProcessBackend" in flags
 
 
 def test_every_setting_is_a_flag_of_serve() -> None:
@@ -53,7 +99,18 @@ def test_every_setting_is_a_flag_of_serve() -> None:
     assert server_env(build_parser().parse_args(["serve", "--gpus", ""])) == {"JUPYTER_SERVING_GPUS": ""}
     assert "--ServingSettings.fast_path=False" in argv
     flags = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["serve"]._actions}
-    assert set(ServingSettings.class_traits(env=True)) <= flags
+    for cls in (ServingSettings, LocalBackendSettings, RayBackendSettings):
+        assert set(cls.class_traits(env=True)) <= flags
+
+
+def test_backend_flags_configure_the_backends_own_settings_class() -> None:
+    args = build_parser().parse_args(
+        ["serve", "--ray-address", "auto", "--ray-replica-cpus", "0.5", "--worker-start", "spawn"]
+    )
+    argv = server_argv(args)
+    assert "--RayBackendSettings.ray_address=auto" in argv
+    assert "--RayBackendSettings.ray_replica_cpus=0.5" in argv
+    assert "--LocalBackendSettings.worker_start=spawn" in argv
 
 
 def test_env_manager_is_a_setting_flag_and_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The local backend: replicas are worker subprocesses on this machine.
 
 It owns what only this backend needs: the warm pool of pre-imported interpreters, the private
-socket directory, the GPU inventory and the periodic autoscaler tick. Each served entity's
+socket directory, the GPU inventory and the periodic autoscaler tick, and its own settings
+(`LocalBackendSettings`, beside the server's shared `ServingSettings`). Each served entity's
 `Deployment` is a `ReplicaSet`; the control plane sees only the `backends.base` interface.
 """
 
@@ -18,12 +19,12 @@ import time
 from pathlib import Path
 
 from jupyter_serving.backends.base import DeploymentSpec
-from jupyter_serving.backends.local.environments import EnvironmentCache, worker_path
 from jupyter_serving.backends.local.gpus import GpuAllocator
 from jupyter_serving.backends.local.gpus import discover as discover_gpus
 from jupyter_serving.backends.local.replica import WarmPool
 from jupyter_serving.backends.local.replica_set import ReplicaSet, SetOptions, Spawner
-from jupyter_serving.control.secrets import SecretStore
+from jupyter_serving.backends.local.settings import LocalBackendSettings
+from jupyter_serving.environments.cache import EnvironmentCache, worker_path
 from jupyter_serving.files import private_dir
 from jupyter_serving.settings import ServingSettings
 
@@ -34,8 +35,9 @@ LOG_TAIL_BYTES = 64 * 1024
 class LocalBackend:
     """Subprocess replicas: warm pool, Unix-socket replicas, GPU placement, autoscaling, supervision."""
 
-    def __init__(self, settings: ServingSettings) -> None:
+    def __init__(self, settings: ServingSettings, own: LocalBackendSettings | None = None) -> None:
         self.settings = settings
+        self.own = own if own is not None else LocalBackendSettings(parent=settings)
         self.log_dir = settings.state_path / "logs"
         self.pool: WarmPool | None = None
         self.spawner: Spawner | None = None
@@ -57,7 +59,7 @@ class LocalBackend:
     async def _start(self) -> None:
         private_dir(self.log_dir)
         self.pool = WarmPool(
-            self.settings.warm_pool_size, self.log_dir / "warm-pool.log", start=self.settings.worker_start
+            self.own.warm_pool_size, self.log_dir / "warm-pool.log", start=self.own.worker_start
         )
         envs = self.settings.env_cache_path
         self.environments = EnvironmentCache(
@@ -74,8 +76,7 @@ class LocalBackend:
                 "catalog_root": str(self.settings.catalog_path),
                 "feature_refresh_s": self.settings.feature_refresh_s,
             },
-            GpuAllocator(discover_gpus(self.settings.gpus)),
-            SecretStore(self.settings.state_path),
+            GpuAllocator(discover_gpus(self.own.gpus)),
             self.environments,
             self.settings.env_manager,
             worker_path(envs),
@@ -102,9 +103,16 @@ class LocalBackend:
 
     def deployment(self, spec: DeploymentSpec) -> ReplicaSet:
         assert self.spawner is not None, "the backend is not started"
-        options = SetOptions(self.settings.cold_start_queue_size, self.settings.memory_headroom_bytes)
+        options = SetOptions(self.settings.cold_start_queue_size, self.own.memory_headroom_bytes)
         rset = ReplicaSet(
-            spec.endpoint, spec.entity, self.spawner, spec.policy, options, spec.load_uri, self.sets.discard
+            spec.endpoint,
+            spec.entity,
+            self.spawner,
+            spec.policy,
+            options,
+            spec.load_uri,
+            self.sets.discard,
+            entity_env=spec.environment,
         )
         self.sets.add(rset)
         return rset

@@ -14,21 +14,25 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 
 from jupyter_serving.backends.base import (
     DeployFailed,
     DeploymentStatus,
+    GpuStats,
+    ProcessUsage,
     Retired,
     ScoringReply,
     ScoringRequest,
 )
-from jupyter_serving.backends.local.environments import (
+from jupyter_serving.backends.local.gpus import GpuAllocator, device_stats
+from jupyter_serving.backends.local.replica import Replica, WarmPool, WarmPools
+from jupyter_serving.environments.cache import (
     LOCAL,
     Environment,
     EnvironmentBuildFailed,
@@ -36,16 +40,11 @@ from jupyter_serving.backends.local.environments import (
     entity_manager,
     worker_env,
 )
-from jupyter_serving.backends.local.gpus import GpuAllocator
-from jupyter_serving.backends.local.replica import Replica, WarmPool, WarmPools
 from jupyter_serving.errors import DeadlineExceeded, InternalError, TemporarilyUnavailable
 from jupyter_serving.model.config import ServedEntity
 from jupyter_serving.model.states import ABORTED, FAILED, READY, RECOVERING, DeploymentState
 from jupyter_serving.policy.autoscaler import DOWN, ZERO, ScalingPolicy, replicas_to_add, tick
 from jupyter_serving.policy.placement import gpus_per_replica
-
-if TYPE_CHECKING:
-    from jupyter_serving.control.secrets import SecretStore
 
 log = logging.getLogger("jupyter_serving")
 
@@ -63,7 +62,6 @@ class Spawner:
     deploy_timeout_s: float
     worker_options: dict[str, Any]
     gpus: GpuAllocator
-    secrets: SecretStore | None = None  # resolves {{secrets/scope/key}} in environment_vars
     environments: EnvironmentCache | None = None  # None: every worker runs in the server's environment
     env_manager: str = LOCAL
     worker_dir: Path | None = None  # PYTHONPATH of workers in built environments (our package only)
@@ -114,7 +112,10 @@ class Spawner:
         env: dict[str, str],
         load_uri: str | None = None,
         waiting: Callable[[str], None] = lambda reason: None,
+        entity_env: Callable[[], dict[str, str]] | None = None,
     ) -> Replica:
+        """`entity_env` gives the entity's environment_vars with secrets resolved (the spec's); it
+        raises DeployFailed where one could not be. Unset: the entity's as written."""
         environment = await self.environment(endpoint, entity, load_uri, waiting)
         count = gpus_per_replica(entity.workload_type)
         try:
@@ -122,7 +123,9 @@ class Spawner:
         except ValueError as exc:
             raise DeployFailed(f"Cannot place {entity.workload_type}: {exc}.") from None
         try:
-            replica = await self._start_worker(endpoint, entity, env, load_uri, devices, environment)
+            replica = await self._start_worker(
+                endpoint, entity, env, load_uri, devices, environment, entity_env
+            )
         except BaseException:
             self.gpus.release(devices)
             raise
@@ -138,14 +141,10 @@ class Spawner:
         load_uri: str | None,
         devices: list[int],
         environment: Environment | None = None,
+        entity_env: Callable[[], dict[str, str]] | None = None,
     ) -> Replica:
         env = {**env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))}  # CPU replicas see no GPU
-        try:
-            entity_env = entity.environment_vars
-            if self.secrets is not None:
-                entity_env = self.secrets.resolve(entity_env)
-        except KeyError as exc:
-            raise DeployFailed(f"Cannot set the environment: {exc.args[0]}.") from None
+        variables = entity_env() if entity_env is not None else dict(entity.environment_vars)
         if environment is None or environment.name == "server" or self.worker_dir is None:
             worker = await self.pool.acquire()
         else:
@@ -158,7 +157,7 @@ class Spawner:
                 "socket_path": str(socket_path),
                 "log_path": str(self.log_path(endpoint, entity.name)),
                 "label": label,
-                "env": {**entity_env, **env},
+                "env": {**variables, **env},
                 **self.worker_options,
             }
         )
@@ -226,6 +225,29 @@ class ReplicaMemory:
         self._readings.pop(pid, None)
 
 
+class ProcessReadings:
+    """CPU time and resident memory of the replicas' processes, for `status()`: a psutil handle is
+    kept per pid, so each reading costs two small /proc reads instead of a fresh lookup."""
+
+    def __init__(self) -> None:
+        self._handles: dict[int, psutil.Process] = {}
+
+    def read(self, pids: Iterable[int]) -> tuple[ProcessUsage, ...]:
+        out = []
+        for pid in pids:
+            try:
+                handle = self._handles.get(pid) or self._handles.setdefault(pid, psutil.Process(pid))
+                with handle.oneshot():
+                    times = handle.cpu_times()
+                    out.append(ProcessUsage(pid, times.user + times.system, handle.memory_info().rss))
+            except psutil.Error:  # exited between the replica list and the reading
+                self._handles.pop(pid, None)
+        return tuple(out)
+
+    def forget(self, pid: int) -> None:
+        self._handles.pop(pid, None)
+
+
 class ReplicaSet:
     """The running replicas of one served entity: deployment state, autoscaling, supervision."""
 
@@ -239,6 +261,7 @@ class ReplicaSet:
         load_uri: str | None = None,
         on_stopped: Callable[[ReplicaSet], None] = lambda rset: None,
         memory: ReplicaMemory | None = None,
+        entity_env: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.entity = entity
@@ -247,6 +270,7 @@ class ReplicaSet:
         self.policy = policy
         self.options = options
         self.load_uri = load_uri  # the model's files, resolved once by the server
+        self.entity_env = entity_env  # its environment_vars, secrets resolved by the server
         self.deployment = DeploymentState()
         self.replicas: list[Replica] = []  # the ones requests may use
         self.env: dict[str, str] = {}
@@ -264,6 +288,7 @@ class ReplicaSet:
         self._stopping: asyncio.Task[None] | None = None
         self._on_stopped = on_stopped
         self._memory = memory if memory is not None else ReplicaMemory()
+        self._processes = ProcessReadings()
 
     @property
     def name(self) -> str:
@@ -314,7 +339,9 @@ class ReplicaSet:
         self._set_state(READY, self.capped)
 
     async def _start_one(self) -> Replica:
-        replica = await self.spawner.start(self.endpoint, self.entity, self.env, self.load_uri, self._waiting)
+        replica = await self.spawner.start(
+            self.endpoint, self.entity, self.env, self.load_uri, self._waiting, self.entity_env
+        )
         self._started.add(replica)
         replica.on_broken = self._changed.set  # waiting requests re-check at once
         if self.stopping:  # the set was stopped while this replica loaded
@@ -483,6 +510,7 @@ class ReplicaSet:
     def _forget(self, replica: Replica) -> None:
         self._started.discard(replica)
         self._memory.forget(replica.pid)
+        self._processes.forget(replica.pid)
 
     # ------------------------------------------------------------- supervision
     async def _supervise(self, replica: Replica) -> None:
@@ -547,31 +575,29 @@ class ReplicaSet:
         self._on_stopped(self)
 
     def status(self) -> DeploymentStatus:
+        gpus = tuple(sorted(d for r in self.replicas for d in r.gpus))
         return DeploymentStatus(
             state=self.state,
             message=self.message,
             replicas=len(self.replicas),
             ready_replicas=len([r for r in self.replicas if r.usable]),
+            starting_replicas=self.starting,
+            min_replicas=self.policy.min_replicas,
+            max_replicas=self.policy.max_replicas,
             inflight=self.inflight,
             queued=self.waiting,
             cold_starts=self.cold_starts,
-            gpus=tuple(sorted(d for r in self.replicas for d in r.gpus)),
-            pids=tuple(r.pid for r in self.replicas),
-            local=self.describe(),
+            gpus=gpus,
+            gpu_stats=tuple(GpuStats(*s) for s in device_stats(gpus)) if gpus else (),
+            processes=self._processes.read(r.pid for r in self.replicas),
+            extras=self.describe(),
         )
 
     def describe(self) -> dict[str, Any]:
+        """This backend's own detail, shown under the entity's `local` beside the typed fields."""
         features = self.replicas[0].feature_tables() if self.replicas else []
         return {
             **({"feature_tables": features} if features else {}),
-            "replicas": len(self.replicas),
-            "ready_replicas": len([r for r in self.replicas if r.usable]),
-            "starting_replicas": self.starting,
-            "min_replicas": self.policy.min_replicas,
-            "max_replicas": self.policy.max_replicas,
-            "queued_requests": self.waiting,
-            "cold_starts": self.cold_starts,
-            "gpus": sorted(d for r in self.replicas for d in r.gpus),
             "environment": self.spawner.environment_of(self.endpoint, self.entity),
         }
 

@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_serving.backends.base import DeployFailed, DeploymentSpec
-from jupyter_serving.backends.local import requirements as reqs
-from jupyter_serving.backends.local.environments import AUTO, LOCAL, MANAGERS, entity_manager
 from jupyter_serving.backends.ray.options import (
     DEPLOYMENT_NAME,
     ReplicaSizing,
@@ -35,9 +33,10 @@ from jupyter_serving.backends.ray.options import (
     runtime_env,
     server_prefix,
 )
-from jupyter_serving.control.secrets import SecretStore
+from jupyter_serving.backends.ray.settings import RayBackendSettings
+from jupyter_serving.environments import requirements as reqs
+from jupyter_serving.environments.cache import AUTO, LOCAL, MANAGERS, entity_manager
 from jupyter_serving.files import private_dir
-from jupyter_serving.model.config import ServedEntity
 from jupyter_serving.policy.autoscaler import ScalingPolicy
 from jupyter_serving.settings import ServingSettings
 
@@ -89,13 +88,13 @@ def import_ray() -> tuple[Any, Any]:
 class RayBackend:
     """Ray Serve applications, one per served entity runtime, on a running or private Ray cluster."""
 
-    def __init__(self, settings: ServingSettings) -> None:
+    def __init__(self, settings: ServingSettings, own: RayBackendSettings | None = None) -> None:
         self.settings = settings
+        self.own = own if own is not None else RayBackendSettings(parent=settings)
         self.prefix = server_prefix(str(settings.state_path.expanduser().resolve()))
         self.sizing = ReplicaSizing(
-            settings.ray_replica_cpus, settings.max_batch_size, settings.cold_start_queue_size
+            self.own.ray_replica_cpus, settings.max_batch_size, settings.cold_start_queue_size
         )
-        self.secrets = SecretStore(settings.state_path)
         probe = ScalingPolicy(1, 1, 1, False, settings.scale_down_delay_s, settings.scale_to_zero_idle_s)
         self.push_s = str(metrics_push_s(look_back_s(probe)))
         self.deployments: set[RayDeployment] = set()
@@ -128,7 +127,7 @@ class RayBackend:
 
     def _connect(self) -> None:
         ray, serve = self._ray, self._serve
-        address = self.settings.ray_address.strip() or "local"
+        address = self.own.ray_address.strip() or "local"
         options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
         if address == "local":
             # A busy machine can take longer than Ray's 30 s default to start the node's agents.
@@ -243,23 +242,19 @@ class RayBackend:
             await asyncio.sleep(0.2)
 
     # ----------------------------------------------------------------- what a replica gets
-    async def runtime_env(
-        self, endpoint: str, entity: ServedEntity, load_uri: str | None, waiting: Callable[[str], None]
-    ) -> dict[str, Any]:
-        """The replica's runtime_env: its variables, and the model's packages when env_manager says
-        the model needs an environment of its own (the same requirements the local backend builds)."""
+    async def runtime_env(self, spec: DeploymentSpec, waiting: Callable[[str], None]) -> dict[str, Any]:
+        """The replica's runtime_env: its variables (secrets resolved by the server into the spec),
+        and the model's packages when env_manager says the model needs an environment of its own
+        (the same requirements the local backend builds)."""
+        entity = spec.entity
         manager = entity_manager(self.settings.env_manager, entity.environment_vars)
         if manager not in MANAGERS:
             raise DeployFailed(f"JUPYTER_SERVING_ENV_MANAGER must be one of {', '.join(MANAGERS)}.")
-        try:
-            env_vars = self.secrets.resolve(entity.environment_vars)
-        except KeyError as exc:
-            raise DeployFailed(f"Cannot set the environment: {exc.args[0]}.") from None
-        env_vars = {**self._replica_env(), **env_vars}
-        packages, decision = await asyncio.to_thread(_packages, manager, load_uri)
+        env_vars = {**self._replica_env(), **spec.environment()}
+        packages, decision = await asyncio.to_thread(_packages, manager, spec.load_uri)
         env = runtime_env(env_vars, packages)
         shown = {**env, "env_vars": sorted(env_vars)}  # names only: values may be secrets
-        self.build_logs[(endpoint, entity.name)] = f"{decision}\nruntime_env: {json.dumps(shown)}\n"
+        self.build_logs[(spec.endpoint, entity.name)] = f"{decision}\nruntime_env: {json.dumps(shown)}\n"
         if packages is not None:
             waiting(f"Ray builds the model's Python environment (uv runtime_env) on each node: {decision}")
         return env

@@ -48,6 +48,7 @@ class RayDeployment:
 
     def __init__(self, backend: RayBackend, spec: DeploymentSpec) -> None:
         self.backend = backend
+        self.spec = spec
         self.endpoint = spec.endpoint
         self.entity = spec.entity
         self.key = spec.key
@@ -79,7 +80,7 @@ class RayDeployment:
 
     # ----------------------------------------------------------------- deploy
     async def deploy(self) -> None:
-        env = await self.backend.runtime_env(self.endpoint, self.entity, self.load_uri, self.deployment.note)
+        env = await self.backend.runtime_env(self.spec, self.deployment.note)
         self._options = opts.deployment_options(
             self.policy, self.entity.workload_type, self.backend.sizing, env
         )
@@ -236,17 +237,13 @@ class RayDeployment:
             message=self.deployment.message,
             replicas=running,
             ready_replicas=running,
+            starting_replicas=starting,
+            min_replicas=0 if self.policy.scale_to_zero else self.policy.min_replicas,
+            max_replicas=self.policy.max_replicas,
             inflight=self.inflight,
             queued=self.queued,
             cold_starts=self.cold_starts,
-            local={
-                "replicas": running,
-                "ready_replicas": running,
-                "starting_replicas": starting,
-                "min_replicas": 0 if self.policy.scale_to_zero else self.policy.min_replicas,
-                "max_replicas": self.policy.max_replicas,
-                "queued_requests": self.queued,
-                "cold_starts": self.cold_starts,
+            extras={
                 "ray": {
                     "application": self.app,
                     "status": app.status if app is not None else None,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from jupyter_serving.backends.local import requirements as reqs
+from jupyter_serving.environments import requirements as reqs
 
 log = logging.getLogger("jupyter_serving")
 
@@ -413,7 +413,7 @@ def worker_path(root: Path) -> Path:
     folder = root / ".worker-path"
     folder.mkdir(parents=True, exist_ok=True)
     link = folder / "jupyter_serving"
-    target = Path(__file__).resolve().parents[2]
+    target = Path(__file__).resolve().parents[1]  # jupyter_serving/
     if not (link.is_symlink() and Path(os.readlink(link)) == target):
         tmp = folder / f".link-{uuid.uuid4().hex[:8]}"
         tmp.symlink_to(target, target_is_directory=True)
