@@ -37,8 +37,9 @@ def _column(spec: dict[str, Any]) -> dict[str, Any]:
     if kind == "array":
         return {"type": "array", "items": _column(spec.get("items") or {})}
     if kind == "object":
+        # MLflow's Object.to_dict keys each property by its name (the spec has no "name" field).
         props = (
-            {p["name"]: _column(p) for p in spec.get("properties", {}).values()}
+            {name: _column(p) for name, p in spec["properties"].items()}
             if isinstance(spec.get("properties"), dict)
             else {}
         )

@@ -27,6 +27,7 @@ from jupyter_serving.notebook.client import (
     ServingAPIError,
     ServingClientError,
     WaitTimeout,
+    chunk_text,
     failure_message,
     served_entities,
 )
@@ -259,6 +260,19 @@ def text_table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
+def grants_table(assignments: list[Mapping[str, Any]]) -> str:
+    """Privilege assignments as a text table: principal, privilege, and where an inherited one comes from."""
+    rows = [("PRINCIPAL", "PRIVILEGE", "INHERITED FROM")]
+    for assignment in assignments:
+        for privilege in assignment.get("privileges") or []:
+            if isinstance(privilege, Mapping):
+                source = privilege.get("inherited_from_name") or ""
+                rows.append((str(assignment.get("principal")), str(privilege.get("privilege")), source))
+            else:
+                rows.append((str(assignment.get("principal")), str(privilege), ""))
+    return text_table(rows)
+
+
 def _entity_label(entity: Mapping[str, Any]) -> str:
     model = entity.get("entity_name") or entity.get("model_name") or ""
     version = entity.get("entity_version") or entity.get("model_version") or ""
@@ -320,6 +334,13 @@ def _parser(prog: str, *names: str) -> MagicArgumentParser:
     return parser
 
 
+class _IntermixedParser(MagicArgumentParser):
+    """Privileges may come before or after `--principal P`, as people write them."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        return self.parse_intermixed_args(args, namespace)
+
+
 def _with_wait(parser: MagicArgumentParser) -> MagicArgumentParser:
     parser.add_argument("--no-wait", action="store_true", help="return once the server accepted the change")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for READY")
@@ -336,6 +357,13 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
     query = _parser("query", "name")
     query.add_argument("-d", "--data", metavar="VAR", help="a pandas DataFrame variable to score")
     query.add_argument("--served", help="score this served entity, ignoring the traffic split")
+    query.add_argument(
+        "--stream",
+        nargs="?",
+        const="",
+        metavar="QUESTION",
+        help="stream an agent's answer, printing tokens as they arrive (the question, else the body or -d)",
+    )
     validate = _parser("validate", "model_uri")
     validate.add_argument("-d", "--data", metavar="VAR", help="a pandas DataFrame variable to score")
     validate.add_argument(
@@ -347,6 +375,13 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
     monitor = _parser("monitor", "name")
     monitor.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     monitor.add_argument("--window", type=float, default=900.0, help="seconds of history charted")
+    grants = _IntermixedParser(prog="%serve grants")
+    grants.add_argument("action", choices=["show", "grant", "revoke"])
+    grants.add_argument("securable_type", help="catalog, schema, function (a model) or table")
+    grants.add_argument("full_name", help="e.g. main, main.default, main.default.iris")
+    grants.add_argument("privileges", nargs="*", help="to grant or revoke, e.g. USE_CATALOG EXECUTE")
+    grants.add_argument("--principal", help="service principal (name or application id) or 'account users'")
+    grants.add_argument("--effective", action="store_true", help="show: include inherited grants")
     promote = _with_wait(_parser("promote", "name"))
     promote.add_argument("--to", metavar="URL", help="URL of the target workspace")
     promote.add_argument("--profile", help="~/.databrickscfg profile of the target")
@@ -368,6 +403,7 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
         "table": _parser("table", "name"),
         "monitor": monitor,
         "whoami": _parser("whoami"),
+        "grants": grants,
         "validate": validate,
         "promote": promote,
     }
@@ -467,9 +503,11 @@ class ServeMagics(Magics):
                         scale_to_zero_enabled: false
           %%serve update NAME [--no-wait] [--timeout S]
               Body: the new config (`served_entities`, `traffic_config`, `auto_capture_config`).
-          %%serve query NAME [--served SERVED]
+          %%serve query NAME [--served SERVED] [--stream]
               Body: an invocation payload (`dataframe_split`, `dataframe_records`, `instances`,
               `inputs`, with optional `params`). Returns the predictions as a DataFrame.
+              With --stream (an agent's `input` / a chat model's `messages`), prints the
+              answer's text as the model yields it.
 
         Line magics:
 
@@ -482,6 +520,9 @@ class ServeMagics(Magics):
           %serve logs NAME [SERVED]    a served entity's logs (SERVED optional with one entity)
           %serve traffic NAME A=90 B=10 [--no-wait]
                                        change only the traffic split (percentages sum to 100)
+          %serve query NAME --stream "QUESTION" [--served SERVED]
+                                       ask an agent or chat model; its answer is printed token
+                                       by token as it arrives (as in the OpenAI clients)
           %serve query NAME -d VAR [--served SERVED]
                                        score the pandas DataFrame VAR; returns the predictions
                                        as a DataFrame on VAR's index (`served_model_name` in .attrs)
@@ -490,6 +531,11 @@ class ServeMagics(Magics):
                                        live charts (requests, latency, errors, replicas, traffic)
                                        and events, updated in place; returns the EndpointMonitor
           %serve whoami                who this notebook's token is (admin, or a service principal)
+          %serve grants show TYPE NAME [--principal P] [--effective]
+          %serve grants grant|revoke TYPE NAME --principal P PRIVILEGE...
+                                       Unity Catalog grants (TYPE: catalog, schema, function for a
+                                       model, table). An endpoint's creator needs USE_CATALOG,
+                                       USE_SCHEMA and EXECUTE to serve a three-level model
           %serve validate MODEL_URI -d VAR [--override REQ]... [--env-manager uv|auto|local]
                                        before creating an endpoint: build the environment it would
                                        use (same cache as the server), predict VAR there, show the
@@ -563,6 +609,20 @@ class ServeMagics(Magics):
         role = "admin" if admin else f"service principal {me.get('applicationId')}"
         return f"{me.get('userName')} ({role})"
 
+    def _cmd_grants(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
+        """Print the grants on a securable (after the change, for grant and revoke)."""
+        where = (args.securable_type, args.full_name)
+        if args.action == "show":
+            if args.privileges:
+                raise UsageError("%serve grants show takes no privileges; use grant or revoke.")
+            rows = self.client.grants(*where, principal=args.principal, effective=args.effective)
+        else:
+            if not args.principal or not args.privileges:
+                raise UsageError(f"%serve grants {args.action} needs --principal and at least one privilege.")
+            change = {"add" if args.action == "grant" else "remove": args.privileges}
+            rows = self.client.update_grants(*where, args.principal, **change)
+        print(grants_table(rows) if rows else f"No grants on {args.securable_type} '{args.full_name}'.")
+
     def _cmd_get(self, args: Any, cell: str | None, ns: dict[str, Any]) -> EndpointCard:
         return EndpointCard(self.client.get(args.name))
 
@@ -584,6 +644,8 @@ class ServeMagics(Magics):
         print(self.client.logs(args.name, args.served) or "(no log lines yet)")
 
     def _cmd_query(self, args: Any, cell: str | None, ns: dict[str, Any]) -> Any:
+        if args.stream is not None:
+            return self._stream(args, cell, ns)
         has_body = bool(cell and cell.strip())
         if has_body == bool(args.data):
             raise UsageError("Give the input either as `-d VAR` (a DataFrame) or as the cell body, not both.")
@@ -597,6 +659,36 @@ class ServeMagics(Magics):
             return self.client.query(args.name, data, args.served)
         except TypeError as exc:
             raise UsageError(str(exc)) from None
+
+    def _stream(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
+        """Print the text of each chunk as it arrives. Plain `print` with a flush per token, so a
+        terminal, nbclient or a frontend without widgets shows the answer growing too."""
+        given = [bool(args.stream), bool(cell and cell.strip()), bool(args.data)]
+        if sum(given) != 1:
+            raise UsageError(
+                'Give the question once: `--stream "QUESTION"`, the cell body, or `-d VAR`; see %serve?'
+            )
+        if args.data and args.data not in ns:
+            raise UsageError(f"No variable named {args.data!r} in the notebook.")
+        request = args.stream or (ns[args.data] if args.data else parse_body(cell, "query"))
+        if not isinstance(request, str | Mapping):
+            raise UsageError(f"--stream takes a question or a payload dict, not {type(request).__name__}.")
+        chunks = self.client.stream(args.name, request, args.served)
+        printed = False
+        try:
+            for chunk in chunks:
+                text = chunk_text(chunk)
+                if not text and not _is_event(chunk):
+                    text = json.dumps(chunk) + "\n"  # a chunk with no text: show it whole
+                if text:
+                    print(text, end="", flush=True)
+                    printed = True
+        except KeyboardInterrupt:
+            raise UsageError("Stopped streaming; the model's generator was closed.") from None
+        finally:
+            chunks.close()  # at once, not when the traceback goes: the server stops the model
+            if printed:
+                print(flush=True)
 
     def _cmd_validate(self, args: Any, cell: str | None, ns: dict[str, Any]) -> Any:
         from jupyter_serving.notebook.validate import validate
@@ -686,6 +778,14 @@ def _signature(endpoint: Mapping[str, Any]) -> str:
     # What the progress display shows, minus timestamps: redraw only when it changes, so terminal
     # front ends (which print every update) see one line per state change.
     return render_endpoint_text(endpoint)
+
+
+def _is_event(chunk: Any) -> bool:
+    # ResponsesAgent events other than text deltas (item done, tool calls...) and chat chunks with an
+    # empty delta (the final one, carrying finish_reason and usage) add no text: skip them quietly.
+    return isinstance(chunk, Mapping) and (
+        str(chunk.get("type", "")).startswith("response.") or "choices" in chunk or "delta" in chunk
+    )
 
 
 def _elapsed(started: float) -> str:
