@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -330,6 +330,63 @@ class Client:
         )
         return frame
 
+    def stream(
+        self,
+        name: str,
+        payload: Mapping[str, Any] | str | None = None,
+        served: str | None = None,
+        *,
+        input: Any = None,  # the wire's own name, as in the OpenAI client
+        messages: Iterable[Mapping[str, Any]] | None = None,
+        custom_inputs: Mapping[str, Any] | None = None,
+        timeout: float = 130.0,
+    ) -> Generator[Any, None, None]:
+        """Stream an agent's or LLM's answer: yields each chunk (parsed JSON) as the model yields it.
+
+        `payload` is a request body (`input`, `messages`, `dataframe_records`, ...), or a plain
+        question: it goes as `messages` to an endpoint whose signature takes `messages` (a chat
+        model) and as a ResponsesAgent's `input` otherwise. `input=` / `messages=` build the body
+        from keywords instead. `timeout` bounds the wait for each chunk, not the whole stream.
+        An error answer, or an error event mid-stream, raises `ServingAPIError` (`ServerError` for
+        a failure after the stream began). Closing the iterator early closes the connection, which
+        stops the model's generator on the server.
+        """
+        body = self._stream_body(name, payload, input=input, messages=messages)
+        if custom_inputs is not None:
+            body["custom_inputs"] = dict(custom_inputs)
+        body["stream"] = True
+        path = f"serving-endpoints/{quote(name, safe='')}"
+        if served is not None:
+            path += f"/served-models/{quote(served, safe='')}"
+        response = self._request("POST", f"{path}/invocations", json=body, timeout=timeout, stream=True)
+        return _iter_stream(response)
+
+    def _stream_body(
+        self, name: str, payload: Mapping[str, Any] | str | None, *, input: Any, messages: Any
+    ) -> dict[str, Any]:
+        given = [x is not None for x in (payload, input, messages)]
+        if sum(given) != 1:
+            raise TypeError("stream() takes exactly one of: a payload or question, input=, messages=.")
+        if isinstance(payload, Mapping):
+            return dict(payload)
+        if messages is not None:
+            return {"messages": [dict(m) for m in messages]}
+        if input is not None:
+            return {"input": [{"role": "user", "content": input}] if isinstance(input, str) else list(input)}
+        if not isinstance(payload, str):
+            raise TypeError(f"stream() takes a payload dict or a question, not {type(payload).__name__}.")
+        return question_payload(payload, self._takes_messages(name))
+
+    def _takes_messages(self, name: str) -> bool:
+        """Whether the endpoint's served model takes chat `messages` rather than `input`, read from
+        its OpenAPI document (built from the MLflow signature). Not cached: a name may be reused
+        for another model, and the read costs one local round trip."""
+        try:
+            doc = self._json("GET", f"{self._ep(name)}/openapi")
+        except ServingAPIError:  # e.g. no right to read it: a ResponsesAgent is the default
+            return False
+        return signature_takes_messages(doc)
+
     # -- observability ----------------------------------------------------------------------
 
     def logs(self, name: str, served: str | None = None) -> str:
@@ -519,3 +576,80 @@ def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
         for f in text_string_to_metric_families(text)
         for s in f.samples
     ]
+
+
+def question_payload(question: str, takes_messages: bool = False) -> dict[str, Any]:
+    """A plain question as a request body: chat `messages`, or a ResponsesAgent's `input`."""
+    turn = [{"role": "user", "content": question}]
+    return {"messages": turn} if takes_messages else {"input": turn}
+
+
+def signature_takes_messages(openapi: Mapping[str, Any]) -> bool:
+    """Whether an endpoint's OpenAPI document describes chat input (a `messages` column and no
+    `input` column), the way MLflow signs ChatModel and ChatAgent models."""
+    columns: set[str] = set()
+    for route in (openapi.get("paths") or {}).values():
+        schema = route.get("post", {}).get("requestBody", {}).get("content", {})
+        schema = schema.get("application/json", {}).get("schema", {})
+        for form in schema.get("oneOf") or []:
+            records = (form.get("properties") or {}).get("dataframe_records") or {}
+            columns |= set(((records.get("items") or {}).get("properties") or {}).keys())
+        break  # the first served entity speaks for the endpoint
+    return "messages" in columns and "input" not in columns
+
+
+def sse_events(lines: Iterable[bytes | str]) -> Iterator[tuple[str | None, str]]:
+    """`(event, data)` per Server-Sent Event; `event` is None for plain `data:` events."""
+    event: str | None = None
+    data: list[str] = []
+    for raw in lines:
+        line = raw.decode() if isinstance(raw, bytes) else raw
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = None, []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    if data:
+        yield event, "\n".join(data)
+
+
+def stream_chunks(events: Iterable[tuple[str | None, str]]) -> Iterator[Any]:
+    """Parsed chunks until `[DONE]`; an `error` event raises the server's error."""
+    for event, data in events:
+        if event == "error":
+            raise api_error(500, data)
+        if data == "[DONE]":
+            return
+        yield json.loads(data)
+
+
+def _iter_stream(response: requests.Response) -> Generator[Any, None, None]:
+    # chunk_size=None hands over each HTTP chunk as it arrives: one per model chunk.
+    with response:
+        try:
+            yield from stream_chunks(sse_events(response.iter_lines(chunk_size=None)))
+        except requests.RequestException as exc:
+            raise ServingConnectionError(f"The stream from {response.url} broke off: {exc}") from exc
+
+
+def chunk_text(chunk: Any) -> str:
+    """The text a streamed chunk adds: a ResponsesAgent's `response.output_text.delta`, a chat
+    chunk's `choices[0].delta.content`, a ChatAgent chunk's `delta.content`, or a plain string."""
+    if isinstance(chunk, str):
+        return chunk
+    if not isinstance(chunk, Mapping):
+        return ""
+    if chunk.get("type") == "response.output_text.delta":
+        return str(chunk.get("delta") or "")
+    choices = chunk.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+        delta = choices[0].get("delta") or {}
+        text = delta.get("content") if isinstance(delta, Mapping) else None
+        return str(text if text is not None else choices[0].get("text") or "")
+    delta = chunk.get("delta")
+    if isinstance(delta, Mapping) and isinstance(delta.get("content"), str):
+        return delta["content"]
+    return ""

@@ -27,6 +27,7 @@ from jupyter_serving.notebook.client import (
     ServingAPIError,
     ServingClientError,
     WaitTimeout,
+    chunk_text,
     failure_message,
     served_entities,
 )
@@ -356,6 +357,13 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
     query = _parser("query", "name")
     query.add_argument("-d", "--data", metavar="VAR", help="a pandas DataFrame variable to score")
     query.add_argument("--served", help="score this served entity, ignoring the traffic split")
+    query.add_argument(
+        "--stream",
+        nargs="?",
+        const="",
+        metavar="QUESTION",
+        help="stream an agent's answer, printing tokens as they arrive (the question, else the body or -d)",
+    )
     validate = _parser("validate", "model_uri")
     validate.add_argument("-d", "--data", metavar="VAR", help="a pandas DataFrame variable to score")
     validate.add_argument(
@@ -495,9 +503,11 @@ class ServeMagics(Magics):
                         scale_to_zero_enabled: false
           %%serve update NAME [--no-wait] [--timeout S]
               Body: the new config (`served_entities`, `traffic_config`, `auto_capture_config`).
-          %%serve query NAME [--served SERVED]
+          %%serve query NAME [--served SERVED] [--stream]
               Body: an invocation payload (`dataframe_split`, `dataframe_records`, `instances`,
               `inputs`, with optional `params`). Returns the predictions as a DataFrame.
+              With --stream (an agent's `input` / a chat model's `messages`), prints the
+              answer's text as the model yields it.
 
         Line magics:
 
@@ -510,6 +520,9 @@ class ServeMagics(Magics):
           %serve logs NAME [SERVED]    a served entity's logs (SERVED optional with one entity)
           %serve traffic NAME A=90 B=10 [--no-wait]
                                        change only the traffic split (percentages sum to 100)
+          %serve query NAME --stream "QUESTION" [--served SERVED]
+                                       ask an agent or chat model; its answer is printed token
+                                       by token as it arrives (as in the OpenAI clients)
           %serve query NAME -d VAR [--served SERVED]
                                        score the pandas DataFrame VAR; returns the predictions
                                        as a DataFrame on VAR's index (`served_model_name` in .attrs)
@@ -631,6 +644,8 @@ class ServeMagics(Magics):
         print(self.client.logs(args.name, args.served) or "(no log lines yet)")
 
     def _cmd_query(self, args: Any, cell: str | None, ns: dict[str, Any]) -> Any:
+        if args.stream is not None:
+            return self._stream(args, cell, ns)
         has_body = bool(cell and cell.strip())
         if has_body == bool(args.data):
             raise UsageError("Give the input either as `-d VAR` (a DataFrame) or as the cell body, not both.")
@@ -644,6 +659,36 @@ class ServeMagics(Magics):
             return self.client.query(args.name, data, args.served)
         except TypeError as exc:
             raise UsageError(str(exc)) from None
+
+    def _stream(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
+        """Print the text of each chunk as it arrives. Plain `print` with a flush per token, so a
+        terminal, nbclient or a frontend without widgets shows the answer growing too."""
+        given = [bool(args.stream), bool(cell and cell.strip()), bool(args.data)]
+        if sum(given) != 1:
+            raise UsageError(
+                'Give the question once: `--stream "QUESTION"`, the cell body, or `-d VAR`; see %serve?'
+            )
+        if args.data and args.data not in ns:
+            raise UsageError(f"No variable named {args.data!r} in the notebook.")
+        request = args.stream or (ns[args.data] if args.data else parse_body(cell, "query"))
+        if not isinstance(request, str | Mapping):
+            raise UsageError(f"--stream takes a question or a payload dict, not {type(request).__name__}.")
+        chunks = self.client.stream(args.name, request, args.served)
+        printed = False
+        try:
+            for chunk in chunks:
+                text = chunk_text(chunk)
+                if not text and not _is_event(chunk):
+                    text = json.dumps(chunk) + "\n"  # a chunk with no text: show it whole
+                if text:
+                    print(text, end="", flush=True)
+                    printed = True
+        except KeyboardInterrupt:
+            raise UsageError("Stopped streaming; the model's generator was closed.") from None
+        finally:
+            chunks.close()  # at once, not when the traceback goes: the server stops the model
+            if printed:
+                print(flush=True)
 
     def _cmd_validate(self, args: Any, cell: str | None, ns: dict[str, Any]) -> Any:
         from jupyter_serving.notebook.validate import validate
@@ -733,6 +778,14 @@ def _signature(endpoint: Mapping[str, Any]) -> str:
     # What the progress display shows, minus timestamps: redraw only when it changes, so terminal
     # front ends (which print every update) see one line per state change.
     return render_endpoint_text(endpoint)
+
+
+def _is_event(chunk: Any) -> bool:
+    # ResponsesAgent events other than text deltas (item done, tool calls...) and chat chunks with an
+    # empty delta (the final one, carrying finish_reason and usage) add no text: skip them quietly.
+    return isinstance(chunk, Mapping) and (
+        str(chunk.get("type", "")).startswith("response.") or "choices" in chunk or "delta" in chunk
+    )
 
 
 def _elapsed(started: float) -> str:
