@@ -6,11 +6,22 @@ start-up. Reading and analysing the tables lives in `jupyter_serving.tables`.
 
 from __future__ import annotations
 
-from jupyter_serving.capture.row import PayloadRow, RowEncoder, payload_table_path, request_metadata
+from jupyter_serving.capture.row import (
+    AI_GATEWAY,
+    LEGACY,
+    GatewayRowEncoder,
+    PayloadRow,
+    RowEncoder,
+    payload_table_path,
+    request_metadata,
+)
 from jupyter_serving.capture.spool import SpoolWriteError
 from jupyter_serving.capture.writer import InferenceCapture
 
 __all__ = [
+    "AI_GATEWAY",
+    "LEGACY",
+    "GatewayRowEncoder",
     "InferenceCapture",
     "PayloadRow",
     "RowEncoder",

@@ -246,10 +246,11 @@ class Committer:
         self.stats.compactions += 1
         return result
 
-    def ensure_table(self, table_path: str) -> None:
-        """Create the table if needed, and pay Arrow's first-use cost (~0.3 s of CPU) now, when an
-        endpoint starts capturing, rather than in the first commit, amid its traffic."""
-        delta.create_payload_table(Path(table_path))
+    def ensure_table(self, table_path: str, form: str = "legacy") -> None:
+        """Create the table if needed (`form`: see `table.schema_for`), and pay Arrow's first-use
+        cost (~0.3 s of CPU) now, when an endpoint starts capturing, rather than in the first
+        commit, amid its traffic."""
+        delta.create_payload_table(Path(table_path), form)
         if not self._arrow_ready:
             delta.records_to_arrow([])
             self._arrow_ready = True

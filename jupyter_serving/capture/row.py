@@ -1,8 +1,11 @@
 """One logged invocation (`PayloadRow`) and where its table lives.
 
-The columns are those of Databricks' legacy (``auto_capture_config``) payload table, so notebooks
-written against Databricks inference tables read ours unchanged. Standard library only: the server
-imports this on start-up.
+Two forms, as on Databricks: an endpoint's ``auto_capture_config`` writes the legacy payload table
+(`PayloadRow`, `RowEncoder`); its ``ai_gateway.inference_table_config`` writes the AI
+Gateway-enabled inference table (`GatewayRowEncoder`), whose columns are those of
+https://docs.databricks.com/aws/en/ai-gateway/inference-tables ("AI Gateway-enabled inference
+table schema"). Either way notebooks written against Databricks tables read ours unchanged.
+Standard library only: the server imports this on start-up.
 """
 
 from __future__ import annotations
@@ -15,6 +18,13 @@ from pathlib import Path
 from typing import Any
 
 METADATA_KEYS = ("endpoint_name", "model_name", "model_version", "served_entity_name")
+# Our key in a legacy row's request_metadata for a streamed request: the model's time to its first
+# chunk (ms, as a string like every value of the map). Databricks' schema has no column for it, and
+# a map key leaves the schema as Databricks documents it; plain requests do not carry it.
+TTFT_KEY = "time_to_first_token_ms"
+LEGACY, AI_GATEWAY = "legacy", "ai_gateway"  # the two forms of a payload table
+# AI Gateway tables do not log a payload above this size: it is null, with a logging error code.
+MAX_LOGGED_PAYLOAD_BYTES = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -81,12 +91,12 @@ class RowEncoder:
     ``json.dumps`` cost. It decodes to exactly the record `PayloadRow.to_record` gives, plus "table".
     """
 
-    __slots__ = ("_date", "_day", "_tail")
+    __slots__ = ("_date", "_day", "_meta", "_table", "_tail")
 
     def __init__(self, table_path: Path, metadata: dict[str, str]) -> None:
-        meta = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
-        table = encode_basestring(str(table_path))
-        self._tail = f',"sampling_fraction":1.0,"request_metadata":{meta},"table":{table}}}'
+        self._meta = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
+        self._table = encode_basestring(str(table_path))
+        self._tail = f',"sampling_fraction":1.0,"request_metadata":{self._meta},"table":{self._table}}}'
         self._day, self._date = -1, ""
 
     def encode(
@@ -98,18 +108,85 @@ class RowEncoder:
         execution_time_ms: int,
         request: str,
         response: str,
+        first_chunk_ms: float | None = None,
+    ) -> bytes:
+        """`first_chunk_ms` (streams only) goes into request_metadata under `TTFT_KEY`."""
+        day = timestamp_ms // 86_400_000
+        if day != self._day:
+            self._day, self._date = day, utc_date(timestamp_ms).isoformat()
+        client = "null" if client_request_id is None else encode_basestring(client_request_id)
+        tail = self._tail
+        if first_chunk_ms is not None:
+            entry = f'"{TTFT_KEY}":"{round(first_chunk_ms):d}"}}'
+            meta = f"{self._meta[:-1]},{entry}" if len(self._meta) > 2 else f"{{{entry}"
+            tail = f',"sampling_fraction":1.0,"request_metadata":{meta},"table":{self._table}}}'
+        payload = (
+            f'{{"databricks_request_id":{encode_basestring(request_id)},"client_request_id":{client},'
+            f'"date":"{self._date}","timestamp_ms":{timestamp_ms:d},"status_code":{status_code:d},'
+            f'"execution_time_ms":{execution_time_ms:d},"request":{encode_basestring(request)},'
+            f'"response":{encode_basestring(response)}{tail}'
+        )
+        return payload.encode()
+
+
+class GatewayRowEncoder:
+    """The spool JSON of one served entity's rows in an AI Gateway-enabled inference table.
+
+    The columns are Databricks' (https://docs.databricks.com/aws/en/ai-gateway/inference-tables):
+    request_date, databricks_request_id, client_request_id, request_time, status_code,
+    sampling_fraction, execution_duration_ms, request, response, served_entity_id,
+    logging_error_codes, requester. `request_time` travels as epoch milliseconds and becomes a
+    TIMESTAMP in `capture.table`. `served_entity_id` is the served entity's name: Databricks' id
+    joins `system.serving.served_entities`, which this server does not have, and the name is unique
+    within the endpoint. The table has no request_metadata map, so there is no time to first token.
+    """
+
+    __slots__ = ("_date", "_day", "_served", "_tail")
+
+    def __init__(self, table_path: Path, served_entity: str) -> None:
+        self._served = f',"served_entity_id":{encode_basestring(served_entity)}'
+        self._tail = f',"table":{encode_basestring(str(table_path))}}}'
+        self._day, self._date = -1, ""
+
+    def encode(
+        self,
+        request_id: str,
+        client_request_id: str | None,
+        timestamp_ms: int,
+        status_code: int,
+        execution_time_ms: int,
+        request: str,
+        response: str,
+        requester: str | None,
     ) -> bytes:
         day = timestamp_ms // 86_400_000
         if day != self._day:
             self._day, self._date = day, utc_date(timestamp_ms).isoformat()
         client = "null" if client_request_id is None else encode_basestring(client_request_id)
+        who = "null" if requester is None else encode_basestring(requester)
+        errors = []
+        logged_request, logged_response = "null", "null"
+        if _too_large(request):
+            errors.append('"MAX_REQUEST_SIZE_EXCEEDED"')
+        else:
+            logged_request = encode_basestring(request)
+        if _too_large(response):
+            errors.append('"MAX_RESPONSE_SIZE_EXCEEDED"')
+        else:
+            logged_response = encode_basestring(response)
         payload = (
-            f'{{"databricks_request_id":{encode_basestring(request_id)},"client_request_id":{client},'
-            f'"date":"{self._date}","timestamp_ms":{timestamp_ms:d},"status_code":{status_code:d},'
-            f'"execution_time_ms":{execution_time_ms:d},"request":{encode_basestring(request)},'
-            f'"response":{encode_basestring(response)}{self._tail}'
+            f'{{"request_date":"{self._date}","databricks_request_id":{encode_basestring(request_id)},'
+            f'"client_request_id":{client},"request_time":{timestamp_ms:d},"status_code":{status_code:d},'
+            f'"sampling_fraction":1.0,"execution_duration_ms":{execution_time_ms:d},'
+            f'"request":{logged_request},"response":{logged_response}{self._served},'
+            f'"logging_error_codes":[{",".join(errors)}],"requester":{who}{self._tail}'
         )
         return payload.encode()
+
+
+def _too_large(text: str) -> bool:
+    """Over the AI Gateway logging limit; only a long text pays for its UTF-8 length."""
+    return len(text) * 4 > MAX_LOGGED_PAYLOAD_BYTES and len(text.encode()) > MAX_LOGGED_PAYLOAD_BYTES
 
 
 def utc_date(timestamp_ms: int) -> _dt.date:

@@ -14,7 +14,7 @@ server -> service (stdin)
                        ``"table"``; the service adds the checksum the spool stores it with.
   ``!<json>``          a call ``{"id": n, "op": ..., ...}``; ops: ``flush`` (rotate and commit),
                        ``rotate``, ``commit`` (closed segments only), ``optimize`` (``table``),
-                       ``ensure_table`` (``table``), ``stats``, ``stop``.
+                       ``ensure_table`` (``table``, ``form``), ``stats``, ``stop``.
 
 service -> server (stdout)
   ``ready <json>``     once, when the spool is locked and open: ``{"spool_id", "pid"}``.
@@ -224,8 +224,8 @@ class CaptureService:
             self._flush_async(None)
             self._jobs.put((lambda: self.committer.compact(table), call_id))
         elif op == "ensure_table":
-            table = str(call["table"])
-            self._jobs.put((lambda: self.committer.ensure_table(table), call_id))
+            table, form = str(call["table"]), str(call.get("form") or "legacy")
+            self._jobs.put((lambda: self.committer.ensure_table(table, form), call_id))
         elif op == "stats":
             self._jobs.put((self._stats, call_id))
         elif op == "stop":

@@ -424,9 +424,10 @@ class InferenceCapture:
         """Compact `table_path` now (after committing pending rows); return file counts."""
         return dict(await self._call("optimize", table=str(table_path)))
 
-    async def ensure_table(self, table_path: Path) -> None:
-        """Create the (empty) table, e.g. when an endpoint is created with capture enabled."""
-        await self._call("ensure_table", table=str(table_path))
+    async def ensure_table(self, table_path: Path, form: str = "legacy") -> None:
+        """Create the (empty) table, e.g. when an endpoint is created with capture enabled;
+        `form` "ai_gateway" gives a payload table the AI Gateway schema."""
+        await self._call("ensure_table", table=str(table_path), form=form)
 
     async def stats(self) -> CaptureStats:
         """The service's counters, after every row and call sent before this one is handled."""

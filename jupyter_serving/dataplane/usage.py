@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import json
 from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,35 @@ def usage_table_path(catalog_root: Path, endpoint: str, capture: dict[str, Any] 
     return Path(catalog_root).joinpath(*SYSTEM_TABLE)
 
 
+def token_counts(usage: Any) -> tuple[int | None, int | None]:
+    """(input, output) tokens from a model's `usage` object: chat completions' prompt_tokens /
+    completion_tokens or the Responses API's input_tokens / output_tokens; None where not given."""
+    if not isinstance(usage, dict):
+        return None, None
+
+    def count(*keys: str) -> int | None:
+        for key in keys:
+            value = usage.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+        return None
+
+    return count("input_tokens", "prompt_tokens"), count("output_tokens", "completion_tokens")
+
+
+def response_usage(body: bytes) -> dict[str, Any] | None:
+    """The top-level `usage` object of a JSON answer, or None; only a body that mentions "usage"
+    is parsed, so tabular answers cost a substring search."""
+    if b'"usage"' not in body:
+        return None
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    usage = value.get("usage") if isinstance(value, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
 @functools.lru_cache(maxsize=4)
 def _utc_date(day: int) -> str:
     return (_dt.date(1970, 1, 1) + _dt.timedelta(days=day)).isoformat()
@@ -50,9 +80,12 @@ def encode_usage_row(
     execution_time_ms: int,
     request_bytes: int,
     response_bytes: int,
+    usage: dict[str, Any] | None = None,
 ) -> bytes:
-    """The spool line of one usage row (what `capture.table.usage_schema` columns hold)."""
+    """The spool line of one usage row (what `capture.table.usage_schema` columns hold); `usage`
+    is the model's token report, whose counts fill input_token_count / output_token_count."""
     date = _utc_date(timestamp_ms // 86_400_000)
+    tokens_in, tokens_out = token_counts(usage)
     client = "null" if client_request_id is None else encode_basestring(client_request_id)
     served = "null" if served_entity is None else encode_basestring(served_entity)
     return (
@@ -61,5 +94,10 @@ def encode_usage_row(
         f'"endpoint_name":{encode_basestring(endpoint)},"served_entity_name":{served},'
         f'"status_code":{status_code:d},"execution_time_ms":{execution_time_ms:d},'
         f'"request_bytes":{request_bytes:d},"response_bytes":{response_bytes:d},'
+        f'"input_token_count":{_int(tokens_in)},"output_token_count":{_int(tokens_out)},'
         f'"table":{encode_basestring(str(table))}}}'
     ).encode()
+
+
+def _int(value: int | None) -> str:
+    return "null" if value is None else str(value)

@@ -194,6 +194,14 @@ def parse_ai_gateway(raw: Any, where: str = "ai_gateway") -> dict[str, Any]:
     return out
 
 
+def inference_table_form(ai_gateway: dict[str, Any] | None) -> str:
+    """Which schema the endpoint's payload table has: "ai_gateway" when the table was set in
+    `ai_gateway.inference_table_config` (Databricks' AI Gateway-enabled inference table), else
+    "legacy" (`config.auto_capture_config`). Both are stored as the config's auto_capture_config;
+    the record's ai_gateway remembers which one the user asked for."""
+    return "ai_gateway" if (ai_gateway or {}).get("inference_table_config") is not None else "legacy"
+
+
 def parse_email_notifications(raw: Any, where: str = "email_notifications") -> dict[str, list[str]]:
     item = _object(raw, where)
     refuse_unknown(item, ("on_update_failure", "on_update_success"), where)

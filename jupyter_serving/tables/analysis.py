@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from jupyter_serving.capture.row import TTFT_KEY
 from jupyter_serving.tables.reader import RESERVED
 
 ENTITY = "served_entity_name"
@@ -84,13 +85,20 @@ def per_request(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def entity_summary(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Requests, input rows, error rate with its interval, and latency percentiles per entity."""
+    """Requests, input rows, error rate with its interval, and latency percentiles per entity;
+    for streamed requests (agents), time to first token too (`ttft_p50_ms`, `ttft_p95_ms`, NaN
+    for an entity without streams), when the table recorded it (legacy tables do, AI Gateway
+    tables have no column for it)."""
     requests = per_request(frame)
     rows = []
     for entity, group in requests.groupby(ENTITY, sort=True):
         errors = int((group["status_code"] >= 400).sum())
         low, high = wilson_interval(errors, len(group), alpha)
         latency = group["execution_time_ms"].astype(float)
+        ttft: dict[str, float] = {}
+        if TTFT_KEY in group:
+            first = group[TTFT_KEY].astype(float)
+            ttft = {"ttft_p50_ms": first.quantile(0.50), "ttft_p95_ms": first.quantile(0.95)}
         rows.append(
             {
                 ENTITY: entity,
@@ -103,6 +111,7 @@ def entity_summary(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
                 "latency_p50_ms": latency.quantile(0.50),
                 "latency_p95_ms": latency.quantile(0.95),
                 "latency_p99_ms": latency.quantile(0.99),
+                **ttft,
             }
         )
     return pd.DataFrame(rows).set_index(ENTITY)
@@ -295,11 +304,12 @@ class ABReport:
     def _shown(self) -> pd.DataFrame:
         """The summary as people read it: rates in %, latencies with "< 1 ms" for the table's zeros."""
         summary = self.summary.copy()
-        for column in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"):
+        ttft = [c for c in ("ttft_p50_ms", "ttft_p95_ms") if c in summary]
+        for column in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", *ttft):
             summary[column] = summary[column].map(format_ms)
         summary["error_rate"] = summary["error_rate"].map(lambda v: f"{v:.1%}")
         columns = ["requests", "errors", "error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"]
-        return summary[columns]
+        return summary[columns + ttft]
 
     def plot(self) -> Any:
         """The comparison as a matplotlib Figure (error rate, latency, quality per entity)."""
@@ -408,11 +418,18 @@ def _operational_verdict(summary: pd.DataFrame, control: str, alpha: float) -> l
         lines.append(
             f"Latency p50/p95 {entity}: {_p50_p95(row)}, {control}: {_p50_p95(base)} (control: {control})."
         )
+        if "ttft_p50_ms" in summary and not (
+            math.isnan(row["ttft_p50_ms"]) and math.isnan(base["ttft_p50_ms"])
+        ):
+            lines.append(
+                f"Time to first token p50/p95 {entity}: {_p50_p95(row, 'ttft')}, "
+                f"{control}: {_p50_p95(base, 'ttft')}."
+            )
     return lines
 
 
-def _p50_p95(row: pd.Series) -> str:
-    return f"{format_ms(row['latency_p50_ms'])} / {format_ms(row['latency_p95_ms'])}"
+def _p50_p95(row: pd.Series, measure: str = "latency") -> str:
+    return f"{format_ms(row[f'{measure}_p50_ms'])} / {format_ms(row[f'{measure}_p95_ms'])}"
 
 
 def _fmt(value: float, metric: str) -> str:

@@ -6,6 +6,12 @@ columns and `prediction`. All four MLflow scoring formats are understood (`dataf
 `dataframe_records`, `instances`, `inputs`); a request that cannot be unpacked (a failed request,
 an unknown format) still appears, as one row with its `error` and no features, so error rates
 computed from the frame stay right.
+
+Both forms of payload table are read, into the same columns: the legacy one
+(``auto_capture_config``) and the AI Gateway-enabled one (``ai_gateway.inference_table_config``,
+https://docs.databricks.com/aws/en/ai-gateway/inference-tables), whose `request_date`,
+`request_time`, `execution_duration_ms` and `served_entity_id` become `date`, `timestamp_ms`,
+`execution_time_ms` and `served_entity_name`; its `requester` and `logging_error_codes` are kept.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jupyter_serving.capture.row import METADATA_KEYS
+from jupyter_serving.capture.row import METADATA_KEYS, TTFT_KEY
 
 REQUEST_COLUMNS = (
     "databricks_request_id",
@@ -29,8 +35,25 @@ REQUEST_COLUMNS = (
     "execution_time_ms",
     "sampling_fraction",
 )
+GATEWAY_COLUMNS = ("requester", "served_entity_id", "logging_error_codes")  # AI Gateway tables only
+# AI Gateway column -> the legacy column it is read as (see the module docstring).
+GATEWAY_RENAMES = {
+    "request_date": "date",
+    "execution_duration_ms": "execution_time_ms",
+}
 # Columns the reader adds; a model feature with one of these names is renamed `input_<name>`.
-RESERVED = frozenset((*REQUEST_COLUMNS, *METADATA_KEYS, "timestamp", "row_index", "prediction", "error"))
+RESERVED = frozenset(
+    (
+        *REQUEST_COLUMNS,
+        *METADATA_KEYS,
+        *GATEWAY_COLUMNS,
+        TTFT_KEY,
+        "timestamp",
+        "row_index",
+        "prediction",
+        "error",
+    )
+)
 
 
 def inference_table(
@@ -45,8 +68,10 @@ def inference_table(
     With `unpack` (the default), one row per input row with features and predictions as columns;
     without, one row per request with the raw `request`/`response` JSON. Either way the
     `request_metadata` map is spread into `endpoint_name`, `model_name`, `model_version` and
-    `served_entity_name`, and `timestamp` (UTC) is added. `start`/`end` bound `timestamp_ms`
-    (end exclusive); whole `date` partitions outside the range are never read.
+    `served_entity_name`, and `timestamp` (UTC) is added. Where streamed requests recorded their
+    time to first token, it is the float column `time_to_first_token_ms` (NaN for the others).
+    An AI Gateway table gives the same columns (see the module docstring). `start`/`end` bound
+    `timestamp_ms` (end exclusive); whole `date` partitions outside the range are never read.
     """
     requests = _read_requests(Path(source), start, end)
     return unpack_frame(requests) if unpack else requests
@@ -58,25 +83,48 @@ def _read_requests(path: Path, start: _dt.datetime | None, end: _dt.datetime | N
     from deltalake import DeltaTable
 
     dataset = DeltaTable(str(path)).to_pyarrow_dataset()
+    if "request_date" in dataset.schema.names:
+        return _gateway_frame(dataset.to_table(filter=_time_filter(ds, start, end, gateway=True)))
     table = dataset.to_table(filter=_time_filter(ds, start, end))
     metadata = table.column("request_metadata")
     for key in METADATA_KEYS:
         table = table.append_column(key, pc.map_lookup(metadata, key, "first"))
+    ttft = pc.map_lookup(metadata, TTFT_KEY, "first")
+    if ttft.null_count < len(ttft):
+        table = table.append_column(TTFT_KEY, pc.cast(ttft, "float64"))
     table = table.drop_columns(["request_metadata"])
     frame = table.to_pandas()
     frame.insert(3, "timestamp", pd.to_datetime(frame["timestamp_ms"], unit="ms", utc=True))
     return frame.sort_values("timestamp_ms", kind="stable", ignore_index=True)
 
 
-def _time_filter(ds: Any, start: _dt.datetime | None, end: _dt.datetime | None) -> Any:
-    # The `date` conditions let the dataset skip whole partitions; `timestamp_ms` is exact.
-    conditions = []
+def _gateway_frame(table: Any) -> pd.DataFrame:
+    """An AI Gateway table's rows in the legacy frame's columns, plus requester and the others."""
+    frame = table.to_pandas().rename(columns=GATEWAY_RENAMES)
+    stamps = pd.to_datetime(frame.pop("request_time"), utc=True)
+    frame.insert(2, "timestamp_ms", (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1))
+    frame.insert(2, "timestamp", stamps)
+    for key in METADATA_KEYS:  # no request_metadata map in this schema: only the entity is known
+        frame[key] = frame["served_entity_id"] if key == "served_entity_name" else None
+    return frame.sort_values("timestamp_ms", kind="stable", ignore_index=True)
+
+
+def _time_filter(
+    ds: Any, start: _dt.datetime | None, end: _dt.datetime | None, *, gateway: bool = False
+) -> Any:
+    # The date conditions let the dataset skip whole partitions; the time conditions are exact.
+    date, conditions = ds.field("request_date" if gateway else "date"), []
+
+    def moment(value: _dt.datetime) -> Any:
+        return _utc(value) if gateway else int(_utc(value).timestamp() * 1000)
+
+    time = ds.field("request_time" if gateway else "timestamp_ms")
     if start is not None:
-        conditions.append(ds.field("date") >= _utc(start).date())
-        conditions.append(ds.field("timestamp_ms") >= int(_utc(start).timestamp() * 1000))
+        conditions.append(date >= _utc(start).date())
+        conditions.append(time >= moment(start))
     if end is not None:
-        conditions.append(ds.field("date") <= _utc(end).date())
-        conditions.append(ds.field("timestamp_ms") < int(_utc(end).timestamp() * 1000))
+        conditions.append(date <= _utc(end).date())
+        conditions.append(time < moment(end))
     expr = None
     for condition in conditions:
         expr = condition if expr is None else expr & condition
