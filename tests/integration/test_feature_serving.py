@@ -228,3 +228,35 @@ def test_feature_tracing_logs_the_looked_up_values_in_the_inference_table(world:
     row = wait_for(logged, what="the request in the inference table")
     assert '"feature_values"' in row["response"] and '"missing_keys"' in row["response"]
     assert world.server.delete("fs-traced").status_code == 200
+
+
+def test_a_creator_needs_select_on_the_feature_tables(world: FeatureWorld) -> None:
+    """Issue 30: serving a feature spec (or a model with lookups) reads its Unity Catalog tables, so
+    the creator needs SELECT on them (and USE_CATALOG / USE_SCHEMA above), even for a workspace model."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.errors import PermissionDenied
+    from databricks.sdk.service.catalog import PermissionsChange, Privilege
+    from databricks.sdk.service.serving import EndpointCoreConfigInput, ServedEntityInput
+
+    server = world.server
+    admin = WorkspaceClient(host=server.url.rstrip("/"), token=server.token, auth_type="pat")
+    app_id = admin.service_principals.create(display_name="fs-reader").application_id or ""
+    token = admin.token_management.create_obo_token(application_id=app_id).token_value
+    bot = WorkspaceClient(host=server.url.rstrip("/"), token=token, auth_type="pat")
+    served = [ServedEntityInput(entity_name=SPEC, entity_version="1", workload_size="Small")]
+    config = EndpointCoreConfigInput(name="fs-granted", served_entities=served)
+
+    def grant(kind: str, name: str, privilege: Privilege) -> None:
+        change = PermissionsChange(principal=app_id, add=[privilege])
+        admin.grants.update(securable_type=kind, full_name=name, changes=[change])
+
+    with pytest.raises(PermissionDenied, match="USE_CATALOG on catalog 'main'"):
+        bot.serving_endpoints.create(name="fs-granted", config=config)
+    grant("catalog", "main", Privilege.USE_CATALOG)
+    grant("schema", "main.fs", Privilege.USE_SCHEMA)
+    with pytest.raises(PermissionDenied, match=f"SELECT on table '{TABLE}'"):
+        bot.serving_endpoints.create(name="fs-granted", config=config)
+    grant("table", TABLE, Privilege.SELECT)
+    assert bot.serving_endpoints.create(name="fs-granted", config=config).response.creator == "fs-reader"
+    server.wait_settled("fs-granted")
+    assert server.delete("fs-granted").status_code == 200
