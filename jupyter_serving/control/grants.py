@@ -117,7 +117,11 @@ class UnityCatalogGrants:
     def update(self, target: Securable, body: Any) -> dict[str, Any]:
         changes = _changes(body)
         resolved = [
-            (self.resolve(c["principal"]), _privileges(c, "add", target), _privileges(c, "remove", target))
+            (
+                self.resolve(c.get("principal")),
+                _privileges(c, "add", target),
+                _privileges(c, "remove", target),
+            )
             for c in changes
         ]
         self.store.change_grants(target.type, target.full_name, resolved)
