@@ -11,6 +11,7 @@ import base64
 import binascii
 import hmac
 import json
+import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,13 +19,14 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from tornado import web
 
 from jupyter_serving.api.endpoint_openapi import endpoint_openapi
-from jupyter_serving.api.handlers import API, NAME, TOKEN_USER, ServingHandler
+from jupyter_serving.api.handlers import API, NAME, TOKEN_USER, InvocationsHandler, ServingHandler
 from jupyter_serving.control import endpoint_settings
+from jupyter_serving.control.permissions import CAN_QUERY
 from jupyter_serving.dataplane.tokens import ALL_APIS, endpoint_scope, requested_endpoint
 from jupyter_serving.errors import (
-    BadRequest,
     FeatureDisabled,
     InvalidParameterValue,
+    PayloadTooLarge,
     ResourceDoesNotExist,
     ServingError,
 )
@@ -210,25 +212,36 @@ class ExternalFunctionHandler(ServingHandler):
         )
 
 
-class OpenAiCompatibleHandler(ServingHandler):
-    """`/serving-endpoints/chat/completions` and friends name the endpoint in `model`; ours serve
-    MLflow models, not chat, completions or embeddings models, so the answer says where to go."""
+class OpenAiCompatibleHandler(InvocationsHandler):
+    """OpenAI's routes under `/serving-endpoints`, as Databricks serves them: `model` names the
+    endpoint, the rest is the endpoint's own request. With them the OpenAI client that
+    `WorkspaceClient().serving_endpoints.get_open_ai_client()` hands out works unchanged:
+    `responses.create` for a ResponsesAgent, `chat.completions.create` for a chat model, streamed
+    or not. The request then takes exactly the invocations path (split, limits, capture, usage)."""
 
     @web.authenticated
-    def post(self) -> None:
+    async def post(self) -> None:  # type: ignore[override]
+        self.request_id = uuid.uuid4().hex
         task = self.request.path.rstrip("/").split("/serving-endpoints/", 1)[-1]
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise InvalidParameterValue("The request body is not valid JSON.") from None
-        model = body.get("model") if isinstance(body, dict) else None
+        body = self.json_body()
+        if not isinstance(body, dict):
+            raise InvalidParameterValue("The request body must be a JSON object.")
+        model = body.pop("model", None)
         if not isinstance(model, str) or not model:
             raise InvalidParameterValue("Field 'model' is required: the serving endpoint to query.")
-        self.manager.get(model)  # 404 if there is no such endpoint
-        raise BadRequest(
-            f"Endpoint '{model}' serves a custom MLflow model, not a {task.replace('/', ' ')} model; "
-            f"query it with POST /serving-endpoints/{model}/invocations."
-        )
+        if not self.caller.admin:
+            self.endpoint(model, CAN_QUERY)
+        else:
+            self.manager.get(model)  # 404 if there is no such endpoint
+        if task == "responses" and isinstance(body.get("input"), str):
+            # OpenAI accepts a bare string; a ResponsesAgent takes a list of input items.
+            body["input"] = [{"role": "user", "content": body["input"]}]
+        raw = json.dumps(body).encode()
+        limit = self.manager.settings.max_request_bytes
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"The request body is {len(raw)} bytes; the limit is {limit} bytes.")
+        self.request.headers["Content-Type"] = "application/json"
+        await self.answer(model, None, raw)
 
 
 routes: list[tuple[str, type[web.RequestHandler]]] = [
@@ -244,6 +257,7 @@ routes: list[tuple[str, type[web.RequestHandler]]] = [
     (r"/oidc/\.well-known/oauth-authorization-server/?", OidcDiscoveryHandler),
     (r"/oidc/v1/token/?", OidcTokenHandler),
     (r"/serving-endpoints/chat/completions/?", OpenAiCompatibleHandler),
+    (r"/serving-endpoints/responses/?", OpenAiCompatibleHandler),
     (r"/serving-endpoints/completions/?", OpenAiCompatibleHandler),
     (r"/serving-endpoints/embeddings/?", OpenAiCompatibleHandler),
 ]

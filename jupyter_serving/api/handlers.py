@@ -15,6 +15,7 @@ from jupyter_server.auth import IdentityProvider, User
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
+from tornado.iostream import StreamClosedError
 
 from jupyter_serving._version import __version__
 from jupyter_serving.api.auth import AUTHORITY_KEY, Authority, bearer_token, strip_query_token
@@ -26,7 +27,8 @@ from jupyter_serving.control.observer import Observer
 from jupyter_serving.control.permissions import CAN_MANAGE, CAN_QUERY, CAN_VIEW
 from jupyter_serving.control.principals import TOKEN_PREFIX, Principal
 from jupyter_serving.control.secrets import SecretStore, secret_refs
-from jupyter_serving.dataplane.gateway import DataPlaneGateway
+from jupyter_serving.dataplane.gateway import DataPlaneGateway, wants_stream
+from jupyter_serving.dataplane.invoke import LiveStream
 from jupyter_serving.dataplane.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
 from jupyter_serving.dataplane.tokens import ALL_APIS
@@ -443,20 +445,48 @@ class InvocationsHandler(ServingHandler):
         limit = self.manager.settings.max_request_bytes
         if len(body) > limit:
             raise PayloadTooLarge(f"The request body is {len(body)} bytes; the limit is {limit} bytes.")
+        await self.answer(name, served, body)
+
+    async def answer(self, name: str, served: str | None, body: bytes) -> None:
+        """Score `body` on endpoint `name` and write the answer: plain, or a Server-Sent Events
+        stream when the request says `"stream": true`."""
         headers = self.request.headers
-        result = await self.gateway.invoke(
-            name,
-            served,
-            headers.get("Content-Type"),
-            body,
-            headers.get(ROUTING_KEY_HEADER),
-            self.request_id,
-            self.current_user.username,
-        )
+        request = (name, served, headers.get("Content-Type"), body, headers.get(ROUTING_KEY_HEADER))
+        who = (self.request_id or "", self.current_user.username)
+        if wants_stream(body):
+            result = await self.gateway.open_stream(*request, *who)
+            if isinstance(result, LiveStream):
+                await self._send_stream(result)
+                return
+        else:
+            result = await self.gateway.invoke(*request, *who)
         self.set_status(result.status)
         self.set_header("served-model-name", result.served_entity)
         self.set_header("x-request-id", self.request_id)
         self.finish(result.body)
+
+    async def _send_stream(self, live: LiveStream) -> None:
+        """Each chunk is flushed as it arrives; a client that leaves stops the model's generator."""
+        self._live = live
+        self.set_status(200)
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("served-model-name", live.served_entity)
+        self.set_header("x-request-id", self.request_id)
+        try:
+            async for part in live:
+                self.write(part)
+                await self.flush()
+        except StreamClosedError:
+            await live.aclose()
+            return
+        self.finish()
+
+    def on_connection_close(self) -> None:
+        live: LiveStream | None = getattr(self, "_live", None)
+        if live is not None:
+            live.stream.close()  # wakes the stream's pending read; the loop above records it
+        super().on_connection_close()
 
 
 class NotFoundHandler(ServingHandler):

@@ -10,6 +10,7 @@ built with the server's `ServingSettings` as parent, as the local and Ray backen
     backend.deployment(spec)  -> Deployment           (created, not started: state CREATING)
     await deployment.deploy()                          (ready, or raises DeployFailed; cancel-safe)
     await deployment.invoke(request, timeout_s)        (a reply, or raises Retired / ServingError)
+    await deployment.invoke_stream(request, timeout_s) (a ScoringStream of SSE chunks, same errors)
     deployment.status()        -> DeploymentStatus     (feeds GET, metrics, the panel)
     deployment.reconfigure(entity, policy)             (new sizing for an unchanged runtime key)
     deployment.abort(message)  /  await deployment.stop(drain_timeout_s)
@@ -88,6 +89,7 @@ class ScoringReply:
     execution_ms: float
     client_request_id: str | None
     batch: int = 1  # requests scored by the same predict call
+    trace: str | None = None  # the agent's MLflow trace (JSON text), logged with the row
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,30 @@ class ProcessUsage:
     pid: int
     cpu_seconds: float  # user + system since the process started
     rss_bytes: int
+
+
+@dataclass(slots=True)
+class StreamEnd:
+    """How a stream ended: 200 with the response assembled from its chunks (what the inference
+    table logs), or an error status and Databricks error body (before or after the first chunk)."""
+
+    status: int
+    body: bytes
+    execution_ms: float
+    client_request_id: str | None
+    first_chunk_ms: float | None = None
+    usage: dict[str, Any] | None = None  # token counts, where the model reported them
+    trace: str | None = None  # the agent's MLflow trace (JSON text), logged with the row
+
+
+class ScoringStream(Protocol):
+    """A streaming answer: `next` gives Server-Sent Event bytes (one or more `data:` events) until
+    it gives the one `StreamEnd`. `close` stops the producer (the client left); it is idempotent,
+    and a `next` waiting meanwhile returns a `StreamEnd` at once."""
+
+    async def next(self, timeout_s: float) -> bytes | StreamEnd: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -146,6 +172,8 @@ class Deployment(Protocol):
     async def deploy(self) -> None: ...
 
     async def invoke(self, request: ScoringRequest, timeout_s: float) -> ScoringReply: ...
+
+    async def invoke_stream(self, request: ScoringRequest, timeout_s: float) -> ScoringStream: ...
 
     def status(self) -> DeploymentStatus: ...
 

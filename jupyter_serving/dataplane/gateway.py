@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_serving.capture import SpoolWriteError
+from jupyter_serving.dataplane.invoke import LiveStream
 from jupyter_serving.dataplane.limits import RateLimiter
 from jupyter_serving.dataplane.tokens import TokenSigner
-from jupyter_serving.dataplane.usage import encode_usage_row, usage_table_path
+from jupyter_serving.dataplane.usage import encode_usage_row, response_usage, usage_table_path
 from jupyter_serving.errors import (
     RequestLimitExceeded,
     ServingError,
@@ -39,6 +40,18 @@ SCORING_TYPES = ("application/json", "text/csv", "application/x-parquet")
 # service then syncs in one write instead of one per loop iteration. Beyond this many
 # unacknowledged rows the answer waits, which bounds the server's queue.
 USAGE_BACKLOG = 10_000
+
+
+def wants_stream(body: bytes) -> bool:
+    """Whether a request asks for a streamed answer (`"stream": true`); cheap for the rest: only a
+    body that mentions "stream" is parsed."""
+    if b'"stream"' not in body:
+        return False
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(payload, dict) and payload.get("stream") is True
 
 
 def scoring_content_type(header: str | None) -> str:
@@ -123,7 +136,7 @@ class DataPlaneGateway:
                     headers={"Retry-After": self.limiter.retry_after(wait)},
                 )
             result = await self.manager.dataplane.invoke(
-                name, served, scoring_type, body, routing_key, request_id
+                name, served, scoring_type, body, routing_key, request_id, principal
             )
         except ServingError as exc:
             if tracked:
@@ -145,7 +158,67 @@ class DataPlaneGateway:
             await self._usage(
                 record, request_id, result.client_request_id, arrived_ms, principal,
                 result.served_entity, result.status, started, body, len(result.body),
+                response_usage(result.body),
             )  # fmt: skip
+        return result
+
+    async def open_stream(
+        self,
+        name: str,
+        served: str | None,
+        content_type: str | None,
+        body: bytes,
+        routing_key: str | None,
+        request_id: str,
+        principal: str,
+    ) -> Invocation | LiveStream:
+        """`invoke` for a request with `"stream": true`: the same gateway rules, and the usage row
+        written when the stream ends (with the token counts the model reported)."""
+        endpoint = self.manager.get(name)
+        record = endpoint.record
+        gateway = record.ai_gateway or {}
+        tracked = bool((gateway.get("usage_tracking_config") or {}).get("enabled"))
+        started, arrived_ms = time.perf_counter(), int(time.time() * 1000)
+
+        async def usage(
+            status: int, served_entity: str | None, crid: str | None, size: int, tokens: Any = None
+        ) -> None:
+            if tracked:
+                await self._usage(
+                    record,
+                    request_id,
+                    crid,
+                    arrived_ms,
+                    principal,
+                    served_entity,
+                    status,
+                    started,
+                    body,
+                    size,
+                    tokens,
+                )
+
+        try:
+            scoring_type = scoring_content_type(content_type)
+            limits = gateway.get("rate_limits")
+            if limits and (wait := self.limiter.admit(name, limits, principal)) is not None:
+                raise RequestLimitExceeded(
+                    f"Endpoint '{name}' is over its rate limit for {principal}; "
+                    "retry after the window renews.",
+                    headers={"Retry-After": self.limiter.retry_after(wait)},
+                )
+            result = await self.manager.dataplane.open_stream(
+                name, served, scoring_type, body, routing_key, request_id, principal
+            )
+        except ServingError as exc:
+            await usage(exc.http_status, served, None, len(json.dumps(exc.to_json())))
+            raise
+        if isinstance(result, LiveStream):
+            result.after = lambda end: usage(
+                end.status, result.served_entity, end.client_request_id, len(end.body), end.usage
+            )
+        else:
+            await usage(result.status, result.served_entity, result.client_request_id, len(result.body))
         return result
 
     async def _usage(
@@ -160,7 +233,9 @@ class DataPlaneGateway:
         started: float,
         body: bytes,
         response_bytes: int,
+        tokens: dict[str, Any] | None = None,
     ) -> None:
+        """One usage row; `tokens` is the model's `usage` report (its token counts), if any."""
         key = (record.id, record.config_version)
         table = self._usage_tables.get(key)
         if table is None:
@@ -170,7 +245,7 @@ class DataPlaneGateway:
             )
         row = encode_usage_row(
             table, request_id, client_request_id, arrived_ms, principal, record.name, served, status,
-            round((time.perf_counter() - started) * 1000), len(body), response_bytes,
+            round((time.perf_counter() - started) * 1000), len(body), response_bytes, tokens,
         )  # fmt: skip
         capture = self.manager.capture
         assert capture is not None

@@ -22,7 +22,7 @@ import email.utils
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -49,6 +49,10 @@ class Response:
     status: int
     body: bytes
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # A streamed answer (Server-Sent Events): sent with chunked transfer encoding, each part as it
+    # comes; `on_disconnect` is called if the client leaves before the end.
+    stream: AsyncIterator[bytes] | None = None
+    on_disconnect: Callable[[], None] | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -85,6 +89,20 @@ class _Clock:
         return cls.value
 
 
+def encode_stream_head(response: Response, keep_alive: bool) -> bytes:
+    lines = [
+        f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Unknown')}",
+        f"Date: {_Clock.date()}",
+        "Content-Type: text/event-stream",
+        "Cache-Control: no-cache",
+        "Transfer-Encoding: chunked",
+    ]
+    lines += [f"{key}: {value}" for key, value in response.headers]
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 def encode_response(response: Response, keep_alive: bool) -> bytes:
     lines = [
         f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Unknown')}",
@@ -116,6 +134,9 @@ class HttpConnection(asyncio.Protocol):
         self._writing_paused = False
         self._continue_owed = False
         self._eof = False
+        self._lost = False
+        self._on_disconnect: Callable[[], None] | None = None
+        self._drained: asyncio.Future[None] | None = None
         # the message being parsed
         self._target = b""
         self._headers: dict[str, str] = {}
@@ -136,6 +157,11 @@ class HttpConnection(asyncio.Protocol):
         self._queue.clear()
         if self._idle is not None:
             self._idle.cancel()
+        self._lost = True
+        if self._on_disconnect is not None:
+            self._on_disconnect()  # a stream in progress: stop its producer
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
         # An answer in progress runs to its end (scoring and its inference-table row are not cut
         # short by a client that left); only its write is dropped.
 
@@ -169,6 +195,8 @@ class HttpConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
         self._flow()
         self._next()
 
@@ -247,7 +275,10 @@ class HttpConnection(asyncio.Protocol):
                     log.exception("route-optimized listener: unhandled error")
                     message = f"The server failed to handle the request: {exc!r}"
                     response = Response(500, error_body("INTERNAL_ERROR", message))
-            self._write(encode_response(response, keep_alive))
+            if response.stream is not None:
+                await self._stream(response, keep_alive)
+            else:
+                self._write(encode_response(response, keep_alive))
             if isinstance(item, _Refusal):
                 self._linger()
             elif not keep_alive and self._transport is not None:
@@ -266,6 +297,27 @@ class HttpConnection(asyncio.Protocol):
             self._next()
         else:
             self._arm_idle()
+
+    async def _stream(self, response: Response, keep_alive: bool) -> None:
+        """Write a streamed answer part by part, waiting while the client is not reading."""
+        assert response.stream is not None
+        self._on_disconnect = response.on_disconnect
+        try:
+            self._write(encode_stream_head(response, keep_alive))
+            async for part in response.stream:
+                if self._lost:
+                    continue  # the producer was told to stop; let the stream record its end
+                self._write(b"%x\r\n%b\r\n" % (len(part), part))
+                if self._writing_paused and not self._lost:
+                    self._drained = self._loop.create_future()
+                    await self._drained
+            self._write(b"0\r\n\r\n")
+        except Exception:  # the head is sent: all that is left to say is that the answer broke off
+            log.exception("route-optimized listener: a stream failed")
+            self.close()
+        finally:
+            self._on_disconnect = None
+            self._drained = None
 
     def _linger(self) -> None:
         """Close only after reading away what the client is still sending (a body we refused),

@@ -19,7 +19,9 @@ from urllib.parse import unquote
 
 from tornado import netutil
 
+from jupyter_serving.dataplane.gateway import wants_stream
 from jupyter_serving.dataplane.http11 import HttpServer, Request, Response
+from jupyter_serving.dataplane.invoke import LiveStream
 from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
 from jupyter_serving.dataplane.tokens import endpoint_scope
 from jupyter_serving.errors import (
@@ -77,9 +79,11 @@ class DataPlaneListener:
                 log.warning("%d %s %s: %s", exc.http_status, request.method, request.target, exc.message)
             return Response(exc.http_status, _json(exc), headers)
         headers = [("served-model-name", result.served_entity), ("x-request-id", request_id)]
+        if isinstance(result, LiveStream):
+            return Response(200, b"", headers, stream=result, on_disconnect=result.stream.close)
         return Response(result.status, result.body, headers)
 
-    async def _invoke(self, request: Request, request_id: str) -> Invocation:
+    async def _invoke(self, request: Request, request_id: str) -> Invocation | LiveStream:
         path = request.target.split(b"?", 1)[0].decode("latin-1")
         route = _ROUTE.fullmatch(path)
         if route is None:
@@ -100,7 +104,8 @@ class DataPlaneListener:
         if claims["scope"] != endpoint_scope(name):
             raise PermissionDenied(f"The token does not grant querying endpoint '{name}'.")
         body = request.body  # within max_request_bytes: the connection answers 413 to a larger one
-        return await gateway.invoke(
+        call = gateway.open_stream if wants_stream(body) else gateway.invoke
+        return await call(
             name,
             served,
             headers.get("content-type"),

@@ -51,6 +51,9 @@ FORK_PRELOAD = (
 
 
 def main() -> int:
+    # An agent's trace is exported when its root span ends, not up to 5 s later in a batch, so the
+    # request that made it can carry it (worker/traces.py); the store write stays asynchronous.
+    os.environ.setdefault("MLFLOW_USE_BATCH_SPAN_PROCESSOR", "false")
     status = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything the model prints goes to the log, never into the status channel
     assignments: queue.Queue[str] = queue.Queue(maxsize=1)
@@ -149,7 +152,11 @@ async def _serve(scorer: Any, assignment: dict[str, Any], status: TextIO) -> Non
     # server-wide setting; JUPYTER_SERVING_BATCH_WAIT_MS > 0 waits that long for a batch to fill.
     max_batch = int(os.environ.get("JUPYTER_SERVING_MAX_BATCH_SIZE", assignment.get("max_batch_size", 64)))
     wait_ms = float(os.environ.get("JUPYTER_SERVING_BATCH_WAIT_MS", "0"))
-    batcher = Batcher(scorer, max_batch, wait_ms / 1000)
+    from jupyter_serving.worker.streaming import Streams
+
+    # Streams per replica: the entity's concurrency, so the router's view of a busy replica holds.
+    max_streams = int(os.environ.get("JUPYTER_SERVING_MAX_STREAMS", assignment.get("max_streams", 16)))
+    batcher = Batcher(scorer, max_batch, wait_ms / 1000, Streams(scorer.model, max_streams))
     server = await asyncio.start_unix_server(batcher.handle_connection, path=assignment["socket_path"])
     _send(status, event="ready", pid=os.getpid())
     async with server:

@@ -24,8 +24,9 @@ INLINE_BUDGET_S = 0.002
 class Batcher:
     """Collects frames from all connections and scores whatever is waiting in one call."""
 
-    def __init__(self, scorer: Any, max_batch: int, wait_s: float = 0.0) -> None:
+    def __init__(self, scorer: Any, max_batch: int, wait_s: float = 0.0, streams: Any = None) -> None:
         self.scorer = scorer
+        self.streams = streams  # streaming.Streams: requests answered by predict_stream
         self.max_batch = max(1, max_batch)
         self.wait_s = max(0.0, wait_s)
         self.inline = False  # score on the loop thread while batches take under INLINE_BUDGET_S
@@ -37,8 +38,17 @@ class Batcher:
             if frame.code == protocol.PING:
                 writer.write(protocol.encode(frame.request_id, 200, b"", b"pong"))
                 continue
+            if frame.code == protocol.STREAM and self.streams is not None:
+                self.streams.open(frame, writer)
+                continue
+            if frame.code == protocol.CANCEL:
+                if self.streams is not None:
+                    self.streams.cancel(frame, writer)
+                continue
             self.queue.append((frame, writer))
             self.wakeup.set()
+        if self.streams is not None:
+            self.streams.cancel_all(writer)
         writer.close()
 
     async def run(self) -> None:
@@ -65,9 +75,14 @@ class Batcher:
 
     def _reply(self, batch: list[tuple[protocol.Frame, asyncio.StreamWriter]], results: list[Any]) -> None:
         for (frame, writer), result in zip(batch, results, strict=True):
-            meta = json.dumps(
-                {"ms": round(result.execution_ms, 3), "crid": result.client_request_id, "b": result.batch}
-            ).encode()
+            fields = {
+                "ms": round(result.execution_ms, 3),
+                "crid": result.client_request_id,
+                "b": result.batch,
+            }
+            if getattr(result, "trace", None) is not None:
+                fields["trace"] = result.trace
+            meta = json.dumps(fields).encode()
             writer.write(protocol.encode(frame.request_id, result.status, meta, result.body))
 
 

@@ -20,6 +20,9 @@ from typing import Any
 HEADER = struct.Struct("!IHII")
 INVOKE = 0
 PING = 1
+STREAM = 2  # a streaming request: answered by CHUNK frames, then one frame whose code is the status
+CANCEL = 3  # the server's client left a stream: stop its generator
+CHUNK = 1  # response frame code: Server-Sent Event bytes of a stream (statuses are >= 100)
 MAX_FRAME = 1 << 31
 
 

@@ -44,7 +44,9 @@ from mlflow.pyfunc.scoring_server import NumpyEncoder
 from mlflow.types import DataType
 from mlflow.utils.proto_json_utils import _get_jsonable_obj
 
+from jupyter_serving.worker import traces
 from jupyter_serving.worker.linear import linear_predict
+from jupyter_serving.worker.streaming import SERVING_KEYS
 
 log = logging.getLogger("jupyter_serving.worker")
 
@@ -65,6 +67,7 @@ TABULAR = ("dataframe_split", "dataframe_records")
 TENSOR = ("inputs", "instances")
 _INTEGER = (DataType.long, DataType.integer)
 _NUMERIC = (DataType.double, DataType.float, *_INTEGER)
+LLM_KEYS = frozenset(("messages", "input", "prompt"))  # MLflow's unified LLM/agent request keys
 
 
 @dataclass(slots=True)
@@ -74,6 +77,7 @@ class Result:
     client_request_id: str | None = None
     execution_ms: float = 0.0
     batch: int = 1  # requests scored by the same predict call
+    trace: str | None = None  # the MLflow trace the model produced (JSON), for the inference table
 
 
 @dataclass(slots=True)
@@ -88,6 +92,8 @@ class Prepared:
     texts: list[str] | None = None
     params_key: str = ""  # the request's params as canonical JSON: texts batch only with equal params
     error: Result | None = None  # refused before scoring (input the server can tell is malformed)
+    agent: bool = False  # agent/chat input: its MLflow trace is kept (worker/traces.py)
+    return_trace: bool = False  # databricks_options.return_trace: the answer carries the trace
 
 
 class Scorer:
@@ -145,7 +151,13 @@ class Scorer:
         if isinstance(crid, str) and not _encodable(crid):
             message = "client_request_id must be valid Unicode text (it has an unpaired surrogate)."
             return Prepared(None, None, error=bad_request(message))
-        item = Prepared(payload, crid if isinstance(crid, str) else None)
+        agent = not LLM_KEYS.isdisjoint(payload)
+        return_trace = agent and traces.wants_trace(payload)
+        if agent:  # agent/chat input: serving keys are not the model's
+            payload = {k: v for k, v in payload.items() if k not in SERVING_KEYS}
+        item = Prepared(
+            payload, crid if isinstance(crid, str) else None, agent=agent, return_trace=return_trace
+        )
         fmt = [k for k in payload if k in scoring_server.SUPPORTED_FORMATS]
         if len(fmt) == 1 and fmt[0] in TENSOR and self.text_rows:
             return self._text_item(item, payload[fmt[0]], payload.get("params"))
@@ -273,6 +285,7 @@ class Scorer:
         content_type, body = request
         started = time.perf_counter()
         data: Any = item.payload if item.payload is not None else body
+        before = traces.last_id() if item.agent else None
         try:
             out = scoring_server.invocations(
                 data, content_type or "application/json", self.model, self.input_schema
@@ -294,7 +307,10 @@ class Scorer:
             message = client_safe(f"Model error: {type(exc).__name__}: {exc}")
             status, text = 500, json.dumps({"error_code": "INTERNAL_ERROR", "message": message})
         elapsed = (time.perf_counter() - started) * 1000
-        return Result(status, text.encode(), item.client_request_id, elapsed)
+        trace = traces.take(before) if item.agent else None
+        if trace is not None and item.return_trace and status == 200:
+            text = with_trace(text, trace)
+        return Result(status, text.encode(), item.client_request_id, elapsed, trace=trace)
 
 
 # Pipelines whose pyfunc output has one row per input string, so a joined batch splits back exactly.
@@ -318,6 +334,18 @@ def row_per_string(model: Any) -> bool:
         and flavor.get("task") in ROW_PER_STRING_TASKS
         and not flavor.get("inference_task")  # llm/v1 tasks take chat/completion dicts, not strings
     )
+
+
+def with_trace(text: str, trace: str) -> str:
+    """The answer with `databricks_output.trace`, as Databricks returns it for return_trace."""
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(answer, dict):
+        return text
+    answer.setdefault("databricks_output", {})["trace"] = json.loads(trace)
+    return json.dumps(answer)
 
 
 def bad_request(message: str) -> Result:

@@ -9,9 +9,11 @@ server instead of theirs; only replica placement across nodes is Ray's own.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_models import streaming_scenario
 from ray_cluster import RAY_MISSING, RayCluster
 from serving_support import MlflowEnv, ServingServer, entity, eventually, iris_split
 from test_autoscaling import FAST_TIMERS, local
@@ -130,3 +132,9 @@ def test_unchanged_entities_keep_their_replicas_and_a_resize_restarts_none(ray_s
     assert logs["logs"].count("model loaded") == 1
     assert ray_server.invoke("ray-resize", iris_split()).status_code == 200  # and a cold start serves
     ray_server.delete("ray-resize")
+
+
+def test_streams_through_serve_streaming_handles(ray_server: ServingServer, tmp_path: Path) -> None:
+    """The streaming scenario the local backend runs (test_streaming.py), through Serve's streaming
+    handles: same chunks, the assembled row, and a client that leaves cancelling the model's stream."""
+    streaming_scenario(ray_server, tmp_path, "ray-agent")

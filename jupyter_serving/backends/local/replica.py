@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jupyter_serving.backends.base import ScoringReply
+from jupyter_serving.backends.base import ScoringReply, StreamEnd
 from jupyter_serving.backends.local.forking import ForkedWorker, ForkServer
 from jupyter_serving.errors import DeadlineExceeded, InternalError
 from jupyter_serving.worker import protocol
@@ -242,6 +242,7 @@ class Replica:
         self.draining = False
         self.broken = False  # the connection ended: the worker is gone, even before its exit is reaped
         self._pending: dict[int, asyncio.Future[ScoringReply]] = {}
+        self._streams: dict[int, ReplicaStream] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self.on_broken: Callable[[], None] | None = None
@@ -259,12 +260,20 @@ class Replica:
     async def _read_replies(self, reader: asyncio.StreamReader) -> None:
         try:
             while (frame := await protocol.read_frame(reader)) is not None:
+                if self._streams and (stream := self._streams.get(frame.request_id)) is not None:
+                    stream.feed(frame)
+                    continue
                 fut = self._pending.pop(frame.request_id, None)
                 if fut is not None and not fut.done():
                     meta = frame.meta_json()
                     fut.set_result(
                         ScoringReply(
-                            frame.code, frame.body, meta.get("ms", 0.0), meta.get("crid"), meta.get("b", 1)
+                            frame.code,
+                            frame.body,
+                            meta.get("ms", 0.0),
+                            meta.get("crid"),
+                            meta.get("b", 1),
+                            meta.get("trace"),
                         )
                     )
         except (ConnectionError, OSError):
@@ -285,6 +294,8 @@ class Replica:
             if not fut.done():
                 fut.set_exception(error)
         self._pending.clear()
+        for stream in list(self._streams.values()):
+            stream.end(StreamEnd(500, json.dumps(error.to_json()).encode(), 0.0, None))
 
     @property
     def usable(self) -> bool:
@@ -314,6 +325,23 @@ class Replica:
             self._pending.pop(request_id, None)
             self.inflight -= 1
 
+    def open_stream(self, content_type: str, body: bytes) -> ReplicaStream:
+        """Send a streaming request; its frames arrive on the returned stream."""
+        if self.broken or self._writer is None or self._writer.is_closing():
+            raise InternalError(f"The replica {self.label} is not connected.")
+        request_id = next(self._ids) & 0xFFFFFFFF
+        stream = self._streams[request_id] = ReplicaStream(self, request_id)
+        self.inflight += 1
+        self._writer.write(protocol.encode(request_id, protocol.STREAM, content_type.encode(), body))
+        return stream
+
+    def _stream_done(self, stream: ReplicaStream, cancel: bool) -> None:
+        if self._streams.pop(stream.request_id, None) is None:
+            return
+        self.inflight -= 1
+        if cancel and self._writer is not None and not self._writer.is_closing():
+            self._writer.write(protocol.encode(stream.request_id, protocol.CANCEL, b"", b""))
+
     def feature_tables(self) -> list[dict[str, Any]]:
         """The feature tables the worker looks up and their served versions (it rewrites the file on
         every refresh); empty for models without a feature spec."""
@@ -326,6 +354,7 @@ class Replica:
         """Wait until requests already sent are answered; new ones are routed elsewhere."""
         self.draining = True
         waiting = [f for f in self._pending.values() if not f.done()]
+        waiting += [s.finished for s in self._streams.values()]
         if waiting:
             await asyncio.wait(waiting, timeout=timeout_s)
 
@@ -347,3 +376,85 @@ class Replica:
             self.socket_path.unlink()
         with contextlib.suppress(FileNotFoundError):
             Path(f"{self.socket_path}.features.json").unlink()
+
+
+class ReplicaStream:
+    """One streaming request on a replica: the worker's frames in order, an inactivity timeout.
+
+    Chunks are queued by the connection's reader task; `next` waits on one bare future (no
+    `asyncio.wait_for` per chunk) and a timer that fires only when no chunk came for `timeout_s`."""
+
+    def __init__(self, replica: Replica, request_id: int) -> None:
+        self.replica = replica
+        self.request_id = request_id
+        self._chunks: deque[bytes] = deque()
+        self._end: StreamEnd | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def feed(self, frame: protocol.Frame) -> None:
+        if frame.code == protocol.CHUNK:
+            self._chunks.append(frame.body)
+            self._wake()
+            return
+        meta = frame.meta_json()
+        usage = meta.get("usage")
+        self.end(
+            StreamEnd(
+                frame.code,
+                frame.body,
+                meta.get("ms", 0.0),
+                meta.get("crid"),
+                meta.get("first_ms"),
+                usage if isinstance(usage, dict) else None,
+                meta.get("trace"),
+            )
+        )
+
+    def end(self, end: StreamEnd, cancel: bool = False) -> None:
+        if self._end is None:
+            self._end = end
+            self.replica._stream_done(self, cancel)
+            if not self.finished.done():
+                self.finished.set_result(None)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next(self, timeout_s: float) -> bytes | StreamEnd:
+        while not self._chunks:
+            if self._end is not None:
+                return self._end
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            timer = loop.call_later(timeout_s, _expire, self._waiter)
+            try:
+                await self._waiter
+            except _Expired:
+                self.close()
+                raise DeadlineExceeded(
+                    f"The model sent nothing for {timeout_s:g} s during a stream "
+                    "(inactivity timeout: setting JUPYTER_SERVING_REQUEST_TIMEOUT_S)."
+                ) from None
+            finally:
+                timer.cancel()
+                self._waiter = None
+        if len(self._chunks) == 1:
+            return self._chunks.popleft()
+        joined = b"".join(self._chunks)
+        self._chunks.clear()
+        return joined
+
+    def close(self) -> None:
+        """The client left (or the stream timed out): tell the worker to stop the generator."""
+        cancelled = StreamEnd(
+            499,
+            json.dumps(
+                {"error_code": "CANCELLED", "message": "The client disconnected during the stream."}
+            ).encode(),
+            0.0,
+            None,
+        )
+        self.end(cancelled, cancel=True)

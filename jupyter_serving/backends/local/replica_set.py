@@ -31,7 +31,7 @@ from jupyter_serving.backends.base import (
     ScoringRequest,
 )
 from jupyter_serving.backends.local.gpus import GpuAllocator, device_stats
-from jupyter_serving.backends.local.replica import Replica, WarmPool, WarmPools
+from jupyter_serving.backends.local.replica import Replica, ReplicaStream, WarmPool, WarmPools
 from jupyter_serving.environments.cache import (
     LOCAL,
     Environment,
@@ -364,6 +364,11 @@ class ReplicaSet:
         replica = await self.acquire(timeout_s)
         remaining = timeout_s - (time.perf_counter() - started)
         return await replica.invoke(request.content_type, request.body, remaining)
+
+    async def invoke_stream(self, request: ScoringRequest, timeout_s: float) -> ReplicaStream:
+        """A stream holds its replica (one unit of its concurrency) until it ends or is closed."""
+        replica = await self.acquire(timeout_s)
+        return replica.open_stream(request.content_type, request.body)
 
     async def acquire(self, timeout_s: float) -> Replica:
         """A replica for one request. Scales up when demand exceeds capacity; with no replica ready

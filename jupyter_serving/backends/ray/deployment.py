@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -28,6 +29,7 @@ from jupyter_serving.backends.base import (
     Retired,
     ScoringReply,
     ScoringRequest,
+    StreamEnd,
 )
 from jupyter_serving.backends.ray import options as opts
 from jupyter_serving.errors import DeadlineExceeded, InternalError, TemporarilyUnavailable
@@ -168,6 +170,24 @@ class RayDeployment:
             raise InternalError(f"The Ray replica serving '{self.name}' failed: {_first_line(exc)}") from None
         return ScoringReply(status, body, ms, crid, batch)
 
+    async def invoke_stream(self, request: ScoringRequest, timeout_s: float) -> RayStream:
+        """A stream through Serve's streaming handle; it counts as in flight until it ends."""
+        if self.stopping:
+            raise Retired(self.name)
+        if self.handle is None or self.deployment.final:
+            raise InternalError(f"Served entity '{self.name}' is not running: {self.deployment.message}")
+        self.inflight += 1
+        self._idle.clear()
+        generator = self.handle.options(stream=True, method_name="stream").remote(
+            request.content_type, request.body
+        )
+        return RayStream(self, generator)
+
+    def _stream_done(self) -> None:
+        self.inflight -= 1
+        if not self.inflight:
+            self._idle.set()
+
     # ----------------------------------------------------------------- observed from Serve
     def observe(self, app: AppSnapshot | None) -> None:
         """One poll of Serve's status: health, recovery, scale to zero (called by the backend)."""
@@ -252,6 +272,61 @@ class RayDeployment:
                 },
             },
         )
+
+
+class RayStream:
+    """`ScoringStream` over a Serve `DeploymentResponseGenerator`: bytes items are SSE chunks, the
+    last item is (status, meta, body); `close` cancels the generator in the replica."""
+
+    def __init__(self, deployment: RayDeployment, generator: Any) -> None:
+        self.deployment = deployment
+        self.generator = generator
+        self.end: StreamEnd | None = None
+
+    async def next(self, timeout_s: float) -> bytes | StreamEnd:
+        if self.end is not None:
+            return self.end
+        try:
+            item = await asyncio.wait_for(self.generator.__anext__(), timeout_s)
+        except TimeoutError:
+            self.close()
+            raise DeadlineExceeded(
+                f"The model sent nothing for {timeout_s:g} s during a stream (inactivity timeout)."
+            ) from None
+        except StopAsyncIteration:
+            return self._finish(
+                StreamEnd(500, _error("The stream ended without its final status."), 0.0, None)
+            )
+        except (ray_errors.RayError, serve_errors.RequestCancelledError) as exc:
+            message = f"The Ray replica serving '{self.deployment.name}' failed: {_first_line(exc)}"
+            return self._finish(StreamEnd(500, _error(message), 0.0, None))
+        if isinstance(item, bytes):
+            return item
+        status, meta, body = item
+        info = json.loads(meta) if meta else {}
+        usage = info.get("usage")
+        end = StreamEnd(
+            status, body, info.get("ms", 0.0), info.get("crid"), info.get("first_ms"),
+            usage if isinstance(usage, dict) else None, info.get("trace"),
+        )  # fmt: skip
+        return self._finish(end)
+
+    def _finish(self, end: StreamEnd) -> StreamEnd:
+        if self.end is None:
+            self.end = end
+            self.deployment._stream_done()
+        return self.end
+
+    def close(self) -> None:
+        if self.end is None:
+            self.generator.cancel()
+            self._finish(
+                StreamEnd(499, _error("The client disconnected during the stream.", "CANCELLED"), 0.0, None)
+            )
+
+
+def _error(message: str, code: str = "INTERNAL_ERROR") -> bytes:
+    return json.dumps({"error_code": code, "message": message}).encode()
 
 
 async def _result(response: Any) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 from ray import serve
 
 from jupyter_serving.worker.batcher import INLINE_BUDGET_S, score_batch
+from jupyter_serving.worker.protocol import CHUNK
 
 # What a reply carries back to the server: status, body, execution ms, client_request_id, batch size.
 Reply = tuple[int, bytes, float, "str | None", int]
@@ -33,6 +34,7 @@ class ServedModel:
         from jupyter_serving.worker.__main__ import load_scorer
 
         self.label = label
+        os.environ.setdefault("MLFLOW_USE_BATCH_SPAN_PROCESSOR", "false")  # see worker/__main__.main
         log.info("%s: replica starting on node %s", label, _node_id())
         self.scorer = load_scorer(model_uri, fast_path=fast_path, log=log)
         # Per served entity through its environment_vars (runtime_env), as in a local worker.
@@ -41,6 +43,29 @@ class ServedModel:
         self._score.set_max_batch_size(max(1, batch))
         self._score.set_batch_wait_timeout_s(max(0.0, wait_ms / 1000))
         self.inline = False
+        from jupyter_serving.worker.streaming import Streams
+
+        self.streams = Streams(self.scorer.model, int(os.environ.get("JUPYTER_SERVING_MAX_STREAMS", "16")))
+
+    async def stream(self, content_type: str, body: bytes) -> Any:
+        """A streaming request, through Serve's streaming handle: SSE bytes as the model yields
+        them, then one final (status, meta, body). The model runs as in a local worker
+        (`worker/streaming.py`); Serve cancelling this generator (the client left) stops it."""
+        queue: asyncio.Queue[tuple[int, bytes, bytes]] = asyncio.Queue()
+        stream = self.streams.start(content_type.encode(), body, lambda *out: queue.put_nowait(out))
+        try:
+            while True:
+                code, meta, data = await queue.get()
+                if code == CHUNK:
+                    while not queue.empty() and queue._queue[0][0] == CHUNK:  # type: ignore[attr-defined]
+                        data += queue.get_nowait()[2]  # chunks that queued meanwhile: one message
+                    yield data
+                else:
+                    yield (code, meta, data)
+                    return
+        finally:
+            if stream is not None:
+                stream.cancelled.set()  # a no-op after the end; GeneratorExit for the model before it
 
     async def __call__(self, content_type: str, body: bytes) -> Reply:
         return await self._score((content_type, body))

@@ -1,0 +1,55 @@
+"""Fixture agent: an MLflow ResponsesAgent that answers "<prefix> <last user message>" word by word.
+
+`custom_inputs`: `pause` (seconds between chunks), `fail_after` (raise after that many chunks),
+`prefix` (overrides the PREFIX environment variable, which A/B tests set per served entity),
+`closed_marker` (a file the agent writes when its stream is closed early: GeneratorExit reached it).
+"""
+
+import os
+import time
+from collections.abc import Generator
+
+import mlflow
+from mlflow.pyfunc import ResponsesAgent
+from mlflow.types.responses import ResponsesAgentRequest, ResponsesAgentResponse, ResponsesAgentStreamEvent
+
+
+class EchoAgent(ResponsesAgent):
+    def _words(self, request: ResponsesAgentRequest) -> list[str]:
+        custom = request.custom_inputs or {}
+        prefix = custom.get("prefix", os.environ.get("PREFIX", "echo:"))
+        last = request.input[-1]
+        text = last.content if isinstance(last.content, str) else str(last.content)
+        return [prefix, *text.split()]
+
+    @mlflow.trace(span_type="AGENT")
+    def predict(self, request: ResponsesAgentRequest) -> ResponsesAgentResponse:
+        text = " ".join(self._words(request))
+        item = self.create_text_output_item(text=text, id="msg-1")
+        return ResponsesAgentResponse(output=[item], custom_outputs=request.custom_inputs)
+
+    def predict_stream(
+        self, request: ResponsesAgentRequest
+    ) -> Generator[ResponsesAgentStreamEvent, None, None]:
+        custom = request.custom_inputs or {}
+        pause = float(custom.get("pause", 0))
+        fail_after = custom.get("fail_after")
+        words = self._words(request)
+        try:
+            for i, word in enumerate(words):
+                if fail_after is not None and i >= int(fail_after):
+                    raise RuntimeError(f"agent failed after {i} chunks")
+                if pause and i:
+                    time.sleep(pause)
+                delta = word if i == 0 else " " + word
+                yield ResponsesAgentStreamEvent(**self.create_text_delta(delta=delta, item_id="msg-1"))
+        except GeneratorExit:
+            if custom.get("closed_marker"):
+                with open(custom["closed_marker"], "w") as marker:
+                    marker.write(str(i))
+            raise
+        item = self.create_text_output_item(text=" ".join(words), id="msg-1")
+        yield ResponsesAgentStreamEvent(type="response.output_item.done", item=item)
+
+
+mlflow.models.set_model(EchoAgent())
