@@ -26,7 +26,8 @@ class Endpoint:
         self.pending: dict[str, Deployment] = {}
         self.rollout: asyncio.Task[None] | None = None
         self.restoring: asyncio.Task[None] | None = None  # bringing back the active config after a restart
-        self.settled = asyncio.Event()  # set whenever a rollout ends, whatever its outcome
+        # Set once requests held for a routing table should stop waiting: see `wake_waiters`.
+        self.settled = asyncio.Event()
         self.metrics = EndpointMetrics(self.deployments)
 
     @property
@@ -47,6 +48,28 @@ class Endpoint:
         if stored:
             return DeploymentStatus(stored[0], stored[1])
         return DeploymentStatus(CREATING, "Waiting to be deployed.")
+
+    @property
+    def deploying(self) -> bool:
+        """Whether a task still running may yet install a routing table: the restore of the active
+        config after a restart, or a config update."""
+        restoring = self.restoring is not None and not self.restoring.done()
+        return restoring or self.record.update.in_progress
+
+    def wake_waiters(self) -> None:
+        """Release the requests held for a routing table (dataplane/invoke.py) once holding them is
+        pointless: a table is installed, or nothing still running could install one.
+
+        After a restart mid-update, the restore of the old config and the resumed update run side by
+        side; the end of one (a cancel, a failure) must not release requests while the other may
+        still bring a config up, or they fail with INVALID_STATE from an endpoint about to serve."""
+        if self.routing is not None or not self.deploying:
+            self.settled.set()
+
+    def end_restore(self) -> None:
+        """The restore after a restart is over, whatever its outcome (called from inside it)."""
+        self.restoring = None
+        self.wake_waiters()
 
     @property
     def ready(self) -> bool:

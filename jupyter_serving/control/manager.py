@@ -283,12 +283,12 @@ class EndpointManager:
         if record.config is not None:
             endpoint.restoring = self._spawn(rollout.restore(self.rollouts, endpoint))
         elif not record.update.in_progress:
-            endpoint.settled.set()
+            endpoint.wake_waiters()  # nothing to bring up: requests get INVALID_STATE, not a wait
         if record.update.in_progress:
             if record.pending is None:  # cannot happen with a store we wrote; never stay IN_PROGRESS
                 record.update.fail("The pending config was lost.")
                 self._save(endpoint)
-                endpoint.settled.set()
+                endpoint.wake_waiters()  # requests still wait for the restore, if one runs
                 return
             version = record.pending_version or record.config_version + 1
             endpoint.rollout = self._spawn(rollout.run(self.rollouts, endpoint, record.pending, version))

@@ -94,14 +94,13 @@ async def restore(ctx: RolloutContext, endpoint: Endpoint) -> None:
         }
         await deploy_all(list(endpoint.active.values()))
         await ctx.ensure_table(config)
+        endpoint.routing = routing_table(ctx, config, record.config_version, endpoint.active)
     except DeployFailed as exc:
         log.error("endpoint %s could not be restored: %s", endpoint.name, exc)
         # Their states stay visible (FAILED / ABORTED); the replicas that did load are stopped.
         await asyncio.gather(*(d.stop(drain_timeout_s=0.0) for d in endpoint.active.values()))
-        return
     finally:
-        endpoint.settled.set()
-    endpoint.routing = routing_table(ctx, config, record.config_version, endpoint.active)
+        endpoint.end_restore()  # requests held meanwhile are served, or wait on for a resumed update
 
 
 def deployment_spec(
@@ -164,7 +163,7 @@ def _activate(
     retired = [d for d in endpoint.active.values() if all(d is not n for n in new.values())]
     endpoint.routing = routing_table(ctx, config, version, new)
     endpoint.active, endpoint.pending = new, {}
-    endpoint.settled.set()
+    endpoint.wake_waiters()
     record = endpoint.record
     record.config, record.config_version = config, version
     record.pending = record.pending_version = record.pending_start_time = None
@@ -188,6 +187,6 @@ async def _end(
         }
     endpoint.pending = {}
     ctx.save(endpoint)
-    endpoint.settled.set()
+    endpoint.wake_waiters()
     # Deployment.stop runs to its end even if this task is cancelled again (a delete during a cancel).
     await asyncio.gather(*(d.stop(drain_timeout_s=5.0) for d in started), return_exceptions=True)

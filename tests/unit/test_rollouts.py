@@ -241,16 +241,44 @@ def test_a_cancel_while_the_restart_restores_the_old_config_cancels_only_the_upd
         restoring = restarted.deploy_gates["a"] = Gate()
         await h.restart(restarted)
         await restoring.reached.wait()
-        cancel = asyncio.ensure_future(h.manager.cancel_update("ep"))
-        await asyncio.sleep(0)
-        restoring.open()
-        await cancel
+        held = asyncio.ensure_future(h.invoke("ep"))  # arrives while the old config comes back
+        await h.manager.cancel_update("ep")
         endpoint = h.manager.get("ep")
         assert endpoint.record.update.state == UPDATE_CANCELED
-        assert endpoint.restoring is not None
-        await endpoint.restoring
+        assert endpoint.routing is None and endpoint.restoring is not None  # the restore goes on
+        # The cancel ends the update, not the wait: the request is still held (it used to be
+        # released here and answered INVALID_STATE by an endpoint about to serve).
+        assert not endpoint.settled.is_set() and not held.done()
+        restoring.open()
+        assert await held == "a"
         assert await h.invoke("ep") == "a"
         assert h.backend.live_names() == {"a"}
+
+    run(tmp_path, scenario)
+
+
+def test_a_request_after_a_restart_that_cannot_restore_waits_for_the_resumed_update(tmp_path: Path) -> None:
+    """Like a cold start: with no old config to serve, a request waits for the new one instead of
+    getting TEMPORARILY_UNAVAILABLE (or INVALID_STATE) the moment the restore fails."""
+
+    async def scenario(h: Harness) -> None:
+        await h.create_ready("ep", config(entity("a")))
+        gate = hold(h, "deploy", "b")
+        await h.manager.update_config("ep", config(entity("b")))
+        await gate.reached.wait()
+        restarted = InProcessBackend()
+        restarted.failing.add("a")  # the old config cannot come back
+        resumed = restarted.deploy_gates["b"] = Gate()
+        await h.restart(restarted)
+        await resumed.reached.wait()  # the restore has failed; the resumed update deploys b
+        endpoint = h.manager.get("ep")
+        assert endpoint.routing is None and endpoint.record.update.state == IN_PROGRESS
+        held = asyncio.ensure_future(h.invoke("ep"))
+        await asyncio.sleep(0)  # the request reaches its wait
+        assert not endpoint.settled.is_set() and not held.done()
+        resumed.open()
+        assert await held == "b"
+        assert endpoint.record.update.state == NOT_UPDATING
 
     run(tmp_path, scenario)
 
