@@ -9,7 +9,11 @@ MLflow loads this module by entry point; it must hold exactly one `BaseDeploymen
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from mlflow.deployments import BaseDeploymentClient
@@ -54,23 +58,44 @@ Deployments (a deployment is a one-entity endpoint of the same name):
 def run_local(
     name: str, model_uri: str, flavor: str | None = None, config: dict[str, Any] | None = None
 ) -> None:
-    """Serve `model_uri` as endpoint `name` on a server started for this process, until Ctrl-C."""
+    """Serve `model_uri` as endpoint `name` on a server started for this process, until Ctrl-C
+    (SIGINT); then stop the server and its workers and exit normally."""
     from jupyter_serving.notebook.discovery import EmbeddedServer
 
     server = EmbeddedServer()
-    info = server.start()
+    with _sigint_interrupts():
+        info = server.start()  # a failed start keeps the log its error names
+        try:
+            client = JupyterServingDeploymentClient("jupyter-serving", Client.from_server(info))
+            client.create_deployment(name, model_uri, flavor, config)
+            print(f"Serving {model_uri} at {info.url}serving-endpoints/{name}/invocations", flush=True)
+            print(f"Authorization: Bearer {info.token}", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+            assert server.process is not None
+            server.process.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+
+
+@contextlib.contextmanager
+def _sigint_interrupts() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt here even in a process that started with SIGINT ignored.
+
+    A non-interactive shell starts its background commands (`make test &` in a script, some CI
+    runners) with SIGINT ignored, and Python then keeps it ignored instead of raising
+    KeyboardInterrupt: run-local served on after the SIGINT meant to stop it. Only the main thread
+    may set handlers (MLflow's CLI calls us there); the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        client = JupyterServingDeploymentClient("jupyter-serving", Client.from_server(info))
-        client.create_deployment(name, model_uri, flavor, config)
-        print(f"Serving {model_uri} at {info.url}serving-endpoints/{name}/invocations", flush=True)
-        print(f"Authorization: Bearer {info.token}", flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
-        assert server.process is not None
-        server.process.wait()
-    except KeyboardInterrupt:
-        pass
+        yield
     finally:
-        server.stop()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 class JupyterServingDeploymentClient(BaseDeploymentClient):

@@ -137,11 +137,17 @@ def test_target_help_through_mlflow() -> None:
 
 
 def test_run_local_serves_until_interrupted(mlflow_env: Any, tmp_path: Path) -> None:
-    """`mlflow deployments run-local -t jupyter-serving` calls run_local: it serves until Ctrl-C."""
+    """`mlflow deployments run-local -t jupyter-serving` calls run_local: it serves until Ctrl-C.
+
+    The process starts with SIGINT ignored, as a non-interactive shell starts background commands
+    (CI): a SIGINT must stop it all the same, whatever disposition it inherited."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_SERVING_") and k != "JPY_PARENT_PID"
     }
-    code = "from jupyter_serving.notebook import mlflow_target as t; t.run_local('local-ep', 'models:/iris-lr/1')"
+    code = (
+        "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "from jupyter_serving.notebook import mlflow_target as t; t.run_local('local-ep', 'models:/iris-lr/1')"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         env=env,
