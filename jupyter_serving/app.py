@@ -17,6 +17,7 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from traitlets import Bool, Unicode, default
+from traitlets.config import Configurable
 
 from jupyter_serving.api.auth import AUTHORITY_KEY, Authority
 from jupyter_serving.api.handlers import GATEWAY_KEY, MANAGER_KEY, OBSERVER_KEY, default_handlers
@@ -33,7 +34,7 @@ class ServingApp(ExtensionApp):
     name = "jupyter_serving"
     description = "Databricks-style Model Serving for MLflow models"
     load_other_extensions = False  # standalone server: only the serving API
-    classes = settings_classes()
+    classes: list[type[Configurable]] = [*settings_classes()]
 
     info_file = Unicode(
         "",

@@ -212,6 +212,6 @@ def load_backend(name: str, settings: ServingSettings) -> ExecutionBackend:
 
 def build_backend(settings: ServingSettings) -> ExecutionBackend:
     """The server's backend: `backend_class` when set, else the class the `backend` shorthand names."""
-    cls = settings.backend_class or backend_class(settings.backend)
+    cls: Any = settings.backend_class or backend_class(settings.backend)
     backend: ExecutionBackend = cls(settings)
     return backend

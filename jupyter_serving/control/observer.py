@@ -99,7 +99,7 @@ class Observer:
         endpoints = dict(self.manager.endpoints)
         for name in [n for n in self.histories if n not in endpoints]:
             self._forget(name)
-        self._seen: set[int] = set()
+        self._seen = set()
         for name, endpoint in endpoints.items():
             self._observe(name, endpoint, timestamp_ms, seconds)
         for gone in set(self._processes) - self._seen:  # workers that exited or scaled away

@@ -47,7 +47,8 @@ def read(model_dir: Path) -> ModelRequirements:
 
 
 def _from_conda(doc: dict[str, Any], model_dir: Path) -> ModelRequirements:
-    python, pip = None, []
+    python: str | None = None
+    pip: list[str] = []
     for dep in doc.get("dependencies") or []:
         if isinstance(dep, dict):
             pip.extend(str(d) for d in dep.get("pip") or [])
