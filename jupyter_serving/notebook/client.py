@@ -9,7 +9,7 @@ Everything on the notebook side (magics, widgets, the MLflow target) talks to th
     │   ├── AuthenticationError      401 / 403
     │   ├── NotFoundError            404
     │   ├── ConflictError            409 (RESOURCE_ALREADY_EXISTS, RESOURCE_CONFLICT)
-    │   └── ServerError              5xx
+    │   └── ServerError              5xx, and an `event: error` in the middle of a stream
     ├── ServingConnectionError       the server could not be reached
     ├── EndpointUpdateFailed         a waiter saw UPDATE_FAILED / UPDATE_CANCELED
     └── WaitTimeout                  a waiter ran out of time (also a TimeoutError)

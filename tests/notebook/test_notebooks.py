@@ -41,3 +41,21 @@ def test_notebook_runs_in_a_fresh_kernel(path: Path, clean_env: dict[str, str], 
         text = "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs)
         assert "'predictions': [{'label': " in text  # the served classifier answered
         assert "Deleted endpoint 'tiny-sentiment'." in text
+    if path.stem == "agent":
+        check_agent_notebook(nb)
+
+
+def check_agent_notebook(nb: nbformat.NotebookNode) -> None:
+    """`%serve query --stream` printed the answer one token per flush (one stream output each, as a
+    terminal or nbconvert sees them), and the loop ran to the end."""
+    [streamed] = [c for c in nb.cells if "--served prompt-v2 --stream" in c.source]
+    parts = [o["text"] for o in streamed.outputs if o.output_type == "stream" and o.name == "stdout"]
+    assert "".join(parts) == (
+        "Good question! Should I stream tokens? It depends on your traffic, your latency budget "
+        "and your costs, so measure on real requests before you decide.\n"
+    )
+    assert len(parts) >= 20  # not one output at the end
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    text = "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs)
+    assert "traces in experiment 'agent-traces'" in text or "No traces from the served agent" in text
+    assert "Deleted endpoint 'support-agent'." in text
