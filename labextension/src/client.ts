@@ -8,6 +8,7 @@
 
 import { parseErrorBody } from './errors';
 import type { History, InferenceTableView, ServingEvent } from './history';
+import type { OpenApiDoc } from './playground';
 import type { ConfigInput, CreateRequest, Endpoint, QueryResult, RegisteredModel } from './types';
 
 /** Sends a request to a path relative to the server's base URL. */
@@ -87,9 +88,16 @@ export class ServingClient {
     return body.events ?? [];
   }
 
-  inferenceTable(name: string, limit = 50): Promise<InferenceTableView> {
-    const path = `${observePath(name)}/inference-table?limit=${limit}`;
+  /** The latest rows and the A/B comparison, against `control` (default: most traffic). */
+  inferenceTable(name: string, limit = 50, control?: string): Promise<InferenceTableView> {
+    const choice = control ? `&control=${encodeURIComponent(control)}` : '';
+    const path = `${observePath(name)}/inference-table?limit=${limit}${choice}`;
     return this.json<InferenceTableView>(path, { method: 'GET' });
+  }
+
+  /** The endpoint's OpenAPI document (one path per served entity, from the model signatures). */
+  openapi(name: string): Promise<OpenApiDoc> {
+    return this.json<OpenApiDoc>(`${endpointPath(name)}/openapi`, { method: 'GET' });
   }
 
   async registeredModels(): Promise<RegisteredModel[]> {

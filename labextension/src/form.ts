@@ -29,9 +29,10 @@ export const WORKLOAD_TYPES = [
 
 /** Scale-out sizes with the concurrency each stands for, as the Serving UI labels them. */
 export const WORKLOAD_SIZES: ReadonlyArray<{ value: string; label: string }> = [
-  { value: 'Small', label: 'Small (0-4 concurrent requests)' },
-  { value: 'Medium', label: 'Medium (8-16 concurrent requests)' },
-  { value: 'Large', label: 'Large (16-64 concurrent requests)' }
+  // Short enough for the sidebar's narrow select; the field's title says what the numbers count.
+  { value: 'Small', label: 'Small (0-4 concurrent)' },
+  { value: 'Medium', label: 'Medium (8-16 concurrent)' },
+  { value: 'Large', label: 'Large (16-64 concurrent)' }
 ];
 
 export interface EnvVarRow {

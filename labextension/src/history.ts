@@ -206,6 +206,30 @@ export function formatMs(value: number | null): string {
     : `${value.toFixed(value >= 10 ? 0 : 1)} ms`;
 }
 
+/**
+ * A latency from the inference table, which stores whole milliseconds (Databricks' schema): 0 there
+ * means under a millisecond, so it reads "< 1 ms", never a false "0.0 ms".
+ */
+export function formatTableMs(value: number | null | undefined): string {
+  if (value === null || value === undefined || Number.isNaN(value)) {
+    return '–';
+  }
+  if (value < 1) {
+    return '< 1 ms';
+  }
+  return Number.isInteger(value) && value < 1000 ? `${value} ms` : formatMs(value);
+}
+
+/** A time of day, 24-hour (HH:MM:SS) like the charts, whatever the browser's locale prefers. */
+export function formatClock(timestampMs: number): string {
+  return new Date(timestampMs).toLocaleTimeString([], {
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+    hour12: false
+  });
+}
+
 /** "12 s ago", "5 min ago", or the date for anything older than a day. */
 export function formatAgo(timestampMs: number | undefined, nowMs: number): string {
   if (!timestampMs) {

@@ -46,3 +46,218 @@ export function queryTargets(endpoint: Endpoint): string[] {
   const entities = endpoint.config?.served_entities ?? endpoint.config?.served_models ?? [];
   return entities.map(e => e.name).filter((n): n is string => !!n);
 }
+
+/** The part of `GET /api/2.0/serving-endpoints/{name}/openapi` the playground reads. */
+export interface OpenApiDoc {
+  paths?: Record<
+    string,
+    { post?: { requestBody?: { content?: Record<string, { schema?: JsonSchema }> } } }
+  >;
+}
+
+export interface JsonSchema {
+  type?: string;
+  format?: string;
+  enum?: unknown[];
+  items?: JsonSchema;
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  oneOf?: JsonSchema[];
+}
+
+/** What the served model takes, read from the endpoint's OpenAPI document. */
+export interface ModelInput {
+  /** A request the model accepts: one row of placeholder values in the signature's columns. */
+  example: string;
+  /** The model takes chat `messages` (an OpenAI-compatible chat model). */
+  chat: boolean;
+}
+
+/**
+ * A valid first request from the served model's signature (the first served entity's request
+ * schema), so the first click on "Send" answers instead of failing with a 400. Null when the model
+ * has no signature: then only the user knows its input.
+ */
+export function exampleFromOpenApi(doc: OpenApiDoc): ModelInput | null {
+  const first = Object.values(doc.paths ?? {})[0];
+  const schema = first?.post?.requestBody?.content?.['application/json']?.schema;
+  const variants = schema?.oneOf ?? [];
+  const records = variants.find(v => v.properties?.dataframe_records)?.properties?.dataframe_records
+    ?.items;
+  if (records?.properties) {
+    const columns = Object.keys(records.properties);
+    if (columns.includes('messages')) {
+      const example = { messages: [{ role: 'user', content: 'Hello!' }] };
+      return { example: compactJson(example), chat: true };
+    }
+    const row = columns.map(c => placeholder(records.properties![c]));
+    const example = { dataframe_split: { columns, data: [row] } };
+    return { example: compactJson(example), chat: false };
+  }
+  const tensor = variants.find(v => v.properties?.inputs)?.properties?.inputs?.items;
+  if (tensor) {
+    return { example: compactJson({ inputs: [placeholder(tensor)] }), chat: false };
+  }
+  return null;
+}
+
+/** Indented JSON with arrays of plain values (columns, rows) kept on one line each. */
+export function compactJson(value: unknown): string {
+  const line = (text: string): string =>
+    text.replace(
+      /\[\n\s*((?:[^[\]{}\n]|\[[^[\]{}\n]*\]|,\n\s*)*?)\n\s*\]/g,
+      (_m, inner: string) => `[${inner.split(/,\n\s*/).join(', ')}]`
+    );
+  return line(line(JSON.stringify(value, null, 2)));
+}
+
+/** A value of the schema's type: numbers 1, text "text", booleans false, one-item arrays. */
+function placeholder(schema: JsonSchema): unknown {
+  switch (schema.type) {
+    case 'integer':
+      return 1;
+    case 'number':
+      return 1.0;
+    case 'boolean':
+      return false;
+    case 'string':
+      return schema.format === 'date-time' ? new Date(0).toISOString() : 'text';
+    case 'array':
+      return [placeholder(schema.items ?? {})];
+    case 'object':
+      return Object.fromEntries(
+        Object.entries(schema.properties ?? {}).map(([k, v]) => [k, placeholder(v)])
+      );
+    default:
+      return 1.0;
+  }
+}
+
+export interface Snippet {
+  id: 'curl' | 'python-sdk' | 'mlflow' | 'openai';
+  title: string;
+  code: string;
+}
+
+/** The environment variable every snippet reads the token from; its value is never shown. */
+export const TOKEN_VARIABLE = 'DATABRICKS_TOKEN';
+
+/**
+ * Ready-to-copy code for querying the endpoint with `body` (the playground's JSON), filled in for
+ * this server: curl, the Databricks SDK for Python, MLflow deployments, and the OpenAI client for
+ * chat models. The token comes from $DATABRICKS_TOKEN, as on Databricks.
+ */
+export function snippets(
+  serverUrl: string,
+  endpoint: string,
+  body: string,
+  chat: boolean
+): Snippet[] {
+  const host = serverUrl.replace(/\/+$/, '');
+  const url = `${host}/serving-endpoints/${encodeURIComponent(endpoint)}/invocations`;
+  const compact = JSON.stringify(JSON.parse(body));
+  const payload = JSON.parse(body) as Record<string, unknown>;
+  const out: Snippet[] = [
+    {
+      id: 'curl',
+      title: 'curl',
+      code: [
+        `curl -sS -X POST ${shellQuote(url)} \\`,
+        `  -H "Authorization: Bearer $${TOKEN_VARIABLE}" \\`,
+        '  -H "Content-Type: application/json" \\',
+        `  -d ${shellQuote(compact)}`
+      ].join('\n')
+    },
+    {
+      id: 'python-sdk',
+      title: 'Python (databricks-sdk)',
+      code: sdkSnippet(host, endpoint, payload)
+    },
+    {
+      id: 'mlflow',
+      title: 'MLflow deployments',
+      code: [
+        'import os',
+        '',
+        'from mlflow.deployments import get_deploy_client',
+        '',
+        `os.environ.setdefault("DATABRICKS_HOST", ${pyLiteral(host)})  # the token: $${TOKEN_VARIABLE}`,
+        'client = get_deploy_client("databricks")',
+        `print(client.predict(endpoint=${pyLiteral(endpoint)}, inputs=${pyLiteral(payload)}))`
+      ].join('\n')
+    }
+  ];
+  if (chat) {
+    const messages = payload.messages ?? [{ role: 'user', content: 'Hello!' }];
+    out.push({
+      id: 'openai',
+      title: 'OpenAI client',
+      code: [
+        'import os',
+        '',
+        'from openai import OpenAI',
+        '',
+        `client = OpenAI(api_key=os.environ[${pyLiteral(TOKEN_VARIABLE)}], base_url=${pyLiteral(`${host}/serving-endpoints`)})`,
+        'response = client.chat.completions.create(',
+        `    model=${pyLiteral(endpoint)}, messages=${pyLiteral(messages)}`,
+        ')',
+        'print(response.choices[0].message.content)'
+      ].join('\n')
+    });
+  }
+  return out;
+}
+
+function sdkSnippet(host: string, endpoint: string, payload: Record<string, unknown>): string {
+  const imports = ['from databricks.sdk import WorkspaceClient'];
+  const args = Object.entries(payload).map(([key, value]) => {
+    if (key === 'dataframe_split') {
+      imports.push('from databricks.sdk.service.serving import DataframeSplitInput');
+      return `    dataframe_split=DataframeSplitInput.from_dict(${pyLiteral(value)}),`;
+    }
+    return `    ${key}=${pyLiteral(value)},`;
+  });
+  return [
+    'import os',
+    '',
+    ...imports,
+    '',
+    `w = WorkspaceClient(host=${pyLiteral(host)}, token=os.environ[${pyLiteral(TOKEN_VARIABLE)}], auth_type="pat")`,
+    'response = w.serving_endpoints.query(',
+    `    name=${pyLiteral(endpoint)},`,
+    ...args,
+    ')',
+    'print(response.as_dict())'
+  ].join('\n');
+}
+
+/** A JSON value as a Python literal (True/False/None; strings as JSON strings, valid Python). */
+export function pyLiteral(value: unknown): string {
+  if (value === null || value === undefined) {
+    return 'None';
+  }
+  if (value === true) {
+    return 'True';
+  }
+  if (value === false) {
+    return 'False';
+  }
+  if (Array.isArray(value)) {
+    return `[${value.map(pyLiteral).join(', ')}]`;
+  }
+  if (typeof value === 'object') {
+    const items = Object.entries(value as Record<string, unknown>).map(
+      ([k, v]) => `${JSON.stringify(k)}: ${pyLiteral(v)}`
+    );
+    return `{${items.join(', ')}}`;
+  }
+  if (typeof value === 'number' && Number.isInteger(value) && !String(value).includes('.')) {
+    return String(value);
+  }
+  return JSON.stringify(value);
+}
+
+/** Single-quoted for a POSIX shell (a quote inside becomes '\''). */
+export function shellQuote(text: string): string {
+  return `'${text.replace(/'/g, "'\\''")}'`;
+}

@@ -3,7 +3,17 @@ import { describe, it } from 'node:test';
 
 import { errorMessage, parseErrorBody, ServingApiError } from '../src/errors';
 import { cellsToInsert, createCell, LOAD_EXT, updateCell } from '../src/notebook';
-import { exampleInput, formatResponse, parseInput, queryTargets } from '../src/playground';
+import { formatClock, formatTableMs } from '../src/history';
+import {
+  exampleFromOpenApi,
+  exampleInput,
+  formatResponse,
+  OpenApiDoc,
+  parseInput,
+  pyLiteral,
+  queryTargets,
+  snippets
+} from '../src/playground';
 import { FAST_MS, MAX_BACKOFF_MS, refreshDelay, STEADY_MS } from '../src/poll';
 import type { Endpoint } from '../src/types';
 
@@ -150,5 +160,90 @@ describe('refreshDelay', () => {
     assert.equal(refreshDelay([], 1), STEADY_MS);
     assert.equal(refreshDelay([], 2), STEADY_MS * 2);
     assert.equal(refreshDelay([], 20), MAX_BACKOFF_MS);
+  });
+});
+
+describe('the query tab: example from the signature, snippets', () => {
+  const doc: OpenApiDoc = {
+    paths: {
+      '/served-models/iris-lr-1/invocations': {
+        post: {
+          requestBody: {
+            content: {
+              'application/json': {
+                schema: {
+                  oneOf: [
+                    { properties: { dataframe_split: {} } },
+                    {
+                      properties: {
+                        dataframe_records: {
+                          type: 'array',
+                          items: {
+                            type: 'object',
+                            properties: {
+                              'sepal length (cm)': { type: 'number', format: 'double' },
+                              n: { type: 'integer' },
+                              name: { type: 'string' },
+                              ok: { type: 'boolean' }
+                            }
+                          }
+                        }
+                      }
+                    }
+                  ]
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  };
+
+  it('pre-fills one row in the signature columns', () => {
+    const input = exampleFromOpenApi(doc);
+    assert.ok(input);
+    assert.equal(input.chat, false);
+    assert.deepEqual(JSON.parse(input.example), {
+      dataframe_split: {
+        columns: ['sepal length (cm)', 'n', 'name', 'ok'],
+        data: [[1, 1, 'text', false]]
+      }
+    });
+    assert.equal(parseInput(input.example).ok, true);
+    assert.match(input.example, /"data": \[\[1, 1, "text", false\]\]/); // one line per row
+    assert.equal(exampleFromOpenApi({ paths: {} }), null);
+  });
+
+  it('writes curl and Python with the token from the environment', () => {
+    const body = JSON.stringify({ dataframe_split: { columns: ["it's"], data: [[true, null]] } });
+    const code = snippets('http://127.0.0.1:8888/', 'iris', body, false);
+    assert.deepEqual(
+      code.map(s => s.id),
+      ['curl', 'python-sdk', 'mlflow']
+    );
+    const curl = code[0].code;
+    assert.match(
+      curl,
+      /^curl -sS -X POST 'http:\/\/127\.0\.0\.1:8888\/serving-endpoints\/iris\/invocations'/
+    );
+    assert.match(curl, /Bearer \$DATABRICKS_TOKEN/);
+    assert.match(curl, /'\\''/); // the quote inside the JSON survives the shell
+    const sdk = code[1].code;
+    assert.match(sdk, /token=os\.environ\["DATABRICKS_TOKEN"\]/);
+    assert.match(
+      sdk,
+      /DataframeSplitInput\.from_dict\(\{"columns": \["it's"\], "data": \[\[True, None\]\]\}\)/
+    );
+    assert.equal(snippets('http://h/', 'chat', '{"messages": []}', true).at(-1)?.id, 'openai');
+    assert.equal(pyLiteral({ a: [1, 2.5, 'x', false] }), '{"a": [1, 2.5, "x", False]}');
+  });
+
+  it('reads table latencies under a millisecond as "< 1 ms" and times as 24-hour', () => {
+    assert.equal(formatTableMs(0), '< 1 ms');
+    assert.equal(formatTableMs(3), '3 ms');
+    assert.equal(formatTableMs(2.5), '2.5 ms');
+    assert.equal(formatTableMs(null), '–');
+    assert.match(formatClock(Date.UTC(2026, 0, 1, 15, 4, 5)), /^\d\d:04:05$/);
   });
 });

@@ -5,12 +5,17 @@
 //
 // Environment: LAB_URL (with trailing slash), LAB_TOKEN, ARTIFACTS, CHROMIUM_PATH, ENDPOINT.
 
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
 import { LAB_URL, TOKEN, need, openFlow } from './flow.mjs';
 
 const NAME = need('ENDPOINT');
 const SETTLE_MS = 180000;
 
-const { page, step, shot, run } = await openFlow({ viewport: { width: 1500, height: 1100 } });
+// 1600x1000: the size of the screenshots in docs/screenshots.
+const { page, step, shot, run } = await openFlow({ viewport: { width: 1600, height: 1000 } });
+const ARTIFACTS = need('ARTIFACTS');
 
 const main = page.locator('#jupyter-serving-page');
 const sidebar = page.locator('#jupyter-serving-panel');
@@ -115,6 +120,7 @@ await run(async () => {
     await page.locator('.jp-SideBar [data-id="jupyter-serving-panel"]').click();
     await sidebar.locator(`li[data-endpoint="${NAME}"] button[name="open-endpoint"]`).click();
     await main.locator(`.jp-serving-detail[data-endpoint="${NAME}"]`).waitFor();
+    await shot('sidebar');
     if ((await page.locator('#jupyter-serving-page').count()) !== 1) {
       throw new Error('a second Model Serving page was opened');
     }
@@ -177,6 +183,25 @@ await run(async () => {
       throw new Error(`verdict does not compare the entities: ${text}`);
     }
     await main.locator('.jp-serving-comparison tbody tr').nth(1).waitFor();
+    // The table stores whole milliseconds: a sub-millisecond p50 reads "< 1 ms", never "0.0 ms".
+    const latencies = await main
+      .locator('.jp-serving-comparison td[data-latency]')
+      .allTextContents();
+    if (
+      !latencies.length ||
+      latencies.some(t => /^0(\.0)? ms$/.test(t.trim()) || !/ms|s$/.test(t))
+    ) {
+      throw new Error(`latencies read wrong: ${JSON.stringify(latencies)}`);
+    }
+    // The control is the entity with most traffic (80 %), and the user can pick the other one.
+    await main.locator('tr[data-control][data-entity="iris-lr-1"]').waitFor();
+    await shot('inference-table-default-control');
+    await main.locator('select[name="control"]').selectOption('iris-lr-2');
+    await main.locator('tr[data-control][data-entity="iris-lr-2"]').waitFor({ timeout: 30000 });
+    const verdict2 = await main.locator('[data-verdict]').textContent();
+    if (!/Latency p50\/p95 iris-lr-1:/.test(verdict2)) {
+      throw new Error(`verdict does not compare iris-lr-1 against iris-lr-2: ${verdict2}`);
+    }
   });
 
   await step('logs-tab', async () => {
@@ -191,8 +216,42 @@ await run(async () => {
 
   await step('query-tab', async () => {
     await tab('query');
+    const input = main.locator('textarea[name="request"]');
+    // Pre-filled from the model's signature: the first click answers instead of a 400.
+    await page.waitForFunction(() =>
+      /petal length/.test(
+        document.querySelector('#jupyter-serving-page textarea[name="request"]')?.value ?? ''
+      )
+    );
     await main.locator('button[name="send-query"]').click();
-    await main.locator('.jp-serving-playground-result').waitFor({ timeout: 60000 });
+    await main
+      .locator('.jp-serving-playground-result[data-status="200"]')
+      .waitFor({ timeout: 60000 });
+    const answer = await main.locator('.jp-serving-response').textContent();
+    if (!/predictions/.test(answer)) {
+      throw new Error(`the pre-filled request did not answer predictions: ${answer}`);
+    }
+    await main.locator('[data-endpoint-url]').waitFor();
+    await shot('query-answered');
+    // The snippets, exactly as shown, for test_page.py to run (the token is read from the env).
+    for (const id of ['curl', 'python-sdk', 'mlflow']) {
+      await main.locator(`button[name="snippet-${id}"]`).click();
+      const code = await main.locator(`pre.jp-serving-snippet[data-snippet="${id}"]`).textContent();
+      if (code.includes(TOKEN)) {
+        throw new Error(`the ${id} snippet prints the token`);
+      }
+      writeFileSync(join(ARTIFACTS, `snippet-${id}.txt`), code);
+    }
+    await main.locator('button[name="snippet-curl"]').click();
+    // A failed request clears the previous answer.
+    const valid = await input.inputValue();
+    await input.fill('{"dataframe_split": ');
+    await main.locator('button[name="send-query"]').click();
+    await main.locator('.jp-serving-error').first().waitFor();
+    if (await main.locator('.jp-serving-playground-result').count()) {
+      throw new Error('the previous answer stayed on screen after a failed request');
+    }
+    await input.fill(valid);
   });
 
   await step('overview-after', async () => {

@@ -7,11 +7,14 @@ Screenshots of every step land in tests/ui/artifacts/<test>/; a failed step leav
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from lab_support import ARTIFACTS, UI_DIR, Lab
@@ -73,11 +76,35 @@ def test_page_flow(lab: Lab, browser_tools: tuple[str, str], request: pytest.Fix
         }
         result = subprocess.run([node, str(UI_DIR / "page_flow.mjs")], cwd=UI_DIR, env=env, capture_output=True,
                                 text=True, timeout=540)  # fmt: skip
+        stop.set()
+        loader.join(timeout=30)
+        report = (
+            f"{result.stdout}\n{result.stderr}\nbrowser log: {artifacts / 'browser.log'}\nlab log: {lab.log}"
+        )
+        assert result.returncode == 0, report
+        assert "ok   " in result.stdout and "FAIL" not in result.stdout, report
+        run_snippets(lab, artifacts)  # while the endpoint still serves
     finally:
         stop.set()
         loader.join(timeout=30)
         lab.api("DELETE", f"api/2.0/serving-endpoints/{ENDPOINT}")
-    report = f"{result.stdout}\n{result.stderr}\nbrowser log: {artifacts / 'browser.log'}\nlab log: {lab.log}"
-    assert result.returncode == 0, report
-    assert "ok   " in result.stdout and "FAIL" not in result.stdout, report
     assert answered and set(answered) == {200}, f"the load saw {sorted(set(answered))}"
+
+
+def run_snippets(lab: Lab, artifacts: Path) -> None:
+    """The query tab's snippets, run as printed, with the token only in the environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABRICKS_")}
+    env["DATABRICKS_TOKEN"] = lab.token
+    curl = (artifacts / "snippet-curl.txt").read_text()
+    assert lab.token not in curl
+    out = subprocess.run(["bash", "-c", curl], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)["predictions"]) == 1, out.stdout
+    for name in ("python-sdk", "mlflow"):
+        code = (artifacts / f"snippet-{name}.txt").read_text()
+        assert lab.token not in code
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, f"{name}: {out.stderr[-3000:]}"
+        assert "predictions" in out.stdout, f"{name}: {out.stdout}"

@@ -11,7 +11,9 @@ import { errorMessage } from '../errors';
 import {
   alignMetric,
   alignTraffic,
+  formatClock,
   formatMs,
+  formatTableMs,
   formatRate,
   History,
   InferenceTableView,
@@ -220,6 +222,9 @@ export function EndpointDetail(props: EndpointDetailProps): JSX.Element {
 // ---------------------------------------------------------------- overview
 const mib = (bytes: number): number => bytes / 2 ** 20;
 
+/** The charts' time windows (seconds); "all" is whatever the server keeps. */
+const RANGES: Record<string, number> = { '15 min': 900, '1 h': 3600, all: Infinity };
+
 function Overview({
   endpoint,
   history
@@ -227,6 +232,7 @@ function Overview({
   endpoint: Endpoint | null;
   history: History | null;
 }): JSX.Element {
+  const [range, onRange] = React.useState('15 min');
   const names = chartEntities(endpoint, history);
   const data = history ? withErrorRate(history) : null;
   const chart = (
@@ -250,7 +256,10 @@ function Overview({
   const routes = endpoint?.config?.traffic_config?.routes ?? [];
   const times = history?.traffic.timestamp_ms ?? [];
   const xRange: [number, number] | null = times.length
-    ? [times[0] / 1000, times[times.length - 1] / 1000]
+    ? [
+        Math.max(times[0] / 1000, times[times.length - 1] / 1000 - (RANGES[range] ?? Infinity)),
+        times[times.length - 1] / 1000
+      ]
     : null;
   return (
     <>
@@ -280,11 +289,28 @@ function Overview({
           <TrafficBar routes={routes} entityNames={names} />
         </div>
       )}
+      <div className="jp-serving-chart-range">
+        Time range{' '}
+        <select
+          className="jp-mod-styled"
+          name="time-range"
+          style={{ width: 'auto', flex: '0 0 auto' }}
+          value={range}
+          onChange={e => onRange(e.target.value)}
+        >
+          {Object.keys(RANGES).map(r => (
+            <option key={r} value={r}>
+              {r}
+            </option>
+          ))}
+        </select>
+      </div>
       <div className="jp-serving-charts">
         {chart('Requests', 'requests_per_s', 'per second', formatRate)}
         {chart('Latency p99', 'latency_p99_ms', 'ms', v => formatMs(v))}
         {chart('Latency p50', 'latency_p50_ms', 'ms', v => formatMs(v))}
-        {chart('Errors', 'errors_per_s', '4xx + 5xx per second', formatRate)}
+        {chart('Client errors', 'requests_4xx_per_s', '4xx per second', formatRate)}
+        {chart('Server errors', 'requests_5xx_per_s', '5xx per second', formatRate)}
         {chart('Ready replicas', 'ready_replicas', 'count', v => v.toFixed(0), {
           stepped: true,
           integer: true
@@ -305,7 +331,7 @@ function Overview({
           '% of one core, all replicas',
           v => `${v.toFixed(v < 10 ? 1 : 0)}%`
         )}
-        {chart('Memory', 'memory_bytes', 'MiB resident, all replicas', v => v.toFixed(0), {}, mib)}
+        {chart('Memory', 'memory_bytes', 'MiB RSS, all replicas', v => v.toFixed(0), {}, mib)}
         {chart('Queued requests', 'queued_requests', 'waiting for a replica', v => v.toFixed(0), {
           integer: true
         })}
@@ -340,6 +366,7 @@ function EntitySummary({ endpoint }: { endpoint: Endpoint | null }): JSX.Element
           <div className="jp-serving-card-value-small">
             {e.entity_name ?? e.model_name} v{e.entity_version ?? e.model_version} ·{' '}
             {e.workload_type ?? 'CPU'} {e.workload_size ?? ''}
+            {e.scale_to_zero_enabled ? ' · scale to zero' : ''}
           </div>
           <div className="jp-serving-hint">{replicaText(e) ?? ''}</div>
         </div>
@@ -370,7 +397,7 @@ function EventsView({ events }: { events: ServingEvent[] }): JSX.Element {
             data-event={e.type}
             className={`jp-serving-event-${e.severity.toLowerCase()}`}
           >
-            <td className="jp-serving-nowrap">{new Date(e.timestamp_ms).toLocaleTimeString()}</td>
+            <td className="jp-serving-nowrap">{formatClock(e.timestamp_ms)}</td>
             <td>
               <span
                 className={`jp-serving-severity jp-serving-severity-${e.severity.toLowerCase()}`}
@@ -449,10 +476,12 @@ function TableView(props: {
 }): JSX.Element {
   const [view, setView] = React.useState<InferenceTableView | null>(null);
   const [error, setError] = React.useState<string | null>(null);
+  // '' = the server's default: the entity with the most traffic.
+  const [control, setControl] = React.useState('');
   usePoll(
     async () => {
       try {
-        setView(await props.client.inferenceTable(props.name, 20));
+        setView(await props.client.inferenceTable(props.name, 20, control || undefined));
         setError(null);
       } catch (err) {
         setError(errorMessage(err));
@@ -460,7 +489,7 @@ function TableView(props: {
     },
     TABLE_POLL_MS,
     props.isVisible,
-    [props.name]
+    [props.name, control]
   );
   if (error) {
     return <ErrorBanner message={error} />;
@@ -477,8 +506,25 @@ function TableView(props: {
       </div>
       {comparison && (
         <>
-          <div className="jp-serving-section-title">
-            A/B comparison (control: {comparison.control})
+          <div className="jp-serving-section-title jp-serving-comparison-title">
+            A/B comparison against{' '}
+            <select
+              className="jp-mod-styled"
+              name="control"
+              aria-label="Control entity"
+              style={{ width: 'auto', flex: '0 0 auto' }}
+              value={control}
+              onChange={e => setControl(e.target.value)}
+            >
+              <option value="">
+                {control ? 'most traffic' : `most traffic (${comparison.control})`}
+              </option>
+              {comparison.entities.map(e => (
+                <option key={String(e.served_entity_name)} value={String(e.served_entity_name)}>
+                  {String(e.served_entity_name)}
+                </option>
+              ))}
+            </select>
           </div>
           <div className="jp-serving-verdict" data-verdict>
             {comparison.verdict.split('\n').map(line => (
@@ -498,15 +544,28 @@ function TableView(props: {
             </thead>
             <tbody>
               {comparison.entities.map(e => (
-                <tr key={String(e.served_entity_name)}>
-                  <td>{String(e.served_entity_name)}</td>
+                <tr
+                  key={String(e.served_entity_name)}
+                  data-entity={String(e.served_entity_name)}
+                  data-control={e.served_entity_name === comparison.control ? '' : undefined}
+                >
+                  <td>
+                    {String(e.served_entity_name)}
+                    {e.served_entity_name === comparison.control ? ' (control)' : ''}
+                  </td>
                   <td className="jp-serving-num">{e.requests}</td>
                   <td className="jp-serving-num">
                     {((Number(e.error_rate) || 0) * 100).toFixed(1)}%
                   </td>
-                  <td className="jp-serving-num">{formatMs(e.latency_p50_ms as number | null)}</td>
-                  <td className="jp-serving-num">{formatMs(e.latency_p95_ms as number | null)}</td>
-                  <td className="jp-serving-num">{formatMs(e.latency_p99_ms as number | null)}</td>
+                  <td className="jp-serving-num" data-latency="p50">
+                    {formatTableMs(e.latency_p50_ms as number | null)}
+                  </td>
+                  <td className="jp-serving-num" data-latency="p95">
+                    {formatTableMs(e.latency_p95_ms as number | null)}
+                  </td>
+                  <td className="jp-serving-num" data-latency="p99">
+                    {formatTableMs(e.latency_p99_ms as number | null)}
+                  </td>
                 </tr>
               ))}
             </tbody>
@@ -522,7 +581,7 @@ function TableView(props: {
                 <th>Time</th>
                 <th>Served entity</th>
                 <th className="jp-serving-num">Status</th>
-                <th className="jp-serving-num">Time (ms)</th>
+                <th className="jp-serving-num">Latency</th>
                 <th>Request</th>
                 <th>Response</th>
               </tr>
@@ -530,12 +589,10 @@ function TableView(props: {
             <tbody>
               {view.rows.map(r => (
                 <tr key={String(r.databricks_request_id)} data-row>
-                  <td className="jp-serving-nowrap">
-                    {new Date(Number(r.timestamp_ms)).toLocaleTimeString()}
-                  </td>
+                  <td className="jp-serving-nowrap">{formatClock(Number(r.timestamp_ms))}</td>
                   <td>{String(r.served_entity_name ?? '')}</td>
                   <td className="jp-serving-num">{String(r.status_code)}</td>
-                  <td className="jp-serving-num">{String(r.execution_time_ms)}</td>
+                  <td className="jp-serving-num">{formatTableMs(Number(r.execution_time_ms))}</td>
                   <td className="jp-serving-code-cell" title={String(r.request ?? '')}>
                     {String(r.request ?? '')}
                   </td>

@@ -100,8 +100,8 @@ export function EndpointFormView(props: EndpointFormProps): JSX.Element {
           placeholder="my-endpoint"
           onChange={e => setForm({ ...form, name: e.target.value })}
         />
+        <FieldError errors={errors} field="name" />
       </label>
-      <FieldError errors={errors} field="name" />
 
       <fieldset className="jp-serving-fieldset">
         <legend>Served entities</legend>
@@ -174,6 +174,18 @@ function EntityFields(props: EntityFieldsProps): JSX.Element {
       </div>
       <ModelPicker {...props} />
       <label className="jp-serving-label">
+        Served entity name
+        <input
+          className="jp-mod-styled jp-serving-input"
+          name={f('name')}
+          value={entity.name}
+          placeholder={defaultServedName(entity.model, entity.version) || 'model-version'}
+          title="Routes and the inference table name the entity by this; empty: <model>-<version>"
+          onChange={e => props.onChange({ name: e.target.value })}
+        />
+        <FieldError errors={errors} field={f('name')} />
+      </label>
+      <label className="jp-serving-label">
         Traffic (%)
         <input
           className="jp-mod-styled jp-serving-input"
@@ -199,8 +211,8 @@ function EntityFields(props: EntityFieldsProps): JSX.Element {
             </option>
           ))}
         </select>
+        <FieldError errors={errors} field={f('workloadType')} />
       </label>
-      <FieldError errors={errors} field={f('workloadType')} />
       <label className="jp-serving-label">
         Compute scale-out
         <select
@@ -216,8 +228,8 @@ function EntityFields(props: EntityFieldsProps): JSX.Element {
             </option>
           ))}
         </select>
+        <FieldError errors={errors} field={f('workloadSize')} />
       </label>
-      <FieldError errors={errors} field={f('workloadSize')} />
       <label className="jp-serving-checkbox">
         <input
           type="checkbox"
@@ -226,8 +238,8 @@ function EntityFields(props: EntityFieldsProps): JSX.Element {
           onChange={e => props.onChange({ scaleToZero: e.target.checked })}
         />
         Scale to zero when idle
+        <FieldError errors={errors} field={f('scaleToZero')} />
       </label>
-      <FieldError errors={errors} field={f('scaleToZero')} />
       <AdvancedFields {...props} />
     </div>
   );
@@ -239,6 +251,12 @@ function ModelPicker(props: EntityFieldsProps): JSX.Element {
   const f = (field: string): string => `entities.${index}.${field}`;
   const model = models?.find(m => m.name === entity.model);
   const versions = model ? sortVersions(model.versions.map(v => v.version)) : [];
+  React.useEffect(() => {
+    // A model set before the registry answered (or kept from an edit) gets its newest version.
+    if (entity.model && !entity.version && versions.length) {
+      props.onChange({ version: versions[0] });
+    }
+  }, [entity.model, entity.version, versions.join(',')]);
   const pickModel = (name: string): void => {
     const chosen = models?.find(m => m.name === name);
     // Default to the newest version, as picking a model in the Serving UI does.
@@ -275,8 +293,8 @@ function ModelPicker(props: EntityFieldsProps): JSX.Element {
             onChange={e => props.onChange({ model: e.target.value })}
           />
         )}
+        <FieldError errors={errors} field={f('model')} />
       </label>
-      <FieldError errors={errors} field={f('model')} />
       <label className="jp-serving-label">
         Version
         {versions.length ? (
@@ -302,34 +320,23 @@ function ModelPicker(props: EntityFieldsProps): JSX.Element {
             onChange={e => props.onChange({ version: e.target.value })}
           />
         )}
+        <FieldError errors={errors} field={f('version')} />
       </label>
-      <FieldError errors={errors} field={f('version')} />
     </>
   );
 }
 
-/** "Advanced configuration" of the Serving UI: rename the entity, environment variables. */
+/** "Advanced configuration" of the Serving UI: environment variables. */
 function AdvancedFields(props: EntityFieldsProps): JSX.Element {
   const { entity, index, errors } = props;
   const f = (field: string): string => `entities.${index}.${field}`;
   const rows = entity.envVars;
   const setRow = (k: number, patch: Partial<{ key: string; value: string }>): void =>
     props.onChange({ envVars: rows.map((r, j) => (j === k ? { ...r, ...patch } : r)) });
-  const hasErrors = !!(errors[f('name')] || errors[f('envVars')]);
+  const hasErrors = !!errors[f('envVars')];
   return (
     <details className="jp-serving-advanced" open={hasErrors || undefined}>
       <summary>Advanced configuration</summary>
-      <label className="jp-serving-label">
-        Served entity name
-        <input
-          className="jp-mod-styled jp-serving-input"
-          name={f('name')}
-          value={entity.name}
-          placeholder={defaultServedName(entity.model, entity.version) || 'model-version'}
-          onChange={e => props.onChange({ name: e.target.value })}
-        />
-      </label>
-      <FieldError errors={errors} field={f('name')} />
       <div className="jp-serving-label">Environment variables</div>
       {rows.map((row, k) => (
         <div className="jp-serving-env-row" key={k}>

@@ -20,6 +20,9 @@ const PALETTE_VARS = [
   '--jp-layout-color4'
 ];
 const HEIGHT = 170;
+// Equal series (a 50/50 split, replicas of two entities) would hide each other: each line also
+// gets its own dash pattern, and later lines are drawn thinner, so the one below shows through.
+const DASHES: number[][] = [[], [7, 4], [2, 3], [10, 3, 2, 3]];
 
 export interface TimeChartProps {
   title: string;
@@ -95,7 +98,7 @@ function options(
     },
     axes: [
       // Clock labels are wide: keep ticks far enough apart that they never run together.
-      { ...axisStyle, space: 90, values: (u, ticks) => ticks.map(t => clock(t, u.scales.x)) },
+      { ...axisStyle, space: 70, values: (u, ticks) => ticks.map(t => clock(t, u.scales.x)) },
       {
         ...axisStyle,
         size: 64,
@@ -109,7 +112,8 @@ function options(
       ...props.labels.map((label, i) => ({
         label,
         stroke: cssVar(el, PALETTE_VARS[(props.colours?.[i] ?? i) % PALETTE_SIZE], '#2196f3'),
-        width: 2,
+        width: Math.max(1.25, 2.5 - 0.5 * i),
+        dash: DASHES[i % DASHES.length],
         spanGaps: false,
         paths,
         // Markers only while samples are sparse; a dense line reads better without them.
