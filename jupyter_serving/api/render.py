@@ -95,14 +95,16 @@ def _config(
 
 def local_json(status: DeploymentStatus) -> dict[str, Any]:
     """A served entity's `local` (our addition to the wire): the typed status fields, beside the
-    backend's own extras, which are passed through unread."""
+    backend's own extras, which are passed through unread. Autoscaling bounds appear only where
+    the backend reports them (`max_replicas` 0: an entity not deployed yet, or a backend that
+    does not know them)."""
+    bounds = {"min_replicas": status.min_replicas, "max_replicas": status.max_replicas}
     return {
         **status.extras,
         "replicas": status.replicas,
         "ready_replicas": status.ready_replicas,
         "starting_replicas": status.starting_replicas,
-        "min_replicas": status.min_replicas,
-        "max_replicas": status.max_replicas,
+        **(bounds if status.max_replicas else {}),
         "queued_requests": status.queued,
         "cold_starts": status.cold_starts,
         "gpus": list(status.gpus),

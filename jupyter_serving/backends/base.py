@@ -152,7 +152,7 @@ class DeploymentStatus:
     ready_replicas: int = 0
     starting_replicas: int = 0
     min_replicas: int = 0
-    max_replicas: int = 0
+    max_replicas: int = 0  # 0: not known (not deployed yet, or the backend cannot tell)
     inflight: int = 0
     queued: int = 0  # requests waiting for a replica to start
     cold_starts: int = 0
