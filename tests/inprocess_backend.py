@@ -174,7 +174,7 @@ class HeldCapture:
     async def stop(self) -> None:
         pass
 
-    async def ensure_table(self, path: Path) -> None:
+    async def ensure_table(self, path: Path, form: str = "legacy") -> None:
         if self.table_gate is not None:
             await self.table_gate.pass_through()
         self.tables.append(path)

@@ -3,6 +3,8 @@ notifications, telemetry. Each validates with `model.gateway`, changes the store
 
 None of them starts a rollout, except an AI Gateway `inference_table_config` that changes the
 payload table: that is `auto_capture_config`, so it goes through `update_config` like any config change.
+The record's ai_gateway keeping `inference_table_config` is what makes the table an AI Gateway one
+(`gateway.inference_table_form`).
 """
 
 from __future__ import annotations
@@ -62,9 +64,21 @@ async def put_ai_gateway(manager: EndpointManager, name: str, body: Any) -> dict
     endpoint = manager.get(name)
     body = _object(body)
     config = gateway.parse_ai_gateway({k: v for k, v in body.items() if k != "name"})
+    previous = endpoint.record.ai_gateway
+    if config.get("inference_table_config") is None and (previous or {}).get("inference_table_config"):
+        # Omitting it leaves the table as it is (as an update omitting auto_capture_config does);
+        # `{"enabled": false}` turns it off. So the table never changes schema behind its rows.
+        config["inference_table_config"] = previous["inference_table_config"]  # type: ignore[index]
     table = config.get("inference_table_config")
     if table is not None:
-        await _apply_inference_table(manager, endpoint, table)
+        _refuse_form_change(endpoint, table)
+        # The rollout that `_apply_inference_table` starts reads the form from the record.
+        endpoint.record.ai_gateway = config
+        try:
+            await _apply_inference_table(manager, endpoint, table)
+        except BaseException:
+            endpoint.record.ai_gateway = previous
+            raise
     endpoint.record.ai_gateway = config
     save(manager, endpoint)
     if (config.get("usage_tracking_config") or {}).get("enabled"):
@@ -87,6 +101,25 @@ async def _ensure_usage_table(manager: EndpointManager, endpoint: Endpoint) -> N
         await manager.capture.ensure_table(path)
     except Exception:  # reported as the table's status; serving goes on
         log.exception("could not create the usage table %s", path)
+
+
+def _refuse_form_change(endpoint: Endpoint, table: dict[str, Any]) -> None:
+    """A legacy payload table cannot become an AI Gateway one in place: the schemas differ. As on
+    Databricks, the legacy table is disabled first (or the new one gets another prefix)."""
+    record = endpoint.record
+    current = record.config.auto_capture_config if record.config else None
+    if gateway.inference_table_form(record.ai_gateway) != "legacy" or not current:
+        return
+    if not current.get("enabled", True) or not table.get("enabled", True):
+        return
+    names = ("catalog_name", "schema_name", "table_name_prefix")
+    wanted = {"table_name_prefix": endpoint.name, **table}
+    if all(current.get(k) == wanted.get(k) for k in names):
+        raise InvalidParameterValue(
+            f"The payload table '{current['table_name_prefix']}_payload' is this endpoint's legacy "
+            "inference table (config.auto_capture_config); disable it first, or give the AI Gateway "
+            "inference table another table_name_prefix."
+        )
 
 
 async def _apply_inference_table(manager: EndpointManager, endpoint: Endpoint, table: dict[str, Any]) -> None:

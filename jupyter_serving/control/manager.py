@@ -319,11 +319,11 @@ class EndpointManager:
             capture["table_name_prefix"],
         )
 
-    async def _ensure_table(self, config: EndpointConfig) -> None:
+    async def _ensure_table(self, config: EndpointConfig, form: str = "legacy") -> None:
         path = self.table_path(config.auto_capture_config)
         if path is not None and self.capture is not None:
             try:
-                await self.capture.ensure_table(path)
+                await self.capture.ensure_table(path, form)
             except Exception:  # reported as the table's status; serving goes on
                 log.exception("could not create the inference table %s", path)
 

@@ -23,6 +23,7 @@ from jupyter_serving.control.registry import ModelRegistry
 from jupyter_serving.control.secrets import SecretStore
 from jupyter_serving.dataplane.router import RoutingTable
 from jupyter_serving.model.config import EndpointConfig, ServedEntity
+from jupyter_serving.model.gateway import inference_table_form
 from jupyter_serving.model.states import FAILED, READY
 from jupyter_serving.policy.autoscaler import ScalingPolicy
 
@@ -40,7 +41,7 @@ class RolloutContext:
     registry: ModelRegistry
     policy: Callable[[ServedEntity], ScalingPolicy]
     table_path: Callable[[dict[str, Any] | None], Any]
-    ensure_table: Callable[[EndpointConfig], Any]  # async
+    ensure_table: Callable[[EndpointConfig, str], Any]  # async; (config, inference_table_form)
     save: Callable[[Endpoint], None]
     retire: Callable[[list[Deployment]], None]  # stop these after they drain, in the background
     drain_timeout_s: float
@@ -67,7 +68,7 @@ async def run(ctx: RolloutContext, endpoint: Endpoint, config: EndpointConfig, v
             new[entity.name] = reused
         endpoint.pending = new
         await deploy_all(started)
-        await ctx.ensure_table(config)
+        await ctx.ensure_table(config, inference_table_form(endpoint.record.ai_gateway))
     except asyncio.CancelledError:
         await _end(ctx, endpoint, started, canceled=True, message=CANCELED_MESSAGE)
         return
@@ -93,8 +94,10 @@ async def restore(ctx: RolloutContext, endpoint: Endpoint) -> None:
             for e in config.served_entities
         }
         await deploy_all(list(endpoint.active.values()))
-        await ctx.ensure_table(config)
-        endpoint.routing = routing_table(ctx, config, record.config_version, endpoint.active)
+        await ctx.ensure_table(config, inference_table_form(endpoint.record.ai_gateway))
+        endpoint.routing = routing_table(
+            ctx, config, record.config_version, endpoint.active, inference_table_form(record.ai_gateway)
+        )
     except DeployFailed as exc:
         log.error("endpoint %s could not be restored: %s", endpoint.name, exc)
         # Their states stay visible (FAILED / ABORTED); the replicas that did load are stopped.
@@ -136,10 +139,15 @@ async def deploy_all(deployments: list[Deployment]) -> None:
 
 
 def routing_table(
-    ctx: RolloutContext, config: EndpointConfig, version: int, deployments: dict[str, Deployment]
+    ctx: RolloutContext,
+    config: EndpointConfig,
+    version: int,
+    deployments: dict[str, Deployment],
+    capture_form: str = "legacy",
 ) -> RoutingTable:
     routes = tuple((r.served_model_name, r.traffic_percentage) for r in config.routes)
-    return RoutingTable(version, dict(deployments), routes, ctx.table_path(config.auto_capture_config))
+    path = ctx.table_path(config.auto_capture_config)
+    return RoutingTable(version, dict(deployments), routes, path, capture_form)
 
 
 async def _resolve(ctx: RolloutContext, entities: list[ServedEntity]) -> dict[str, str]:
@@ -161,7 +169,9 @@ def _activate(
     for entity in config.served_entities:  # sizing of reused deployments changes only now
         new[entity.name].reconfigure(entity, ctx.policy(entity))
     retired = [d for d in endpoint.active.values() if all(d is not n for n in new.values())]
-    endpoint.routing = routing_table(ctx, config, version, new)
+    endpoint.routing = routing_table(
+        ctx, config, version, new, inference_table_form(endpoint.record.ai_gateway)
+    )
     endpoint.active, endpoint.pending = new, {}
     endpoint.wake_waiters()
     record = endpoint.record
