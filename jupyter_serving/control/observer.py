@@ -111,7 +111,8 @@ class Observer:
             history = self.histories[name] = EndpointHistory(self.capacity)
             self.events.load(name)
             if not self.events.get(name):
-                self.events.append(name, [event(timestamp_ms, "ENDPOINT_CREATED", "Endpoint created.")])
+                created = endpoint.record.creation_timestamp or timestamp_ms  # when it happened
+                self.events.append(name, [event(created, "ENDPOINT_CREATED", "Endpoint created.")])
         snapshot = self._snapshot(endpoint, timestamp_ms)
         cold = self._cold_since.setdefault(name, {})
         self.events.append(name, diff(self._snapshots.get(name), snapshot, cold))

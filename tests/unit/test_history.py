@@ -339,3 +339,12 @@ def test_update_events_carry_the_transition_times_not_the_sampling_time() -> Non
     assert [e["timestamp_ms"] for e in diff(snap(1000), during, {})] == [1200]
     # A state read back after a restart has no transition time: the sample's time stands in.
     assert [e["timestamp_ms"] for e in diff(snap(0, version=1), snap(2000, version=2), {})] == [2000, 2000]
+
+
+def test_endpoint_created_event_carries_the_creation_time(tmp_path) -> None:
+    manager = _Manager()
+    manager.endpoints["ep"].record.creation_timestamp = 1_234
+    observer = Observer(manager, tmp_path / "events", 2.0, 60.0, 50)
+    observer.tick()
+    created = observer.events.get("ep")[0]
+    assert (created["type"], created["timestamp_ms"]) == ("ENDPOINT_CREATED", 1_234)
