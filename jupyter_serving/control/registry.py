@@ -7,6 +7,7 @@ MLflow is imported lazily, in a worker thread, the first time a control-plane ca
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,8 @@ from typing import Any
 
 from jupyter_serving.errors import InvalidParameterValue, ResourceDoesNotExist
 from jupyter_serving.model.config import MODELS_URI, EndpointConfig, ServedEntity
+
+log = logging.getLogger("jupyter_serving")
 
 
 class ModelRegistry:
@@ -62,6 +65,13 @@ class ModelRegistry:
         return list(dict.fromkeys(t for tables in found for t in tables))
 
     def _feature_tables(self, entity: ServedEntity) -> list[str]:
+        try:
+            return self._read_feature_tables(entity)
+        except Exception:  # a model gone from the registry, or an unreadable spec: it cannot deploy either
+            log.warning("could not read the feature spec of %s", entity.entity_name, exc_info=True)
+            return []
+
+    def _read_feature_tables(self, entity: ServedEntity) -> list[str]:
         import json
 
         import yaml
