@@ -13,13 +13,15 @@ does for ServerApp, so a config file always wins over a stray export.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from traitlets import Bool, CaselessStrEnum, Float, Int, List, TraitType, Type, Unicode, default
-from traitlets.config import Configurable
+from traitlets.config import Config, Configurable
+from traitlets.config.loader import DeferredConfig
 
 ENV_PREFIX = "JUPYTER_SERVING_"
 
@@ -30,11 +32,23 @@ def env_name(trait_name: str) -> str:
 
 class EnvConfigurable(Configurable):
     """A Configurable whose traits tagged ``env=True`` also read ``JUPYTER_SERVING_<NAME>``, below
-    explicit config and keyword arguments (see the module docstring)."""
+    explicit config and keyword arguments (see the module docstring).
+
+    `legacy_section` names a config section that used to hold these traits (the backends' settings
+    were ``c.ServingSettings.<name>`` before they moved to their own classes): a value found there
+    still applies, below the class's own section, so existing config files keep working."""
+
+    legacy_section: str | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         configured = set(self.config.get(type(self).__name__, {})) | set(kwargs)
+        legacy = self.config.get(self.legacy_section, {}) if self.legacy_section else {}
+        for name, trait in self.traits(config=True).items():
+            if name in legacy and name not in configured:
+                value = legacy[name]
+                setattr(self, name, value.get_value(trait) if isinstance(value, DeferredConfig) else value)
+                configured.add(name)
         for name, trait in self.traits(env=True).items():
             raw = os.environ.get(env_name(name))
             if raw is not None and name not in configured:
@@ -266,6 +280,19 @@ class ServingSettings(EnvConfigurable):
     def _state_dir_default(self) -> str:
         return str(Path(jupyter_data_dir()) / "jupyter_serving")
 
+    def _load_config(
+        self, cfg: Config, section_names: list[str] | None = None, traits: dict[str, Any] | None = None
+    ) -> None:
+        """Settings that moved to a backend's own class are read there (`legacy_section`), so an
+        old ``c.ServingSettings.worker_start`` is not reported here as an unknown option."""
+        own = cfg.get(type(self).__name__)
+        moved = set(own or ()) & _moved_settings()
+        if moved:
+            cfg = copy.deepcopy(cfg)
+            for name in moved:
+                del cfg[type(self).__name__][name]
+        super()._load_config(cfg, section_names, traits)
+
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir).expanduser()
@@ -287,6 +314,11 @@ def settings_classes() -> list[type[EnvConfigurable]]:
     from jupyter_serving.backends.ray.settings import RayBackendSettings
 
     return [ServingSettings, LocalBackendSettings, RayBackendSettings]
+
+
+def _moved_settings() -> set[str]:
+    """Names of the built-in backends' settings that once were ServingSettings traits."""
+    return {name for cls in settings_classes()[1:] for name in cls.class_traits(config=True)}
 
 
 def parse_env(trait: TraitType, raw: str) -> Any:

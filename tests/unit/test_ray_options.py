@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from traitlets.config import Config
 
 from jupyter_serving.backends.base import load_backend
 from jupyter_serving.backends.ray import options as opts
@@ -99,6 +100,7 @@ def test_without_ray_the_backend_fails_at_start_saying_how_to_install(
     for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
-    backend = load_backend("ray", ServingSettings(state_dir=str(tmp_path), ray_address="local"))
+    config = Config({"RayBackendSettings": {"ray_address": "local"}})
+    backend = load_backend("ray", ServingSettings(state_dir=str(tmp_path), config=config))
     with pytest.raises(RuntimeError, match=r"pip install 'jupyter-serving\[ray\]'"):
         asyncio.run(backend.start())

@@ -60,6 +60,20 @@ def test_backend_settings_read_their_own_section_the_servers_config_and_the_old_
     assert RayBackend(server).sizing.num_cpus == 0.5
 
 
+def test_backend_settings_under_their_old_section_still_apply(tmp_path: Path) -> None:
+    """Config files written when these were ServingSettings traits keep working, below the new
+    section, and ServingSettings does not call them unknown options (warnings are errors here)."""
+    config = Config(
+        {
+            "ServingSettings": {"worker_start": "spawn", "warm_pool_size": 2, "ray_address": "auto"},
+            "LocalBackendSettings": {"warm_pool_size": 0},
+        }
+    )
+    server = ServingSettings(config=config, state_dir=str(tmp_path))
+    local, ray = LocalBackendSettings(parent=server), RayBackendSettings(parent=server)
+    assert (local.worker_start, local.warm_pool_size, ray.ray_address) == ("spawn", 0, "auto")
+
+
 def test_backend_class_wins_over_the_backend_shorthand(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -16,6 +16,8 @@ from jupyter_serving.settings import EnvConfigurable
 class LocalBackendSettings(EnvConfigurable):
     """Settings only the local backend (worker subprocesses on this machine) reads."""
 
+    legacy_section = "ServingSettings"  # where these settings lived before
+
     warm_pool_size = Int(
         1,
         config=True,

@@ -15,6 +15,8 @@ from jupyter_serving.settings import EnvConfigurable
 class RayBackendSettings(EnvConfigurable):
     """Settings only the Ray backend (Ray Serve applications on a Ray cluster) reads."""
 
+    legacy_section = "ServingSettings"  # where these settings lived before
+
     ray_address = Unicode(
         "local",
         config=True,
