@@ -26,7 +26,8 @@ from jupyter_serving.errors import (
 )
 
 if TYPE_CHECKING:
-    from jupyter_serving.control.manager import EndpointManager, Invocation
+    from jupyter_serving.control.manager import EndpointManager
+    from jupyter_serving.dataplane.invoke import Invocation
     from jupyter_serving.dataplane.listener import DataPlaneListener
 
 log = logging.getLogger("jupyter_serving")
