@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from jupyter_serving.backends.base import load_backend
+from jupyter_serving.backends.base import DeployFailed, DeploymentSpec, load_backend
 from jupyter_serving.backends.ray import options as opts
+from jupyter_serving.backends.ray.backend import RayBackend
+from jupyter_serving.model.config import ServedEntity
 from jupyter_serving.policy.autoscaler import ScalingPolicy
 from jupyter_serving.settings import ServingSettings
 
@@ -104,3 +106,20 @@ def test_without_ray_the_backend_fails_at_start_saying_how_to_install(
     backend = load_backend("ray", ServingSettings(state_dir=str(tmp_path), config=config))
     with pytest.raises(RuntimeError, match=r"pip install 'jupyter-serving\[ray\]'"):
         asyncio.run(backend.start())
+
+
+def test_the_runtime_env_carries_the_secrets_the_server_resolved_into_the_spec(tmp_path: Path) -> None:
+    """The Ray backend reads no secret store: the spec's resolved values become env_vars, and a
+    secret missing when the spec was made fails the deploy with the local backend's message."""
+    backend = RayBackend(ServingSettings(state_dir=str(tmp_path), env_manager="local"))
+    entity = ServedEntity("m-1", "m", "1", environment_vars={"TOKEN": "{{secrets/s/k}}"})
+    policy = ScalingPolicy(4, 1, 1, False, 300.0, 1800.0)
+    spec = DeploymentSpec("ep", entity, policy, environment_vars={"TOKEN": "s3cr3t"})
+    env = asyncio.run(backend.runtime_env(spec, lambda reason: None))
+    assert env["env_vars"]["TOKEN"] == "s3cr3t"
+    assert "s3cr3t" not in backend.build_logs[("ep", "m-1")]  # names only in the build log
+    missing = DeploymentSpec(
+        "ep", entity, policy, environment_error="secret s/k (environment variable TOKEN) does not exist"
+    )
+    with pytest.raises(DeployFailed, match=r"^Cannot set the environment: secret s/k .* does not exist\.$"):
+        asyncio.run(backend.runtime_env(missing, lambda reason: None))
