@@ -23,25 +23,26 @@ def magic(shell: Any, line: str) -> tuple[Any, str]:
 
 
 def test_grants_magic_shows_grants_and_revokes(shell: Any, serving_server: Any) -> None:
+    """On a catalog of its own: other tests of the session grant on `main`."""
     admin = WorkspaceClient(host=serving_server.url.rstrip("/"), token=serving_server.token, auth_type="pat")
     app_id = admin.service_principals.create(display_name="nb-grantee").application_id or ""
 
-    _, out = magic(shell, "grants grant catalog main --principal nb-grantee USE_CATALOG USE_SCHEMA")
+    _, out = magic(shell, "grants grant catalog nb_cat --principal nb-grantee USE_CATALOG USE_SCHEMA")
     assert [line.split() for line in out.splitlines()[1:]] == [
         [app_id, "USE_CATALOG"],
         [app_id, "USE_SCHEMA"],
     ]
-    _, out = magic(shell, f"grants show function main.default.iris --effective --principal {app_id}")
+    _, out = magic(shell, f"grants show function nb_cat.default.iris --effective --principal {app_id}")
     assert [line.split() for line in out.splitlines()[1:]] == [
-        [app_id, "USE_CATALOG", "main"],
-        [app_id, "USE_SCHEMA", "main"],
+        [app_id, "USE_CATALOG", "nb_cat"],
+        [app_id, "USE_SCHEMA", "nb_cat"],
     ]
     with pytest.raises(UsageError, match="INVALID_PARAMETER_VALUE: Privilege EXECUTE_X"):
-        magic(shell, "grants grant function main.default.iris --principal nb-grantee EXECUTE_X")
+        magic(shell, "grants grant function nb_cat.default.iris --principal nb-grantee EXECUTE_X")
     with pytest.raises(UsageError, match="needs --principal"):
-        magic(shell, "grants revoke catalog main USE_CATALOG")
-    _, out = magic(shell, "grants revoke catalog main --principal nb-grantee USE_CATALOG USE_SCHEMA")
-    assert out.strip() == "No grants on catalog 'main'."
+        magic(shell, "grants revoke catalog nb_cat USE_CATALOG")
+    _, out = magic(shell, "grants revoke catalog nb_cat --principal nb-grantee USE_CATALOG USE_SCHEMA")
+    assert out.strip() == "No grants on catalog 'nb_cat'."
     assert "%serve grants" in (ServeMagics.serve.__doc__ or "")
 
 
