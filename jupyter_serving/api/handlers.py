@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jupyter_server.auth import IdentityProvider, User
@@ -179,9 +180,9 @@ class ServingHandler(APIHandler):
 
         return check
 
-    def serves_as_creator(self, endpoint: Endpoint) -> Authorize:
+    def serves_as_creator(self, endpoint: Endpoint) -> Callable[[EndpointConfig | None], Awaitable[None]]:
         """An update's check: the recorded creator (never the caller) must still be a member and
-        hold the grants the resulting config needs, whoever calls."""
+        hold the grants the resulting config needs (None: the endpoint's own configs), whoever calls."""
 
         async def check(config: EndpointConfig | None) -> None:
             record = endpoint.record

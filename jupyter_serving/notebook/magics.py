@@ -262,7 +262,7 @@ def text_table(rows: list[tuple[str, ...]]) -> str:
 
 def grants_table(assignments: list[Mapping[str, Any]]) -> str:
     """Privilege assignments as a text table: principal, privilege, and where an inherited one comes from."""
-    rows = [("PRINCIPAL", "PRIVILEGE", "INHERITED FROM")]
+    rows: list[tuple[str, ...]] = [("PRINCIPAL", "PRIVILEGE", "INHERITED FROM")]
     for assignment in assignments:
         for privilege in assignment.get("privileges") or []:
             if isinstance(privilege, Mapping):
