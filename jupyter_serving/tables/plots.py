@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from jupyter_serving.tables.analysis import ABReport
 
 
+LINEAR_MAX_MS = 60  # up to this, one histogram bar per (whole) millisecond
+
+
 def _axes(ax: Axes | None) -> Axes:
     if ax is not None:
         return ax
@@ -45,26 +48,46 @@ def _colours(entities: list[str]) -> dict[str, Any]:
 
 
 def plot_latency(frame: pd.DataFrame, *, ax: Axes | None = None, bins: int = 40) -> Axes:
-    """Histogram of model execution time per entity (log scale), p50 and p95 in the legend."""
+    """Histogram of model execution time per entity, p50 and p95 in the legend.
+
+    The table stores whole milliseconds, so a fast model's times are mostly 0 ("under 1 ms"): up
+    to `LINEAR_MAX_MS` each millisecond gets its own bar on a linear axis whose 0 reads "< 1";
+    beyond, a log axis, where 0 is drawn at 0.5 ms."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    from jupyter_serving.tables.analysis import format_ms
+
     ax = _axes(ax)
     requests = per_request(frame)
-    latency = requests["execution_time_ms"].astype(float).clip(lower=0.1)
-    edges = np.geomspace(latency.min(), max(latency.max(), latency.min() * 1.01), bins + 1)
+    latency = requests["execution_time_ms"].astype(float)
+    linear = latency.max() <= LINEAR_MAX_MS
+    floor = 0.0 if linear else 0.5
+    if linear:
+        edges = np.arange(-0.5, latency.max() + 1.5)
+    else:
+        low = max(latency.min(), floor)
+        edges = np.geomspace(low, max(latency.max(), low * 1.01), bins + 1)
     colours = _colours(list(requests[ENTITY].dropna().unique()))
     for entity, group in requests.groupby(ENTITY, sort=True):
-        values = group["execution_time_ms"].astype(float).clip(lower=0.1)
-        p50, p95 = values.quantile(0.5), values.quantile(0.95)
+        values = group["execution_time_ms"].astype(float).clip(lower=floor)
+        p50, p95 = group["execution_time_ms"].quantile(0.5), group["execution_time_ms"].quantile(0.95)
         ax.hist(
             values,
             bins=edges,
             histtype="step",
             density=True,
             color=colours[entity],
-            label=f"{entity} (p50 {p50:.0f} ms, p95 {p95:.0f} ms)",
+            label=f"{entity} (p50 {format_ms(p50)}, p95 {format_ms(p95)})",
         )
-        ax.axvline(p95, color=colours[entity], linestyle="--", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set(xlabel="execution time (ms)", ylabel="density", title="Latency by served entity")
+        ax.axvline(max(p95, floor), color=colours[entity], linestyle="--", linewidth=0.8)
+    if linear:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "< 1" if v == 0 else f"{v:.0f}"))
+        xlabel = "execution time (ms, whole milliseconds as logged)"
+    else:
+        ax.set_xscale("log")
+        xlabel = "execution time (ms; under 1 ms drawn at 0.5)"
+    ax.set(xlabel=xlabel, ylabel="density", title="Latency by served entity")
     ax.legend()
     return ax
 

@@ -284,3 +284,20 @@ def test_sub_millisecond_latencies_read_under_1_ms_never_0() -> None:
     row = next(line for line in text.splitlines() if line.startswith("model-1"))
     assert row.split()[1:4] == ["50", "0", "0.0%"] and row.count("< 1 ms") == 3
     assert "&lt; 1 ms" in report._repr_html_()
+
+
+def test_latency_histogram_puts_sub_millisecond_requests_at_under_1_not_at_a_tenth() -> None:
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(15)
+    raw_a, _ = traffic("model-1", 40, rng, latency_ms=0.5)
+    raw_b, _ = traffic("model-2", 40, rng, latency_ms=3.0)
+    raw_a["execution_time_ms"] = 0
+    fig, ax = plt.subplots()
+    plot_latency(unpack_frame(pd.concat([raw_a, raw_b], ignore_index=True)), ax=ax)
+    fig.canvas.draw()
+    assert ax.get_xscale() == "linear" and ax.get_xlim()[0] < 0 < ax.get_xlim()[1]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert "< 1" in labels
+    assert "model-1 (p50 < 1 ms, p95 < 1 ms)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
