@@ -370,3 +370,42 @@ def test_traces_reach_the_answer_the_row_and_the_experiment(server: ServingServe
         )
     finally:
         server.delete("agent-exp")
+
+
+def test_openai_routes_keep_permissions_and_rate_limits(server: ServingServer) -> None:
+    """CAN_QUERY and AI Gateway rate limits hold on the OpenAI routes and on streams."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.serving import (
+        ServingEndpointAccessControlRequest,
+        ServingEndpointPermissionLevel,
+    )
+
+    admin = WorkspaceClient(host=server.url.rstrip("/"), token=server.token, auth_type="pat")
+    app = admin.service_principals.create(display_name="stream-app")
+    token = admin.token_management.create_obo_token(application_id=app.application_id, lifetime_seconds=600)
+    headers = {"Authorization": f"Bearer {token.token_value}"}
+    chat = {"model": "chat", "messages": [{"role": "user", "content": "a b"}], "stream": True}
+    route = server.url + "serving-endpoints/chat/completions"
+    denied = requests.post(route, json=chat, headers=headers, timeout=60)
+    assert (denied.status_code, denied.json()["error_code"]) == (403, "PERMISSION_DENIED")
+    acl = [
+        ServingEndpointAccessControlRequest(
+            service_principal_name=app.application_id,
+            permission_level=ServingEndpointPermissionLevel.CAN_QUERY,
+        )
+    ]
+    admin.serving_endpoints.set_permissions(server.get("chat")["id"], access_control_list=acl)
+    with requests.post(route, json=chat, headers=headers, stream=True, timeout=60) as allowed:
+        assert allowed.status_code == 200
+        assert list(sse_events(allowed.iter_lines()))[-1] == (None, "[DONE]")
+
+    limits = {"rate_limits": [{"calls": 1, "key": "user", "renewal_period": "minute"}]}
+    assert server.api("PUT", "api/2.0/serving-endpoints/chat/ai-gateway", json=limits).status_code == 200
+    try:
+        with requests.post(route, json=chat, headers=headers, stream=True, timeout=60) as within:
+            assert within.status_code == 200  # the one call of this minute
+            assert list(sse_events(within.iter_lines()))[-1] == (None, "[DONE]")
+        over = requests.post(route, json=chat, headers=headers, timeout=60)
+        assert (over.status_code, over.json()["error_code"]) == (429, "REQUEST_LIMIT_EXCEEDED")
+    finally:
+        server.api("PUT", "api/2.0/serving-endpoints/chat/ai-gateway", json={})
