@@ -150,6 +150,11 @@ def plot_metric_over_time(
             color=colours[entity],
         )
     title = f"{metric} over time ({1 - alpha:.0%} CI)"
+    from matplotlib.dates import AutoDateLocator, DateFormatter
+
+    # 24-hour clock times: matplotlib's default for second-scale windows reads "53:08.000000".
+    ax.xaxis.set_major_locator(AutoDateLocator(minticks=3, maxticks=7))
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S", tz="UTC"))
     ax.set(xlabel=f"time (UTC, {freq} windows)", ylabel=metric, title=title)
     ax.legend()
     return ax

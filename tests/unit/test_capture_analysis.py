@@ -301,3 +301,15 @@ def test_latency_histogram_puts_sub_millisecond_requests_at_under_1_not_at_a_ten
     assert "< 1" in labels
     assert "model-1 (p50 < 1 ms, p95 < 1 ms)" in [t.get_text() for t in ax.get_legend().get_texts()]
     plt.close(fig)
+
+
+def test_metric_over_time_labels_clock_times() -> None:
+    import matplotlib.pyplot as plt
+
+    frame, labels = ab(np.random.default_rng(16), {"accuracy": 0.8}, {"accuracy": 0.9}, n=200)
+    fig, ax = plt.subplots()
+    plot_metric_over_time(frame, labels, freq="30min", ax=ax)
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert len(ticks) >= 2 and all(len(t) == 8 and t[2] == t[5] == ":" for t in ticks), ticks
+    plt.close(fig)
