@@ -7,7 +7,6 @@ served alone answers with the features; databricks-sdk queries both.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from serving_support import MlflowEnv, ServingServer, entity
+from serving_support import MlflowEnv, ServingServer, entity, eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # the module fixture starts two endpoints
 
@@ -90,21 +89,15 @@ def served_tables(server: ServingServer, endpoint: str) -> list[dict[str, Any]]:
     return server.get(endpoint)["config"]["served_entities"][0]["local"].get("feature_tables", [])
 
 
-def wait_for(check: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.05)
-    return value
-
-
 def wait_served_version(world: FeatureWorld, endpoint: str) -> int:
     from deltalake import DeltaTable
 
     version = DeltaTable(str(world.catalog / "main" / "fs" / "customers")).version()
-    wait_for(
+    eventually(
         lambda: [t["version"] for t in served_tables(world.server, endpoint)] == [version],
-        what=f"{endpoint} to serve version {version}",
+        30,
+        0.05,
+        f"{endpoint} serving version {version}",
     )
     return version
 
@@ -167,15 +160,15 @@ def test_merge_reaches_served_predictions_without_a_redeploy(world: FeatureWorld
         hit = np.allclose(body["predictions"], expected["prediction"], rtol=0, atol=1e-12)
         return body["predictions"] if hit and not body["missing_keys"] else None
 
-    wait_for(served, timeout=REFRESH_S + 30, what="the merged features to be served")
+    eventually(served, REFRESH_S + 30, 0.05, "the merged features being served")
     assert world.server.get("fs-model")["config"]["config_version"] == config_version
     assert [t["version"] for t in served_tables(world.server, "fs-model")] == [before_version + 1]
-    spec_rows = wait_for(
-        lambda: (
-            (r := world.server.invoke("fs-features", keys(4)).json()["predictions"])[0]["total_spend"] == 50.0
-            and r
-        ),
-        what="the feature endpoint to serve the merge",
+    spec_rows = eventually(
+        lambda: world.server.invoke("fs-features", keys(4)).json()["predictions"],
+        30,
+        0.05,
+        "the feature endpoint serving the merge",
+        until=lambda rows: rows[0]["total_spend"] == 50.0,
     )
     assert spec_rows[0]["visits"] == 0.0
 
@@ -225,7 +218,7 @@ def test_feature_tracing_logs_the_looked_up_values_in_the_inference_table(world:
         frame = DeltaTable(path).to_pandas()
         return frame.iloc[0].to_dict() if len(frame) else None
 
-    row = wait_for(logged, what="the request in the inference table")
+    row = eventually(logged, 30, 0.05, "the request reaching the inference table")
     assert '"feature_values"' in row["response"] and '"missing_keys"' in row["response"]
     assert world.server.delete("fs-traced").status_code == 200
 

@@ -12,7 +12,6 @@ minutes to load (`stalled_entity`): the deployment stays IN_PROGRESS until the t
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
-from serving_support import IRIS_COLUMNS, IRIS_ROWS, ServingServer, entity, iris_split
+from serving_support import IRIS_COLUMNS, IRIS_ROWS, ServingServer, entity, eventually, iris_split
 
 from jupyter_serving import errors
 from jupyter_serving.api import handlers
@@ -144,13 +143,13 @@ def call(
 
 def settle(server: ServingServer, name: str) -> dict[str, Any]:
     """Poll GET like the SDK waiter until the update is no longer in progress, validating every answer."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT_S
-    while (endpoint := call(server, "GET", ENDPOINT, 200, name=name)[1])["state"][
-        "config_update"
-    ] == "IN_PROGRESS":
-        assert time.monotonic() < deadline, f"{name} still updating: {endpoint}"
-        time.sleep(0.1)
-    return endpoint
+    return eventually(
+        lambda: call(server, "GET", ENDPOINT, 200, name=name)[1],
+        SETTLE_TIMEOUT_S,
+        0.1,
+        f"{name} finishing its update",
+        until=lambda endpoint: endpoint["state"]["config_update"] != "IN_PROGRESS",
+    )
 
 
 def stalled_entity() -> dict[str, Any]:
@@ -515,14 +514,6 @@ EVENTS = "/api/2.0/jupyter-serving/endpoints/{name}/events"
 TABLE = "/api/2.0/jupyter-serving/endpoints/{name}/inference-table"
 
 
-def poll(read: Callable[[], Any], done: Callable[[Any], bool], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not done(value := read()):
-        assert time.monotonic() < deadline, f"{what}: last answer {str(value)[:1500]}"
-        time.sleep(0.2)
-    return value
-
-
 def event_types(server: ServingServer, name: str) -> list[str]:
     return [e["type"] for e in call(server, "GET", EVENTS, 200, name=name)[1]["events"]]
 
@@ -543,7 +534,9 @@ def test_history_events_and_inference_table_over_http(start_server: Callable[...
         samples = entities.get("iris-lr-1", {})
         return any(r and r > 0 for r in samples.get("requests_2xx_per_s", []))
 
-    history = poll(lambda: call(server, "GET", HISTORY, 200, name=name)[1], busy, "no request rate")
+    history = eventually(
+        lambda: call(server, "GET", HISTORY, 200, name=name)[1], 60, 0.2, "a request rate", until=busy
+    )
     samples = history["served_entities"][0]["samples"]
     assert history["interval_s"] == 0.25 and history["retention_s"] == 3600.0
     assert history["sampler"]["ticks"] > 0 and history["sampler"]["busy_s"] > 0
@@ -555,10 +548,12 @@ def test_history_events_and_inference_table_over_http(start_server: Callable[...
     newer = call(server, "GET", HISTORY, 200, name=name, params={"since_ms": last})[1]
     assert all(t > last for t in newer["traffic"]["timestamp_ms"])
 
-    table = poll(
+    table = eventually(
         lambda: call(server, "GET", TABLE, 200, name=name, params={"limit": 5})[1],
-        lambda t: t["requests"] >= 30,
-        "inference table not filled",
+        60,
+        0.2,
+        "the inference table filling",
+        until=lambda t: t["requests"] >= 30,
     )
     assert len(table["rows"]) == 5 and table["rows"][0]["served_entity_name"] == "iris-lr-1"
     assert table["comparison"]["control"] == "iris-lr-1" and table["comparison"]["verdict"]
@@ -572,7 +567,13 @@ def test_history_events_and_inference_table_over_http(start_server: Callable[...
     }
     assert server.api("PUT", f"api/2.0/serving-endpoints/{name}/config", json=failing).ok
     assert server.wait_settled(name)["state"]["config_update"] == "UPDATE_FAILED"
-    poll(lambda: event_types(server, name), lambda t: "UPDATE_FAILED" in t, "no UPDATE_FAILED event")
+    eventually(
+        lambda: event_types(server, name),
+        60,
+        0.2,
+        "an UPDATE_FAILED event",
+        until=lambda t: "UPDATE_FAILED" in t,
+    )
     events = call(server, "GET", EVENTS, 200, name=name)[1]["events"]
     types = [e["type"] for e in events]
     assert types[0] == "ENDPOINT_CREATED" and "UPDATE_STARTED" in types
@@ -593,4 +594,4 @@ def test_history_events_and_inference_table_over_http(start_server: Callable[...
     kept = event_types(again, name)
     assert kept[: len(types)] == types  # the events survived the restart
     assert again.api("DELETE", f"api/2.0/serving-endpoints/{name}").ok
-    poll(lambda: events_file.exists(), lambda exists: not exists, "events of a deleted endpoint kept")
+    eventually(lambda: not events_file.exists(), 60, 0.2, "the events of a deleted endpoint going")

@@ -20,7 +20,7 @@ from databricks.sdk.service.serving import (
     ServingEndpointAccessControlRequest,
     ServingEndpointPermissionLevel,
 )
-from serving_support import IRIS_COLUMNS, ServingServer, entity, iris_split
+from serving_support import IRIS_COLUMNS, ServingServer, entity, eventually, iris_split
 
 API = "api/2.0/serving-endpoints"
 CAPTURE = {"catalog_name": "main", "schema_name": "default", "enabled": True}
@@ -460,14 +460,11 @@ def test_refused_batch_is_quarantined_and_other_tables_keep_committing(
     for _ in range(20):
         assert server.invoke("sec-healthy", iris_split()).status_code == 200
     assert len(wait_rows(healthy_path, 20)) == 20
-    deadline_state = None
-    for _ in range(600):
-        table = server.get("sec-poison")["config"]["auto_capture_config"]["state"]["payload_table"]
-        if "quarantined" in table.get("status_message", ""):
-            deadline_state = table
-            break
-        import time
-
-        time.sleep(0.1)
-    assert deadline_state is not None, table
+    eventually(
+        lambda: server.get("sec-poison")["config"]["auto_capture_config"]["state"]["payload_table"],
+        60,
+        0.1,
+        "the poisoned table being quarantined",
+        until=lambda table: "quarantined" in table.get("status_message", ""),
+    )
     assert read_table(healthy_path).shape[0] == 20
