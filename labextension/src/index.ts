@@ -141,7 +141,10 @@ async function insertIntoNotebook(
     );
   });
   app.shell.activateById(panel.id);
-  panel.content.activeCellIndex = at + cells.length - 1;
+  const last = at + cells.length - 1;
+  panel.content.activeCellIndex = last;
+  // The notebook keeps its scroll position: bring the inserted cell into view.
+  await panel.content.scrollToItem(last, 'smart');
 }
 
 export default plugin;

@@ -212,6 +212,17 @@ await run(async () => {
         document.querySelector('#jupyter-serving-page pre.jp-serving-logs')?.textContent ?? ''
       )
     );
+    if (!(await main.locator('input[name="logs-follow"]').isChecked())) {
+      throw new Error('the logs should follow (tail) by default');
+    }
+    // The filter keeps only the lines that contain it.
+    await main.locator('input[name="logs-filter"]').fill('loading model');
+    await main.locator('pre.jp-serving-logs[data-filter="loading model"]').waitFor();
+    const lines = (await main.locator('pre.jp-serving-logs').textContent()).split('\n');
+    if (!lines.length || lines.some(line => !/loading model/i.test(line))) {
+      throw new Error(`the filter let other lines through: ${JSON.stringify(lines.slice(0, 5))}`);
+    }
+    await main.locator('input[name="logs-filter"]').fill('');
   });
 
   await step('query-tab', async () => {

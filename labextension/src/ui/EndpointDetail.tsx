@@ -204,7 +204,14 @@ export function EndpointDetail(props: EndpointDetailProps): JSX.Element {
       <div className="jp-serving-tab-body" role="tabpanel" data-tab={props.tab}>
         {props.tab === 'overview' && <Overview endpoint={endpoint} history={history} />}
         {props.tab === 'events' && <EventsView events={events} />}
-        {props.tab === 'logs' && <LogsView client={client} endpoint={endpoint} name={props.name} />}
+        {props.tab === 'logs' && (
+          <LogsView
+            client={client}
+            endpoint={endpoint}
+            name={props.name}
+            isVisible={props.services.isVisible}
+          />
+        )}
         {props.tab === 'table' && (
           <TableView client={client} name={props.name} isVisible={props.services.isVisible} />
         )}
@@ -419,6 +426,7 @@ function LogsView(props: {
   client: ServingClient;
   endpoint: Endpoint | null;
   name: string;
+  isVisible: () => boolean;
 }): JSX.Element {
   const names = [
     ...new Set(
@@ -442,7 +450,22 @@ function LogsView(props: {
       setError(errorMessage(err));
     }
   };
+  const [follow, setFollow] = React.useState(true);
+  const [filter, setFilter] = React.useState('');
+  const pre = React.useRef<HTMLPreElement>(null);
   React.useEffect(() => void load(), [current]);
+  // Follow: re-read the log while the tab is open, like `tail -f`.
+  usePoll(async () => (follow ? load() : undefined), POLL_MS, props.isVisible, [current, follow]);
+  React.useEffect(() => {
+    if (follow && pre.current) {
+      pre.current.scrollTop = pre.current.scrollHeight; // keep the newest line in view
+    }
+  }, [text, follow, filter]);
+  const needle = filter.trim().toLowerCase();
+  const shown = (text ?? '')
+    .split('\n')
+    .filter(line => !needle || line.toLowerCase().includes(needle))
+    .join('\n');
   return (
     <div className="jp-serving-logs-view">
       <div className="jp-serving-page-toolbar">
@@ -458,12 +481,31 @@ function LogsView(props: {
           </button>
         ))}
         <span className="jp-serving-toolbar-spacer" />
+        <input
+          className="jp-mod-styled jp-serving-logs-filter"
+          name="logs-filter"
+          type="search"
+          placeholder="Filter lines (e.g. WARNING or a client_request_id)"
+          value={filter}
+          onChange={e => setFilter(e.target.value)}
+        />
+        <label className="jp-serving-checkbox">
+          <input
+            type="checkbox"
+            name="logs-follow"
+            checked={follow}
+            onChange={e => setFollow(e.target.checked)}
+          />
+          Follow
+        </label>
         <Button name="refresh-logs" onClick={() => void load()}>
           Refresh
         </Button>
       </div>
       <ErrorBanner message={error} />
-      <pre className="jp-serving-logs jp-serving-logs-page">{text || '(no output yet)'}</pre>
+      <pre ref={pre} className="jp-serving-logs jp-serving-logs-page" data-filter={needle}>
+        {text ? shown || '(no line matches the filter)' : '(no output yet)'}
+      </pre>
     </div>
   );
 }
