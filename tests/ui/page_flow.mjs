@@ -154,8 +154,29 @@ await run(async () => {
   await step('failed-deploy-event-and-badge', async () => {
     await tab('overview');
     await edit(async () => {
+      // A validation error shows under its field without moving the other fields to new columns.
+      const xs = async () =>
+        Promise.all(
+          ['traffic', 'workloadType', 'workloadSize'].map(
+            async f => (await main.locator(`[name="entities.1.${f}"]`).boundingBox()).x
+          )
+        );
+      const before = await xs();
+      await main.locator('input[name="entities.1.name"]').fill('iris-lr-1'); // a duplicate name
+      await main.locator('button[name="submit"]').click();
+      await main.locator('[data-field="entities.1.name"]').waitFor();
+      await shot('form-validation-error');
+      const after = await xs();
+      if (JSON.stringify(before) !== JSON.stringify(after)) {
+        throw new Error(`the form reflowed: ${before} -> ${after}`);
+      }
+      await main.locator('input[name="entities.1.name"]').fill('iris-lr-2');
       await main.locator('select[name="entities.1.model"]').selectOption('fail-load');
-      await main.locator('select[name="entities.1.version"]').selectOption('1');
+      // Picking a model picks its newest version.
+      const version = await main.locator('select[name="entities.1.version"]').inputValue();
+      if (version !== '1') {
+        throw new Error(`the version should default to the newest (1), got '${version}'`);
+      }
     });
     await main
       .locator('.jp-serving-page-toolbar .jp-serving-badge[data-badge="failed"]')
