@@ -409,3 +409,21 @@ def test_openai_routes_keep_permissions_and_rate_limits(server: ServingServer) -
         assert (over.status_code, over.json()["error_code"]) == (429, "REQUEST_LIMIT_EXCEEDED")
     finally:
         server.api("PUT", "api/2.0/serving-endpoints/chat/ai-gateway", json={})
+
+
+def test_a_stream_to_an_entity_scaled_to_zero_cold_starts_it(
+    agents: MlflowEnv, start_server: Callable[..., ServingServer]
+) -> None:
+    """A stream waits for a replica as a plain request does, through the OpenAI route too."""
+    from scenarios import FAST_TIMERS, wait_local
+
+    server = start_server(*FAST_TIMERS)
+    server.create_ready("zero", {"served_entities": [entity("agent-echo", 1, scale_to_zero_enabled=True)]})
+    wait_local(server, "zero", "agent-echo-1", lambda i: i["replicas"] == 0)
+    body = {"model": "zero", "input": "hello big wide world", "stream": True}
+    with server.session.post(server.url + "serving-endpoints/responses", json=body, stream=True) as response:
+        assert response.status_code == 200, response.text
+        events = list(sse_events(response.iter_lines()))
+    assert events[-1] == (None, "[DONE]")
+    assert json.loads(events[-2][1])["item"]["content"][0]["text"] == "echo: hello big wide world"
+    assert wait_local(server, "zero", "agent-echo-1", lambda i: i["cold_starts"] >= 1)["cold_starts"] >= 1
