@@ -9,6 +9,7 @@
 import { parseErrorBody } from './errors';
 import type { History, InferenceTableView, ServingEvent } from './history';
 import type { OpenApiDoc } from './playground';
+import { StreamResult, streamQuery } from './stream';
 import type { ConfigInput, CreateRequest, Endpoint, QueryResult, RegisteredModel } from './types';
 
 /** Sends a request to a path relative to the server's base URL. */
@@ -113,10 +114,7 @@ export class ServingClient {
    * not exceptions: the playground shows the server's error body as the response.
    */
   async query(name: string, body: string, served?: string): Promise<QueryResult> {
-    const base = `serving-endpoints/${encodeURIComponent(name)}`;
-    const path = served
-      ? `${base}/served-models/${encodeURIComponent(served)}/invocations`
-      : `${base}/invocations`;
+    const path = invocationsPath(name, served);
     const started = this.now();
     const response = await this.transport(path, {
       method: 'POST',
@@ -134,6 +132,27 @@ export class ServingClient {
     };
   }
 
+  /**
+   * Query with `"stream": true`, handing each chunk's text to `onText` as it arrives (stream.ts);
+   * `signal` stops it. Resolves with how the stream ended.
+   */
+  queryStream(
+    name: string,
+    body: string,
+    onText: (text: string) => void,
+    served?: string,
+    signal?: AbortSignal
+  ): Promise<StreamResult> {
+    return streamQuery(
+      this.transport,
+      invocationsPath(name, served),
+      body,
+      onText,
+      signal,
+      this.now
+    );
+  }
+
   private async json<T>(path: string, init: RequestInit): Promise<T> {
     const headers = init.body ? { 'Content-Type': 'application/json' } : undefined;
     const response = await this.transport(path, { ...init, headers });
@@ -147,6 +166,14 @@ export class ServingClient {
 
 function observePath(name: string): string {
   return `api/2.0/jupyter-serving/endpoints/${encodeURIComponent(name)}`;
+}
+
+/** The endpoint's invocations URL, or one served entity's (bypassing the traffic split). */
+function invocationsPath(name: string, served?: string): string {
+  const base = `serving-endpoints/${encodeURIComponent(name)}`;
+  return served
+    ? `${base}/served-models/${encodeURIComponent(served)}/invocations`
+    : `${base}/invocations`;
 }
 
 function endpointPath(name: string): string {

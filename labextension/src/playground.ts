@@ -4,8 +4,16 @@
 
 import type { Endpoint } from './types';
 
-/** The keys an invocation body may carry (Databricks scoring formats). */
-export const INPUT_KEYS = ['dataframe_split', 'dataframe_records', 'instances', 'inputs'] as const;
+/** The keys an invocation body may carry (Databricks scoring formats, then agent/LLM requests). */
+export const INPUT_KEYS = [
+  'dataframe_split',
+  'dataframe_records',
+  'instances',
+  'inputs',
+  'input',
+  'messages',
+  'prompt'
+] as const;
 
 export type ParsedInput = { ok: true; body: string } | { ok: false; error: string };
 

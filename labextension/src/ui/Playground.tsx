@@ -18,6 +18,7 @@ import {
   snippets,
   TOKEN_VARIABLE
 } from '../playground';
+import { StreamResult, streamingInput } from '../stream';
 import type { QueryResult } from '../types';
 import { Button, ErrorBanner } from './common';
 
@@ -41,6 +42,24 @@ export function sendQuery(
   return client.query(endpoint, body, target || undefined);
 }
 
+/** Send one request with `"stream": true`: each chunk's text goes to `onText` as it arrives. */
+export function sendStream(
+  client: ServingClient,
+  endpoint: string,
+  body: string,
+  target: string,
+  onText: (text: string) => void,
+  signal: AbortSignal
+): Promise<StreamResult> {
+  return client.queryStream(endpoint, body, onText, target || undefined, signal);
+}
+
+/** A streamed answer: its text so far, and how it ended once it has. */
+interface Streamed {
+  text: string;
+  result: StreamResult | null;
+}
+
 export function Playground(props: PlaygroundProps): JSX.Element {
   // The last request per endpoint survives closing the playground, as users iterate on one input.
   const [text, setText] = React.useState(() => lastInputs.get(props.endpoint) ?? exampleInput());
@@ -49,7 +68,13 @@ export function Playground(props: PlaygroundProps): JSX.Element {
   const [result, setResult] = React.useState<QueryResult | null>(null);
   const [error, setError] = React.useState<string | null>(null);
   const [busy, setBusy] = React.useState(false);
+  // Agents and LLMs can stream their answer; the box is on for them, absent for other models.
+  const [streamable, setStreamable] = React.useState(false);
+  const [stream, setStream] = React.useState(true);
+  const [streamed, setStreamed] = React.useState<Streamed | null>(null);
+  const stopper = React.useRef<AbortController | null>(null);
   const edited = React.useRef(lastInputs.has(props.endpoint));
+  React.useEffect(() => () => stopper.current?.abort(), []); // leaving the tab stops a stream
 
   React.useEffect(() => {
     // Pre-fill a request the model accepts, from its signature, unless the user typed one already.
@@ -57,7 +82,11 @@ export function Playground(props: PlaygroundProps): JSX.Element {
     props.client
       .openapi(props.endpoint)
       .then(doc => {
-        const input = exampleFromOpenApi(doc);
+        const streaming = streamingInput(doc);
+        const input = streaming ?? exampleFromOpenApi(doc);
+        if (live) {
+          setStreamable(streaming !== null);
+        }
         if (live && input) {
           setModel(input);
           if (!edited.current) {
@@ -73,6 +102,7 @@ export function Playground(props: PlaygroundProps): JSX.Element {
 
   const send = async (): Promise<void> => {
     setResult(null); // a failed request must not leave the previous answer on screen
+    setStreamed(null);
     const parsed = parseInput(text);
     if (!parsed.ok) {
       setError(parsed.error);
@@ -82,12 +112,40 @@ export function Playground(props: PlaygroundProps): JSX.Element {
     setError(null);
     setBusy(true);
     try {
-      setResult(await sendQuery(props.client, props.endpoint, parsed.body, target));
+      if (streamable && stream) {
+        await runStream(parsed.body);
+      } else {
+        setResult(await sendQuery(props.client, props.endpoint, parsed.body, target));
+      }
     } catch (err) {
       setError(errorMessage(err));
     } finally {
+      stopper.current = null;
       setBusy(false);
     }
+  };
+
+  const runStream = async (body: string): Promise<void> => {
+    const controller = new AbortController();
+    stopper.current = controller;
+    setStreamed({ text: '', result: null });
+    const append = (piece: string): void =>
+      setStreamed(s => ({ text: (s?.text ?? '') + piece, result: null }));
+    const ended = await sendStream(
+      props.client,
+      props.endpoint,
+      body,
+      target,
+      append,
+      controller.signal
+    );
+    if (!ended.streamed && !ended.aborted) {
+      // The server answered in one piece (a 400 for a bad request): show it as any answer.
+      setStreamed(null);
+      setResult({ ...ended, ok: ended.ok });
+      return;
+    }
+    setStreamed({ text: ended.body, result: ended });
   };
 
   return (
@@ -121,9 +179,26 @@ export function Playground(props: PlaygroundProps): JSX.Element {
             </option>
           ))}
         </select>
+        {streamable && (
+          <label className="jp-serving-playground-stream" title="Show the answer as it is written">
+            <input
+              type="checkbox"
+              name="stream"
+              checked={stream}
+              disabled={busy}
+              onChange={e => setStream(e.target.checked)}
+            />{' '}
+            Stream
+          </label>
+        )}
         <Button accent="primary" name="send-query" disabled={busy} onClick={() => void send()}>
-          {busy ? 'Sending…' : 'Send request'}
+          {busy ? (streamed ? 'Streaming…' : 'Sending…') : 'Send request'}
         </Button>
+        {busy && streamed && (
+          <Button name="stop-query" onClick={() => stopper.current?.abort()}>
+            Stop
+          </Button>
+        )}
       </div>
       <ErrorBanner message={error} />
       {result && (
@@ -137,7 +212,47 @@ export function Playground(props: PlaygroundProps): JSX.Element {
           </pre>
         </div>
       )}
+      {streamed && <StreamedAnswer streamed={streamed} />}
       <UseEndpoint endpoint={props.endpoint} body={text} chat={model?.chat ?? false} />
+    </div>
+  );
+}
+
+/** A streamed answer as it grows; then how it ended (finished, stopped, or the error event). */
+function StreamedAnswer(props: { streamed: Streamed }): JSX.Element {
+  const { text, result } = props.streamed;
+  const state = !result
+    ? 'streaming'
+    : result.error
+      ? 'error'
+      : result.aborted
+        ? 'stopped'
+        : result.done
+          ? 'done'
+          : 'cut-off';
+  return (
+    <div className="jp-serving-playground-result jp-serving-stream-result" data-stream={state}>
+      <div className="jp-serving-hint">
+        {!result
+          ? 'Streaming…'
+          : `${result.status || '-'} · ${Math.round(result.elapsedMs)} ms · ${
+              {
+                error: 'failed',
+                stopped: 'stopped',
+                done: 'streamed',
+                'cut-off': 'the stream ended early',
+                streaming: ''
+              }[state]
+            }${result.servedModelName ? ` · served by ${result.servedModelName}` : ''}`}
+      </div>
+      <pre className="jp-serving-response jp-serving-stream-text" aria-live="polite">
+        {text}
+      </pre>
+      {result?.error && (
+        <pre className="jp-serving-response jp-mod-error" data-error-code={result.error.error_code}>
+          {`${result.error.error_code}: ${result.error.message}`}
+        </pre>
+      )}
     </div>
   );
 }

@@ -1,0 +1,60 @@
+"""The page's Query tab streams an agent's answer (issue 33): in headless Chromium against a real jupyter lab
+serving the fixture ResponsesAgent, the answer is seen part-written before it ends with the full text, Stop
+keeps the part read so far, and an error event mid-stream is shown as an error.
+
+Screenshots land in tests/ui/artifacts/<test>/; a failed step leaves NN-step-FAILED.png.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+from agent_models import register_agents
+from lab_support import ARTIFACTS, UI_DIR, Lab
+from serving_support import entity
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
+
+ENDPOINT = "page-agent"
+
+
+def wait_ready(lab: Lab, name: str, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (body := lab.api("GET", f"api/2.0/serving-endpoints/{name}").json())["state"]["ready"] != "READY":
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+
+
+def test_query_tab_streams_agent(
+    lab: Lab, browser_tools: tuple[str, str], request: pytest.FixtureRequest
+) -> None:
+    node, chromium = browser_tools
+    artifacts = ARTIFACTS / request.node.name
+    shutil.rmtree(artifacts, ignore_errors=True)
+    register_agents()  # into the session registry, which the lab's serving extension reads
+    config = {"served_entities": [entity("agent-echo", 1)]}
+    created = lab.api("POST", "api/2.0/serving-endpoints", json={"name": ENDPOINT, "config": config})
+    assert created.ok, created.text
+    try:
+        wait_ready(lab, ENDPOINT)
+        env = {
+            **os.environ,
+            "LAB_URL": lab.url,
+            "LAB_TOKEN": lab.token,
+            "ARTIFACTS": str(artifacts),
+            "CHROMIUM_PATH": chromium,
+            "ENDPOINT": ENDPOINT,
+        }
+        result = subprocess.run([node, str(UI_DIR / "stream_flow.mjs")], cwd=UI_DIR, env=env, capture_output=True,
+                                text=True, timeout=300)  # fmt: skip
+        report = (
+            f"{result.stdout}\n{result.stderr}\nbrowser log: {artifacts / 'browser.log'}\nlab log: {lab.log}"
+        )
+        assert result.returncode == 0, report
+        assert "ok   " in result.stdout and "FAIL" not in result.stdout, report
+    finally:
+        lab.api("DELETE", f"api/2.0/serving-endpoints/{ENDPOINT}")
