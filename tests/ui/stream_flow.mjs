@@ -3,11 +3,13 @@
 // fixture ResponsesAgent (tests/model_code/responses_agent.py: "echo:" then the question's words,
 // one chunk each, `custom_inputs.pause` seconds apart). Exits non-zero on the first failed step.
 //
-// Environment: LAB_URL (with trailing slash), LAB_TOKEN, ARTIFACTS, CHROMIUM_PATH, ENDPOINT.
+// Environment: LAB_URL (with trailing slash), LAB_TOKEN, ARTIFACTS, CHROMIUM_PATH, ENDPOINT,
+// STOP_MARKER (the file the agent writes when the stream it was writing is closed by Stop).
 
 import { LAB_URL, TOKEN, need, openFlow } from './flow.mjs';
 
 const NAME = need('ENDPOINT');
+const STOP_MARKER = need('STOP_MARKER');
 const WORDS = 'one two three four five six';
 const FULL = `echo: ${WORDS}`;
 
@@ -98,7 +100,7 @@ await run(async () => {
   });
 
   await step('stream-stopped', async () => {
-    await ask({ pause: 1.5 });
+    await ask({ pause: 1.5, closed_marker: STOP_MARKER });
     await partialWhileStreaming();
     await main.locator('button[name="stop-query"]').click();
     await main

@@ -10,27 +10,24 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
+from pathlib import Path
 
 import pytest
 from agent_models import register_agents
 from lab_support import ARTIFACTS, UI_DIR, Lab
-from serving_support import entity
+from serving_support import entity, eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
 
 ENDPOINT = "page-agent"
 
 
-def wait_ready(lab: Lab, name: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (body := lab.api("GET", f"api/2.0/serving-endpoints/{name}").json())["state"]["ready"] != "READY":
-        assert time.monotonic() < deadline, body
-        time.sleep(0.2)
+def ready(lab: Lab, name: str) -> bool:
+    return lab.api("GET", f"api/2.0/serving-endpoints/{name}").json()["state"]["ready"] == "READY"
 
 
 def test_query_tab_streams_agent(
-    lab: Lab, browser_tools: tuple[str, str], request: pytest.FixtureRequest
+    lab: Lab, browser_tools: tuple[str, str], request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     node, chromium = browser_tools
     artifacts = ARTIFACTS / request.node.name
@@ -40,7 +37,8 @@ def test_query_tab_streams_agent(
     created = lab.api("POST", "api/2.0/serving-endpoints", json={"name": ENDPOINT, "config": config})
     assert created.ok, created.text
     try:
-        wait_ready(lab, ENDPOINT)
+        eventually(lambda: ready(lab, ENDPOINT), 180, 0.2, f"{ENDPOINT} READY")
+        stopped = tmp_path / "stopped"  # the agent writes it when its stream is closed early
         env = {
             **os.environ,
             "LAB_URL": lab.url,
@@ -48,6 +46,7 @@ def test_query_tab_streams_agent(
             "ARTIFACTS": str(artifacts),
             "CHROMIUM_PATH": chromium,
             "ENDPOINT": ENDPOINT,
+            "STOP_MARKER": str(stopped),
         }
         result = subprocess.run([node, str(UI_DIR / "stream_flow.mjs")], cwd=UI_DIR, env=env, capture_output=True,
                                 text=True, timeout=300)  # fmt: skip
@@ -56,5 +55,7 @@ def test_query_tab_streams_agent(
         )
         assert result.returncode == 0, report
         assert "ok   " in result.stdout and "FAIL" not in result.stdout, report
+        # Stop in the browser reached the model through Jupyter's server: its generator was closed.
+        eventually(stopped.exists, 30, 0.05, "Stop closing the agent's stream")
     finally:
         lab.api("DELETE", f"api/2.0/serving-endpoints/{ENDPOINT}")
