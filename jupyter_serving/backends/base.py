@@ -110,6 +110,10 @@ class ProcessUsage:
     pid: int
     cpu_seconds: float  # user + system since the process started
     rss_bytes: int
+    # Proportional set size: pages shared with other processes (the fork server's pre-imported
+    # modules) count divided among the sharers, so replicas add up to what they really cost; RSS
+    # counts them in full for each. None where the backend cannot measure it.
+    pss_bytes: int | None = None
 
 
 @dataclass(slots=True)

@@ -166,8 +166,9 @@ class Observer:
         )
 
     def _usage(self, processes: tuple[ProcessUsage, ...]) -> tuple[float | None, int | None]:
-        """CPU % (since this observer's previous reading of each process) and resident memory,
-        summed over the processes the backend reports; a process seen first counts 0 % CPU."""
+        """CPU % (since this observer's previous reading of each process) and memory (PSS where the
+        backend reads it, else RSS), summed over the processes the backend reports; a process seen
+        first counts 0 % CPU."""
         if not processes:
             return None, None
         now = time.monotonic()
@@ -177,7 +178,7 @@ class Observer:
             if before is not None and now > before[0]:
                 cpu += max(0.0, process.cpu_seconds - before[1]) / (now - before[0]) * 100
             self._processes[process.pid] = (now, process.cpu_seconds)
-            memory += process.rss_bytes
+            memory += process.pss_bytes if process.pss_bytes is not None else process.rss_bytes
             self._seen.add(process.pid)
         return cpu, memory
 

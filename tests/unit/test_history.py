@@ -348,3 +348,9 @@ def test_endpoint_created_event_carries_the_creation_time(tmp_path) -> None:
     observer.tick()
     created = observer.events.get("ep")[0]
     assert (created["type"], created["timestamp_ms"]) == ("ENDPOINT_CREATED", 1_234)
+
+
+def test_memory_sums_pss_where_the_backend_reads_it_else_rss(tmp_path) -> None:
+    observer = Observer(_Manager(), tmp_path / "events", 2.0, 60.0, 50)
+    usage = (ProcessUsage(1, 0.0, 1000, 400), ProcessUsage(2, 0.0, 1000, None))
+    assert observer._usage(usage)[1] == 1400

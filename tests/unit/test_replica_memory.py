@@ -118,3 +118,15 @@ def test_a_reading_older_than_the_ttl_is_read_again(process: subprocess.Popen[by
     memory.forget(process.pid)
     memory.bytes_of(process.pid)
     assert len(reader.reads) == 3
+
+
+def test_status_reports_each_replicas_pss_beside_its_rss() -> None:
+    """The page charts PSS (shared pages split among their sharers), not RSS, which counts the fork
+    server's shared imports in full for every replica."""
+    import os
+
+    from jupyter_serving.backends.local.replica_set import ProcessReadings
+
+    (usage,) = ProcessReadings().read([os.getpid()])
+    assert usage.pid == os.getpid() and usage.pss_bytes is not None
+    assert 0 < usage.pss_bytes <= usage.rss_bytes

@@ -225,12 +225,26 @@ class ReplicaMemory:
         self._readings.pop(pid, None)
 
 
+PSS_TTL_S = 5.0
+
+
+def _replica_pss(pid: int) -> int:
+    """What a replica costs on this machine, with the pages it shares (the fork server's imports)
+    split among their sharers (PSS), so the replicas of an entity add up; 0 where it cannot be read."""
+    try:
+        return int(psutil.Process(pid).memory_full_info().pss)
+    except (psutil.Error, AttributeError):  # gone, no access, or a platform without PSS
+        return 0
+
+
 class ProcessReadings:
-    """CPU time and resident memory of the replicas' processes, for `status()`: a psutil handle is
-    kept per pid, so each reading costs two small /proc reads instead of a fresh lookup."""
+    """CPU time, RSS and PSS of the replicas' processes, for `status()`: a psutil handle is kept per
+    pid, so each reading costs two small /proc reads instead of a fresh lookup; PSS (a page-map
+    walk) is re-read at most every PSS_TTL_S."""
 
     def __init__(self) -> None:
         self._handles: dict[int, psutil.Process] = {}
+        self._pss = ReplicaMemory(ttl_s=PSS_TTL_S, read=_replica_pss)  # status() runs on every GET
 
     def read(self, pids: Iterable[int]) -> tuple[ProcessUsage, ...]:
         out = []
@@ -239,13 +253,16 @@ class ProcessReadings:
                 handle = self._handles.get(pid) or self._handles.setdefault(pid, psutil.Process(pid))
                 with handle.oneshot():
                     times = handle.cpu_times()
-                    out.append(ProcessUsage(pid, times.user + times.system, handle.memory_info().rss))
+                    rss = handle.memory_info().rss
+                pss = self._pss.bytes_of(pid) or None
+                out.append(ProcessUsage(pid, times.user + times.system, rss, pss))
             except psutil.Error:  # exited between the replica list and the reading
-                self._handles.pop(pid, None)
+                self.forget(pid)
         return tuple(out)
 
     def forget(self, pid: int) -> None:
         self._handles.pop(pid, None)
+        self._pss.forget(pid)
 
 
 class ReplicaSet:

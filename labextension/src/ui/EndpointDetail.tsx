@@ -338,7 +338,7 @@ function Overview({
           '% of one core, all replicas',
           v => `${v.toFixed(v < 10 ? 1 : 0)}%`
         )}
-        {chart('Memory', 'memory_bytes', 'MiB RSS, all replicas', v => v.toFixed(0), {}, mib)}
+        {chart('Memory', 'memory_bytes', 'MiB PSS (shared pages split), all replicas', v => v.toFixed(0), {}, mib)}
         {chart('Queued requests', 'queued_requests', 'waiting for a replica', v => v.toFixed(0), {
           integer: true
         })}
