@@ -28,6 +28,10 @@ RAY_MISSING = (
     else ""
 )
 START_TIMEOUT_S = 180
+# The suite's clusters are hermetic: unauthenticated, so neither they nor their clients (the servers
+# under test, drivers) read a `~/.ray/auth_token` another Ray on this machine left behind (Ray 2.60
+# turns token auth on whenever that file exists, and then `ray start --address` is refused).
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 @dataclass
@@ -64,12 +68,17 @@ class RayCluster:
             "print(json.dumps(sorted(serve.status().applications)))"
         )
         done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=START_TIMEOUT_S, check=True
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+            check=True,
+            env={**os.environ, **RAY_ENV},
         )
         return list(json.loads(done.stdout.strip().splitlines()[-1]))
 
     def _ray(self, *args: str) -> None:
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, **RAY_ENV}
         done = subprocess.run([RAY, *args], env=env, timeout=START_TIMEOUT_S, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(

@@ -1,9 +1,9 @@
 """The backend-neutral scenarios of the integration suite, run again on the Ray backend.
 
 One real two-node Ray cluster for the session (`ray_cluster` in tests/conftest.py) and one server
-with `--backend ray` on it for this module. The scenarios are the same test functions the local
-backend runs (imported under other names so pytest does not collect them twice here), given this
-server instead of theirs; only replica placement across nodes is Ray's own.
+with `--backend ray` on it for this module. The scenarios are the ones the local backend's
+modules run (tests/scenarios.py), given this server instead of theirs; only replica placement
+across nodes is Ray's own.
 """
 
 from __future__ import annotations
@@ -13,18 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import scenarios
 from agent_models import streaming_scenario
-from ray_cluster import RAY_MISSING, RayCluster
+from ray_cluster import RAY_ENV, RAY_MISSING, RayCluster
+from scenarios import FAST_TIMERS, local
 from serving_support import MlflowEnv, ServingServer, entity, eventually, iris_split
-from test_autoscaling import FAST_TIMERS, local
-from test_autoscaling import test_scale_to_zero_then_a_burst_of_first_requests_all_succeed as scale_to_zero
-from test_inference_tables import test_every_acknowledged_request_lands_exactly_once as capture_every_row
-from test_inference_tables import (
-    test_requests_and_failures_are_logged_with_databricks_columns as capture_columns,
-)
-from test_updates import test_no_request_fails_across_updates_under_load as updates_under_load
-from test_updates import test_split_follows_the_configured_percentages_and_direct_queries_ignore_it as split
-from test_updates import test_unchanged_entities_keep_their_replicas as unchanged_keeps_replicas
 
 pytestmark = [
     pytest.mark.skipif(bool(RAY_MISSING), reason=RAY_MISSING or "Ray is installed"),
@@ -46,7 +39,7 @@ def ray_server(
 ) -> Iterator[ServingServer]:
     server = ServingServer(
         tmp_path_factory.mktemp("ray") / "state",
-        mlflow_env.env,
+        {**mlflow_env.env, **RAY_ENV},
         [*RAY_FLAGS, "--ray-address", ray_cluster.address, *FAST_TIMERS],
         startup_timeout=180,
     ).start()
@@ -74,21 +67,21 @@ def test_lifecycle_create_get_query_delete(ray_server: ServingServer, ray_cluste
 
 
 def test_split_80_20_direct_and_sticky(ray_server: ServingServer) -> None:
-    split(ray_server)
+    scenarios.split_follows_the_configured_percentages_and_direct_queries_ignore_it(ray_server)
 
 
 def test_three_updates_under_load_fail_no_request(ray_server: ServingServer) -> None:
-    updates_under_load(ray_server)
+    scenarios.no_request_fails_across_updates_under_load(ray_server)
 
 
 def test_scale_to_zero_then_a_burst_of_first_requests(ray_server: ServingServer) -> None:
-    scale_to_zero(ray_server)
+    scenarios.scale_to_zero_then_a_burst_of_first_requests_all_succeed(ray_server)
 
 
 def test_capture_loses_no_row(ray_server: ServingServer) -> None:
-    capture_columns(lambda *args, **kwargs: ray_server)
+    scenarios.requests_and_failures_are_logged_with_databricks_columns(ray_server)
     ray_server.delete("cap-ep")
-    capture_every_row(ray_server)
+    scenarios.every_acknowledged_request_lands_exactly_once(ray_server)
 
 
 def test_replicas_of_one_entity_run_on_both_nodes(ray_server: ServingServer) -> None:
@@ -110,7 +103,9 @@ SIZE_8 = {"min_provisioned_concurrency": 8, "max_provisioned_concurrency": 8}  #
 
 
 def test_unchanged_entities_keep_their_replicas_and_a_resize_restarts_none(ray_server: ServingServer) -> None:
-    unchanged_keeps_replicas(ray_server)  # a split change: the same Serve applications serve on
+    scenarios.unchanged_entities_keep_their_replicas(
+        ray_server
+    )  # a split change: the same Serve applications serve on
     ray_server.create_ready("ray-resize", {"served_entities": [entity("iris-lr", 1)]})
     app = local(ray_server, "ray-resize", "iris-lr-1")["ray"]["application"]
     resized = {"served_entities": [entity("iris-lr", 1, scale_to_zero_enabled=True)]}  # same runtime key

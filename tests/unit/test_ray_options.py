@@ -4,6 +4,7 @@ and its start-up failure when Ray is not installed."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,26 @@ def test_the_runtime_env_carries_the_secrets_the_server_resolved_into_the_spec(t
     )
     with pytest.raises(DeployFailed, match=r"^Cannot set the environment: secret s/k .* does not exist\.$"):
         asyncio.run(backend.runtime_env(missing, lambda reason: None))
+
+
+def test_a_private_cluster_keeps_its_auth_token_in_its_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray writes ~/.ray/auth_token for a new local cluster, and then every later `ray start` of the
+    user demands it; a private cluster's token lives in its temp dir instead."""
+    from jupyter_serving.backends.ray.backend import private_auth
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    private = tmp_path / "jsray"
+    private.mkdir()
+    private_auth(str(private))
+    token = private / "auth_token"
+    assert os.environ["RAY_AUTH_MODE"] == "token" and os.environ["RAY_AUTH_TOKEN_PATH"] == str(token)
+    assert len(token.read_text()) == 64 and token.stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "home" / ".ray").exists()
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the user's explicit choice stands
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH")
+    private_auth(str(private))
+    assert os.environ["RAY_AUTH_MODE"] == "disabled" and "RAY_AUTH_TOKEN_PATH" not in os.environ

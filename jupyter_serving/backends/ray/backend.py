@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -135,9 +136,15 @@ class RayBackend:
             os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
             # A short temp dir: Ray's Unix sockets live under it (108-byte limit).
             self._private_dir = tempfile.mkdtemp(prefix="jsray-")
+            private_auth(self._private_dir)
             ray.init(include_dashboard=False, _temp_dir=self._private_dir, **options)
         else:
-            ray.init(address=address, **options)
+            try:
+                ray.init(address=address, **options)
+            except Exception as exc:
+                if "token" in str(exc).lower() or "auth" in type(exc).__name__.lower():
+                    raise RuntimeError(f"{exc}\n{TOKEN_HINT}") from exc
+                raise
         # No HTTP proxy of Serve's own: this server is the ingress (see the module docstring).
         serve.start(proxy_location="Disabled")
         self.logs_dir = _logs_dir(ray)
@@ -310,3 +317,25 @@ def _tail(path: Path) -> str:
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
         return f.read().decode("utf-8", errors="replace")
+
+
+TOKEN_HINT = (
+    "The Ray cluster at ray_address refused this server's credentials. Ray 2.60 turns token auth on "
+    "whenever ~/.ray/auth_token exists: start the server with the cluster's token (RAY_AUTH_TOKEN or "
+    "RAY_AUTH_TOKEN_PATH), or, for a cluster started without auth, with RAY_AUTH_MODE=disabled."
+)
+
+
+def private_auth(folder: str) -> None:
+    """A private (`local`) cluster keeps its auth token in its own folder, not in ~/.ray/auth_token
+    where Ray writes one by default: a token left there would make every cluster the user starts
+    later with `ray start` require it, and this server's own later runs meet a stranger's token.
+    An explicit RAY_AUTH_MODE in the environment is left as the user set it."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    path = Path(folder) / "auth_token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32))
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
