@@ -427,3 +427,37 @@ def test_a_stream_to_an_entity_scaled_to_zero_cold_starts_it(
     assert events[-1] == (None, "[DONE]")
     assert json.loads(events[-2][1])["item"]["content"][0]["text"] == "echo: hello big wide world"
     assert wait_local(server, "zero", "agent-echo-1", lambda i: i["cold_starts"] >= 1)["cold_starts"] >= 1
+
+
+def test_a_tiny_transformers_llm_streams_its_tokens(server: ServingServer, tmp_path: Path) -> None:
+    """A random-weight GPT-2-like model built here, in a PythonModel with predict_stream: the served
+    chunks are MLflow's in-process predict_stream chunks, token by token."""
+    pytest.importorskip("transformers", reason="the flavors extra is not installed")
+    import flavor_models as fm
+    import mlflow
+    from agent_models import MODEL_CODE
+    from mlflow.models import infer_signature
+
+    pipe = fm.generation_pipeline()
+    pipe.save_pretrained(tmp_path / "pipeline")
+    example = pd.DataFrame({"prompt": [fm.SENTENCES[0]]})
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE / "hf_stream.py"),
+            artifacts={"pipeline": str(tmp_path / "pipeline")},
+            signature=infer_signature(example, ["x"], params={"max_new_tokens": 8}),
+            registered_model_name="llm-stream",
+            pip_requirements=fm.TEXT_REQS,
+        )
+    server.create_ready("llm", {"served_entities": [entity("llm-stream", 1)]})
+    try:
+        local = mlflow.pyfunc.load_model("models:/llm-stream/1")
+        params = {"max_new_tokens": 6}
+        wanted = list(local.predict_stream(example, params=params))
+        assert len(wanted) > 1  # several chunks: this is token streaming, not one answer
+        request = {"dataframe_records": [{"prompt": fm.SENTENCES[0]}], "params": params}
+        events = stream(server, "llm", request)
+        assert [json.loads(d) for _, d in events[:-1]] == wanted and events[-1] == (None, "[DONE]")
+    finally:
+        server.delete("llm")
