@@ -137,10 +137,10 @@ class ServingHandler(APIHandler):
         if not self._stock_provider() or not provider.token:
             return False
         match = provider.auth_header_pat.match(self.request.headers.get("Authorization", ""))
-        return bool(match) and hmac.compare_digest(match.group(2).encode(), provider.token.encode())
+        return match is not None and hmac.compare_digest(match.group(2).encode(), provider.token.encode())
 
-    @web.authenticated
-    def options(self, *args: Any, **kwargs: Any) -> None:
+    @web.authenticated  # typed as returning Awaitable | None, where APIHandler.options says None
+    def options(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         """CORS preflight answers only an authenticated caller: unauthenticated, it is a 401."""
         super().options(*args, **kwargs)
 
@@ -230,7 +230,9 @@ class ServingHandler(APIHandler):
             error, status = exc, exc.http_status
         elif isinstance(exc, web.HTTPError):
             status = exc.status_code
-            message = (exc.log_message % exc.args if exc.args else exc.log_message) or self._reason
+            message = (
+                exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
+            ) or self._reason
             error = ServingError(message)
             error.error_code = _STATUS_CODES.get(status, "INTERNAL_ERROR")  # type: ignore[misc]
         else:
@@ -463,7 +465,7 @@ class InvocationsHandler(ServingHandler):
             result = await self.gateway.invoke(*request, *who)
         self.set_status(result.status)
         self.set_header("served-model-name", result.served_entity)
-        self.set_header("x-request-id", self.request_id)
+        self.set_header("x-request-id", self.request_id or "")
         self.finish(result.body)
 
     async def _send_stream(self, live: LiveStream) -> None:
@@ -473,7 +475,7 @@ class InvocationsHandler(ServingHandler):
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("served-model-name", live.served_entity)
-        self.set_header("x-request-id", self.request_id)
+        self.set_header("x-request-id", self.request_id or "")
         try:
             async for part in live:
                 self.write(part)

@@ -78,7 +78,7 @@ def test_create_needs_grants_inherited_from_the_catalog(serving_server: ServingS
             name="ucg-two-level",
             served_entities=[
                 ServedEntityInput(entity_name="iris-lr", entity_version="1", workload_size="Small")
-            ]
+            ],
         ),
     )  # a workspace-registry model keeps today's rule: no grants needed
     assert two_level.response.name == "ucg-two-level"
