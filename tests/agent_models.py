@@ -14,6 +14,7 @@ from serving_support import MODEL_CODE, ServingServer, entity, eventually
 AGENTS = {
     "agent-echo": "responses_agent.py",
     "chat-reverse": "chat_model.py",
+    "chat-agent": "chat_agent.py",
 }
 
 

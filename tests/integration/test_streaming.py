@@ -47,6 +47,7 @@ def create_agents(server: ServingServer) -> None:
         "agent": {"served_entities": [entity("agent-echo", 1)], "auto_capture_config": CAPTURE},
         "chat": {"served_entities": [entity("chat-reverse", 1)]},
         "spell": {"served_entities": [entity("spell-stream", 1)]},
+        "shout": {"served_entities": [entity("chat-agent", 1)]},
         "tabular": {"served_entities": [entity("iris-lr", 1)]},
     }
     for name, config in configs.items():
@@ -461,3 +462,16 @@ def test_a_tiny_transformers_llm_streams_its_tokens(server: ServingServer, tmp_p
         assert [json.loads(d) for _, d in events[:-1]] == wanted and events[-1] == (None, "[DONE]")
     finally:
         server.delete("llm")
+
+
+def test_chat_agent_answers_and_streams_what_mlflow_gives_in_process(server: ServingServer) -> None:
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model("models:/chat-agent/1")
+    request = {"messages": [{"role": "user", "content": "quiet please"}]}
+    answer = server.invoke("shout", request).json()
+    assert answer == model.predict(request)
+    assert answer["messages"][0]["content"] == "QUIET PLEASE"
+    events = stream(server, "shout", request)
+    assert [json.loads(d) for _, d in events[:-1]] == list(model.predict_stream(request))
+    assert events[-1] == (None, "[DONE]")
