@@ -9,9 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import scenarios
+from scenarios import FAST_TIMERS, local, metric, wait_local
 from serving_support import ServingServer, entity, eventually, iris_split
 
-FAST_TIMERS = ("--scale-to-zero-idle-s", "2", "--scale-down-delay-s", "1", "--autoscale-interval-s", "0.2")
 # A slow model allowed one to three replicas (4 to 12 provisioned concurrency).
 SLOW_4_TO_12 = {
     "served_entities": [
@@ -34,47 +35,8 @@ def fast_server(mlflow_env: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     server.stop()
 
 
-def local(server: ServingServer, name: str, served: str) -> dict[str, Any]:
-    endpoint = server.get(name)
-    entity_ = next(e for e in endpoint["config"]["served_entities"] if e["name"] == served)
-    return {
-        **entity_["local"],
-        "message": entity_["state"]["deployment_state_message"],
-        "state": entity_["state"],
-    }
-
-
-def wait_local(
-    server: ServingServer,
-    name: str,
-    served: str,
-    check: Callable[[dict[str, Any]], bool],
-    timeout: float = 90,
-) -> dict[str, Any]:
-    return eventually(lambda: local(server, name, served), timeout, 0.1, f"{name}/{served}", until=check)
-
-
-def metric(server: ServingServer, name: str, line_start: str) -> float:
-    text = server.api("GET", f"api/2.0/serving-endpoints/{name}/metrics").text
-    return float(next(line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(line_start)))
-
-
 def test_scale_to_zero_then_a_burst_of_first_requests_all_succeed(fast_server: ServingServer) -> None:
-    fast_server.create_ready(
-        "as-zero", {"served_entities": [entity("iris-lr", 1, scale_to_zero_enabled=True)]}
-    )
-    idle = wait_local(fast_server, "as-zero", "iris-lr-1", lambda i: i["replicas"] == 0)
-    assert "Scaled to zero" in idle["message"]
-    assert fast_server.get("as-zero")["state"]["ready"] == "READY"  # scaled to zero is still a ready endpoint
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: fast_server.invoke("as-zero", iris_split()), range(8)))
-    assert [a.status_code for a in answers] == [200] * 8
-    assert all(a.json()["predictions"] == [0, 2, 1] for a in answers)
-    # Polled: a backend may learn its replica count a moment after the replica answered (Ray's status).
-    wait_local(fast_server, "as-zero", "iris-lr-1", lambda i: i["replicas"] == 1, 30)
-    assert metric(fast_server, "as-zero", 'cold_starts_total{served_entity="iris-lr-1"}') == 1.0
-    assert local(fast_server, "as-zero", "iris-lr-1")["cold_starts"] == 1
-    fast_server.delete("as-zero")
+    scenarios.scale_to_zero_then_a_burst_of_first_requests_all_succeed(fast_server)
 
 
 def test_scale_up_under_load_then_down_when_it_stops(fast_server: ServingServer) -> None:

@@ -442,7 +442,7 @@ def test_standalone_token_never_on_argv(tmp_path: Path) -> None:
 def test_refused_batch_is_quarantined_and_other_tables_keep_committing(
     start_server: Callable[..., ServingServer],
 ) -> None:
-    from test_inference_tables import read_table, wait_rows
+    from scenarios import read_table, wait_rows
 
     server = start_server("--capture-flush-s", "0.2")
     broken = server.create_ready(

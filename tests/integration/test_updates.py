@@ -3,55 +3,18 @@
 from __future__ import annotations
 
 import signal
-import threading
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from scipy.stats import chisquare
+import scenarios
+from scenarios import split
 from serving_support import ServingServer, entity, iris_split
-
-from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
-
-
-def split(*routes: tuple[str, int | str]) -> dict:
-    return {"routes": [{"served_model_name": n, "traffic_percentage": p} for n, p in routes]}
-
-
-AB = {
-    "served_entities": [entity("iris-lr", 1, name="current"), entity("iris-lr", 2, name="challenger")],
-    "traffic_config": split(("current", "80"), ("challenger", "20")),
-}
 
 
 def test_split_follows_the_configured_percentages_and_direct_queries_ignore_it(
     serving_server: ServingServer,
 ) -> None:
-    serving_server.create_ready("upd-ab", AB)
-    # Distinct routing keys make the split deterministic over HTTP (the unkeyed random draw is
-    # tested with a seeded generator in tests/unit/test_router.py): 1500 keys spread like traffic.
-    counts = Counter(
-        serving_server.invoke("upd-ab", iris_split(), headers={ROUTING_KEY_HEADER: f"user-{i}"}).headers[
-            "served-model-name"
-        ]
-        for i in range(1500)
-    )
-    assert chisquare([counts["current"], counts["challenger"]], [1200, 300]).pvalue > 0.001, counts
-    unkeyed = {serving_server.invoke("upd-ab", iris_split()).headers["served-model-name"] for _ in range(200)}
-    assert unkeyed == {"current", "challenger"}  # both get unkeyed traffic (fails with p < 1e-19)
-    direct = {
-        serving_server.invoke("upd-ab", iris_split(), served="challenger").headers["served-model-name"]
-        for _ in range(20)
-    }
-    assert direct == {"challenger"}
-    sticky = {
-        serving_server.invoke(
-            "upd-ab", iris_split(), headers={"X-Serving-Routing-Key": "customer-7"}
-        ).headers["served-model-name"]
-        for _ in range(30)
-    }
-    assert len(sticky) == 1  # one customer sees one model for a given split
-    serving_server.delete("upd-ab")
+    scenarios.split_follows_the_configured_percentages_and_direct_queries_ignore_it(serving_server)
 
 
 def test_a_zero_percent_entity_is_reachable_only_directly(serving_server: ServingServer) -> None:
@@ -69,79 +32,11 @@ def test_a_zero_percent_entity_is_reachable_only_directly(serving_server: Servin
 
 
 def test_no_request_fails_across_updates_under_load(serving_server: ServingServer) -> None:
-    serving_server.create_ready("upd-load", AB)
-    failures: list[str] = []
-    served: Counter[str] = Counter()
-    lock = threading.Lock()
-    stop, loaded, replaced = threading.Event(), threading.Event(), threading.Event()
-
-    def client() -> None:
-        while not stop.is_set():
-            response = serving_server.invoke("upd-load", iris_split())
-            with lock:
-                if response.status_code != 200:
-                    failures.append(response.text)
-                served[response.headers.get("served-model-name", "?")] += 1
-                if sum(served.values()) >= 20:
-                    loaded.set()
-                if served["replacement"] >= 20:
-                    replaced.set()
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
-        assert loaded.wait(60), "the clients never got going"  # the updates start under load
-        updates = [
-            {**AB, "traffic_config": split(("current", 50), ("challenger", 50))},  # split change
-            {
-                "served_entities": [
-                    entity("iris-lr", 2, name="current"),
-                    entity("iris-lr", 2, name="challenger"),
-                ],
-                "traffic_config": split(("current", 50), ("challenger", 50)),
-            },  # version swap
-            {
-                "served_entities": [
-                    entity("main.default.iris", 1, name="replacement"),
-                    entity("iris-lr", 2, name="challenger"),
-                ],
-                "traffic_config": split(("replacement", 70), ("challenger", 30)),
-            },  # entity replaced
-        ]
-        for version, config in enumerate(updates, start=2):
-            response = serving_server.api("PUT", "api/2.0/serving-endpoints/upd-load/config", json=config)
-            assert response.status_code == 200, response.text
-            assert response.json()["pending_config"]["config_version"] == version
-            endpoint = serving_server.wait_settled("upd-load")
-            assert endpoint["config"]["config_version"] == version
-            assert endpoint["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
-        assert replaced.wait(60), "the replacement entity served too few requests"  # and end under it
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    assert failures == []
-    serving_server.delete("upd-load")
+    scenarios.no_request_fails_across_updates_under_load(serving_server)
 
 
 def test_unchanged_entities_keep_their_replicas(serving_server: ServingServer) -> None:
-    serving_server.create_ready("upd-reuse", AB)
-    before = serving_server.api(
-        "GET", "api/2.0/serving-endpoints/upd-reuse/served-models/current/logs"
-    ).json()["logs"]
-    response = serving_server.api(
-        "PUT",
-        "api/2.0/serving-endpoints/upd-reuse/config",
-        json={**AB, "traffic_config": split(("current", 10), ("challenger", 90))},
-    )
-    assert response.status_code == 200
-    serving_server.wait_settled("upd-reuse")
-    after = serving_server.api(
-        "GET", "api/2.0/serving-endpoints/upd-reuse/served-models/current/logs"
-    ).json()["logs"]
-    assert after.count("model loaded") == before.count("model loaded") == 1  # no replica was restarted
-    serving_server.delete("upd-reuse")
+    scenarios.unchanged_entities_keep_their_replicas(serving_server)
 
 
 def test_failed_update_keeps_the_old_config_serving_and_the_next_update_proceeds(
