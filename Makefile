@@ -43,6 +43,8 @@ demo: install
 
 test: install browser
 	$(BIN)/ruff check jupyter_serving tests benchmarks
+	# Types, as configured in pyproject.toml ([tool.mypy]; docs/ARCHITECTURE.md "Types"); cached in .mypy_cache.
+	$(BIN)/mypy
 	@if command -v node >/dev/null 2>&1; then cd labextension && $(JLPM) test; fi
 	# Two workers, one test file each at a time: most of a test waits on subprocesses and timers.
 	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile --durations=15
@@ -50,6 +52,7 @@ test: install browser
 lint: install
 	$(BIN)/ruff check jupyter_serving tests benchmarks
 	$(BIN)/ruff format --check jupyter_serving tests benchmarks
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python -m benchmarks.run

@@ -91,6 +91,7 @@ class ServingApp(ExtensionApp):
             self.freezer = HeapFreezer(asyncio.get_running_loop(), self.log)
             self.freezer.install()
         self.log.info("jupyter-serving: state in %s", self.serving_settings.state_path)
+        assert self.gateway.listener is not None  # gateway.start() opened it
         self.log.info("jupyter-serving: route-optimized data plane on %s", self.gateway.listener.url)
         if self.info_file:
             _write_info(Path(self.info_file), serverapp)
@@ -113,7 +114,7 @@ class ServingServerApp(ServerApp):
     terminals, sessions, config or files routes), so its token can run no code; only this API."""
 
     name = "jupyter-serving"
-    default_services = ()
+    default_services = ()  # type: ignore[assignment]  # ServerApp's is inferred as its 13-name tuple
 
     @default("terminals_enabled")
     def _default_terminals_enabled(self) -> bool:

@@ -99,7 +99,7 @@ def run_tour(url: str, token: str) -> None:
     http.headers["Authorization"] = f"Bearer {token}"
     api = url + "api/2.0/serving-endpoints"
     http.delete(f"{api}/demo-iris-ab")  # a previous run's endpoint, if the demo was interrupted
-    config = {
+    config: dict[str, Any] = {
         "served_entities": [
             {"name": "current", "entity_name": "demo-iris", "entity_version": "1", "workload_size": "Small"},
             {
@@ -123,7 +123,7 @@ def run_tour(url: str, token: str) -> None:
     print(f"  state {endpoint['state']} after {time.perf_counter() - started:.1f} s")
     rows = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]]
     print("4. Querying it")
-    payload = {"dataframe_split": {"columns": IRIS_FEATURES, "data": rows}}
+    payload: dict[str, Any] = {"dataframe_split": {"columns": IRIS_FEATURES, "data": rows}}
     answer = _check(http.post(url + "serving-endpoints/demo-iris-ab/invocations", json=payload))
     print(f"  {json.dumps(payload)}\n  -> {answer.json()}  (served by {answer.headers['served-model-name']})")
     seen: Counter[str] = Counter()

@@ -220,7 +220,7 @@ class OpenAiCompatibleHandler(InvocationsHandler):
     or not. The request then takes exactly the invocations path (split, limits, capture, usage)."""
 
     @web.authenticated
-    async def post(self) -> None:  # type: ignore[override]
+    async def post(self) -> None:
         self.request_id = uuid.uuid4().hex
         task = self.request.path.rstrip("/").split("/serving-endpoints/", 1)[-1]
         body = self.json_body()

@@ -168,7 +168,8 @@ class InferenceCapture:
             lambda: _LineProtocol(lambda line: self._on_line(line, ready), closed),
             os.fdopen(read_fd, "rb", buffering=0),
         )
-        await asyncio.wait({ready, closed}, timeout=START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        either: set[asyncio.Future[Any]] = {ready, closed}
+        await asyncio.wait(either, timeout=START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
         if not ready.done():
             timed_out = not closed.done()
             if timed_out:

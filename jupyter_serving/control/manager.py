@@ -8,6 +8,7 @@ data plane (dataplane/invoke.py) answers invocations from the routing tables rol
 from __future__ import annotations
 
 import asyncio
+import builtins  # `list` in this class's annotations is its method
 import dataclasses
 import fcntl
 import getpass
@@ -93,8 +94,8 @@ class EndpointManager:
         again by the next caller, so each request reports why the server cannot serve."""
         task = self._starting
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-            self._starting = asyncio.get_running_loop().create_task(self._start())
-        await asyncio.shield(self._starting)
+            task = self._starting = asyncio.get_running_loop().create_task(self._start())
+        await asyncio.shield(task)
 
     async def _start(self) -> None:
         private_dir(self.state_dir)  # request bodies, environment_vars and secrets live below it
@@ -293,7 +294,7 @@ class EndpointManager:
             version = record.pending_version or record.config_version + 1
             endpoint.rollout = self._spawn(rollout.run(self.rollouts, endpoint, record.pending, version))
 
-    def _retire(self, deployments: list[Deployment]) -> None:
+    def _retire(self, deployments: builtins.list[Deployment]) -> None:
         for deployment in deployments:
             self._spawn(deployment.stop(drain_timeout_s=self.settings.request_timeout_s))
 
@@ -340,7 +341,7 @@ class EndpointManager:
             table["path"] = str(path)
         return {**capture, "state": {"payload_table": table}}
 
-    async def registered_models(self) -> list[dict[str, Any]]:
+    async def registered_models(self) -> builtins.list[dict[str, Any]]:
         return await self.registry.registered_models()
 
     async def registry_uris(self) -> dict[str, str]:

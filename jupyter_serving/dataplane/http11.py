@@ -21,6 +21,7 @@ import collections
 import email.utils
 import json
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -388,10 +389,10 @@ class HttpServer:
     def _protocol(self) -> HttpConnection:
         return HttpConnection(self)
 
-    async def serve(self, sockets: list[object]) -> None:
+    async def serve(self, sockets: list[socket.socket]) -> None:
         loop = asyncio.get_running_loop()
         for sock in sockets:
-            self._servers.append(await loop.create_server(self._protocol, sock=sock))  # type: ignore[arg-type]
+            self._servers.append(await loop.create_server(self._protocol, sock=sock))
 
     def close(self) -> None:
         for server in self._servers:

@@ -105,7 +105,27 @@ class EndpointMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
         )
-        self.registry.register(_LiveGauges(deployments))  # type: ignore[arg-type]
+        # Shadow traffic (dataplane/shadow.py): mirrored calls by status, calls that failed, and
+        # mirrored requests (or their rows) dropped, by reason; none of them is a live request.
+        self.shadow_requests = Counter(
+            "shadow_requests",
+            "Mirrored requests answered by the shadow entity, by HTTP status",
+            ["served_entity", "status"],
+            registry=self.registry,
+        )
+        self.shadow_errors = Counter(
+            "shadow_errors",
+            "Mirrored requests the shadow entity failed",
+            ["served_entity"],
+            registry=self.registry,
+        )
+        self.shadow_dropped = Counter(
+            "shadow_dropped",
+            "Mirrored requests or shadow rows dropped (queue_full, not_deployed, row_not_stored, stopped)",
+            ["served_entity", "reason"],
+            registry=self.registry,
+        )
+        self.registry.register(_LiveGauges(deployments))
 
     def observe(self, served: str, status: int, seconds: float, batch: int | None = None) -> None:
         self.requests.labels(served, str(status)).inc()

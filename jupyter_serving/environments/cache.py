@@ -189,6 +189,7 @@ class EnvironmentCache:
             if listed:
                 self._interpreters = interpreters
         server = Interpreter(sys.executable, reqs.server_python())
+        assert interpreters is not None  # the cached list, or the one just listed
         found = [*interpreters, server]  # the server's own counts: it is on this machine
         if not wanted:
             return server, "The model logged no Python version: using the server's."

@@ -111,12 +111,13 @@ class FeatureIndex:
 
     def _bisect(self, keys: list[Any], times: np.ndarray | None) -> np.ndarray:
         column = self.sorted_keys
+        assert column is not None  # lookup() bisects only a one-key index
         one_int = len(keys) == 1 and type(keys[0]) is int and column.dtype.kind in "iu"
         if one_int and (times is None or self.times is None):  # a served request's key: one search
             end = int(column.searchsorted(keys[0], "right"))
             hit = end > 0 and column[end - 1] == keys[0]
             return np.array([end - 1 if hit else -1], dtype=np.int64)
-        runs = _runs(self.sorted_keys, keys)
+        runs = _runs(column, keys)
         if runs is None:  # keys NumPy cannot compare with the column at once: one by one
             return (
                 np.concatenate(

@@ -17,6 +17,7 @@ import mlflow.pyfunc
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc.model import PythonModel
 
 from jupyter_serving.features.index import KeyColumnError
 from jupyter_serving.features.spec import FeatureSpec, Joined, join_features
@@ -27,7 +28,7 @@ MODEL_ARTIFACT = "model"
 TRACING_ENV = "ENABLE_FEATURE_TRACING"
 
 
-class _LookupModel(mlflow.pyfunc.PythonModel):
+class _LookupModel(PythonModel):
     """What both models share: the spec, the served tables, the lookup and its last result."""
 
     spec: FeatureSpec
@@ -62,7 +63,7 @@ class FeatureModel(_LookupModel):
         self.model = mlflow.pyfunc.load_model(context.artifacts[MODEL_ARTIFACT])
         super().load_context(context)
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # MLflow reads hints
+    def predict(self, context, model_input, params=None):  # unannotated: MLflow reads hints
         joined = self.lookup(model_input)
         columns = self.spec.model_input_columns or list(joined.frame.columns)
         absent = [c for c in columns if c not in joined.frame.columns]
@@ -85,7 +86,7 @@ class FeatureModel(_LookupModel):
 class FeatureSpecModel(_LookupModel):
     """A feature spec served alone (a Feature Serving endpoint): answers with the keys' features."""
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # MLflow reads hints
+    def predict(self, context, model_input, params=None):  # unannotated: MLflow reads hints
         joined = self.lookup(model_input)
         keys = [c for c in self.spec.key_columns if c in joined.frame.columns]
         out = pd.concat([joined.frame[keys], joined.features], axis=1)

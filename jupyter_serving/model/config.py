@@ -541,6 +541,7 @@ def _parse_sizing(item: dict[str, Any], where: str) -> tuple[str | None, int | N
                 f"{where}.{label}_provisioned_concurrency is {_short(v)}; the limit is "
                 f"{MAX_PROVISIONED_CONCURRENCY}."
             )
+    assert low is not None and high is not None  # the loop above rejected a missing one
     if high == 0 or low > high:
         raise InvalidParameterValue(
             f"{where}: min_provisioned_concurrency ({low}) must not exceed max_provisioned_concurrency "

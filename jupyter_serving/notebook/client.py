@@ -17,6 +17,7 @@ Everything on the notebook side (magics, widgets, the MLflow target) talks to th
 
 from __future__ import annotations
 
+import builtins  # `list` in the Client's annotations is its method
 import json
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -406,12 +407,32 @@ class Client:
             "GET", f"api/2.0/jupyter-serving/endpoints/{quote(name, safe='')}/history?since_ms={since_ms}"
         )
 
-    def events(self, name: str, since_ms: int = 0) -> list[dict[str, Any]]:
+    def events(self, name: str, since_ms: int = 0) -> builtins.list[dict[str, Any]]:
         """The endpoint's events (updates, scaling, cold starts, crashes), oldest first."""
         path = f"api/2.0/jupyter-serving/endpoints/{quote(name, safe='')}/events?since_ms={since_ms}"
         return list(self._json("GET", path).get("events", []))
 
-    def registered_models(self) -> list[dict[str, Any]]:
+    def shadow(self, name: str) -> dict[str, Any] | None:
+        """The endpoint's shadow traffic config (`served_entity_name`, `percentage`), or None."""
+        try:
+            return self._json("GET", self._shadow_path(name))
+        except NotFoundError:
+            self.get(name)  # a missing endpoint is still an error
+            return None
+
+    def set_shadow(self, name: str, served_entity: str | None, percentage: int = 100) -> dict[str, Any]:
+        """Mirror `percentage` % of the endpoint's live requests to `served_entity` (one taking no
+        live traffic); None stops mirroring. Returns the config now in force ({} when stopped)."""
+        if served_entity is None:
+            return self._json("DELETE", self._shadow_path(name))
+        body = {"served_entity_name": served_entity, "percentage": percentage}
+        return self._json("PUT", self._shadow_path(name), json=body)
+
+    @staticmethod
+    def _shadow_path(name: str) -> str:
+        return f"api/2.0/jupyter-serving/endpoints/{quote(name, safe='')}/shadow"
+
+    def registered_models(self) -> builtins.list[dict[str, Any]]:
         """Models in the server's MLflow registry, each with its `versions`."""
         return self._json("GET", "api/2.0/jupyter-serving/registered-models").get("registered_models", [])
 
@@ -431,7 +452,7 @@ class Client:
 
     def grants(
         self, securable_type: str, full_name: str, *, principal: str | None = None, effective: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """`privilege_assignments` on a securable (`catalog`, `schema`, `function` for a model,
         `table`); `effective` adds what is inherited from above, with where it comes from."""
         route = "effective-permissions" if effective else "permissions"
@@ -447,7 +468,7 @@ class Client:
         *,
         add: Iterable[str] = (),
         remove: Iterable[str] = (),
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """Grant (`add`) or revoke (`remove`) privileges of `principal` (admin only); the result."""
         path = f"{UC_API}/permissions/{quote(securable_type, safe='')}/{quote(full_name, safe='')}"
         body = {"changes": [{"principal": principal, "add": list(add), "remove": list(remove)}]}
@@ -630,7 +651,7 @@ def _iter_stream(response: requests.Response) -> Generator[Any, None, None]:
     # chunk_size=None hands over each HTTP chunk as it arrives: one per model chunk.
     with response:
         try:
-            yield from stream_chunks(sse_events(response.iter_lines(chunk_size=None)))
+            yield from stream_chunks(sse_events(response.iter_lines(chunk_size=None)))  # type: ignore[call-overload]
         except requests.RequestException as exc:
             raise ServingConnectionError(f"The stream from {response.url} broke off: {exc}") from exc
 

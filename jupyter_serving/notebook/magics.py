@@ -12,7 +12,7 @@ import json
 import os
 import shlex
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -84,7 +84,7 @@ def traffic_bar(percent: int | None) -> str:
     )
 
 
-def _routes(config: Mapping[str, Any]) -> dict[str, int]:
+def _routes(config: Mapping[str, Any]) -> dict[str | None, int]:  # None: a route naming neither
     routes = (config.get("traffic_config") or {}).get("routes") or []
     return {
         r.get("served_model_name") or r.get("served_entity_name"): r.get("traffic_percentage", 0)
@@ -220,7 +220,7 @@ def _principals(endpoint: Mapping[str, Any]) -> str:
     return f"created by {endpoint.get('creator')}" + (f"; you: {level}" if level else "")
 
 
-def render_list(endpoints: list[Mapping[str, Any]]) -> str:
+def render_list(endpoints: Sequence[Mapping[str, Any]]) -> str:
     if not endpoints:
         hint = "No serving endpoints yet; create one with <code>%%serve create</code>."
         return f'<div style="{_CARD}">{hint}</div>'
@@ -239,11 +239,11 @@ def render_list(endpoints: list[Mapping[str, Any]]) -> str:
     )
 
 
-def render_list_text(endpoints: list[Mapping[str, Any]]) -> str:
+def render_list_text(endpoints: Sequence[Mapping[str, Any]]) -> str:
     """The list as an aligned plain-text table (nbconvert, terminals): one line per served entity."""
     if not endpoints:
         return "No serving endpoints yet; create one with %%serve create."
-    rows = [("Name", "State", "Served entity", "Traffic")]
+    rows: list[tuple[str, ...]] = [("Name", "State", "Served entity", "Traffic")]
     for ep in endpoints:
         routes = _routes(ep.get("config") or ep.get("pending_config") or {})
         first = (str(ep.get("name")), endpoint_status(ep)[0])
@@ -260,7 +260,7 @@ def text_table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-def grants_table(assignments: list[Mapping[str, Any]]) -> str:
+def grants_table(assignments: Sequence[Mapping[str, Any]]) -> str:
     """Privilege assignments as a text table: principal, privilege, and where an inherited one comes from."""
     rows: list[tuple[str, ...]] = [("PRINCIPAL", "PRIVILEGE", "INHERITED FROM")]
     for assignment in assignments:
@@ -337,7 +337,7 @@ def _parser(prog: str, *names: str) -> MagicArgumentParser:
 class _IntermixedParser(MagicArgumentParser):
     """Privileges may come before or after `--principal P`, as people write them."""
 
-    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
         return self.parse_intermixed_args(args, namespace)
 
 
@@ -352,6 +352,8 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
     create.add_argument("name", nargs="?", help="endpoint name (else the body's `name`)")
     traffic = _with_wait(_parser("traffic", "name"))
     traffic.add_argument("split", nargs="+", metavar="SERVED=PERCENT")
+    shadow = _parser("shadow", "name")
+    shadow.add_argument("setting", nargs="?", metavar="SERVED=PERCENT|off", help="omit to show the config")
     logs = _parser("logs", "name")
     logs.add_argument("served", nargs="?")
     query = _parser("query", "name")
@@ -399,6 +401,7 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
         "cancel": _parser("cancel", "name"),
         "logs": logs,
         "traffic": traffic,
+        "shadow": shadow,
         "query": query,
         "table": _parser("table", "name"),
         "monitor": monitor,
@@ -520,7 +523,11 @@ class ServeMagics(Magics):
           %serve logs NAME [SERVED]    a served entity's logs (SERVED optional with one entity)
           %serve traffic NAME A=90 B=10 [--no-wait]
                                        change only the traffic split (percentages sum to 100)
-          %serve query NAME --stream "QUESTION" [--served SERVED]
+          %serve shadow NAME challenger=20 | off
+                                       mirror 20 % of the live requests to `challenger` (a served
+                                       entity with no live traffic); the client gets the live
+                                       answer, the shadow's goes to the inference table
+                                       (`compare_shadow`). Without a setting: show it; off: stop
                                        ask an agent or chat model; its answer is printed token
                                        by token as it arrives (as in the OpenAI clients)
           %serve query NAME -d VAR [--served SERVED]
@@ -564,6 +571,7 @@ class ServeMagics(Magics):
         except ValueError as exc:  # e.g. an unclosed quote
             raise UsageError(f"Cannot read the arguments of %serve {command}: {exc}") from None
         args = self._parsers[command].parse_args(argv)
+        assert self.shell is not None  # a registered magic runs in its shell
         try:
             return self._commands[command](
                 args, cell, local_ns if local_ns is not None else self.shell.user_ns
@@ -594,6 +602,20 @@ class ServeMagics(Magics):
     def _cmd_traffic(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
         split = parse_split(args.split)
         self._deploy(args.name, lambda: self.client.set_traffic(args.name, split), args)
+
+    def _cmd_shadow(self, args: Any, cell: str | None, ns: dict[str, Any]) -> str:
+        """Show, set or stop the endpoint's shadow traffic; returns the config as a line."""
+        if args.setting is None:
+            config = self.client.shadow(args.name)
+        elif args.setting.lower() == "off":
+            config = self.client.set_shadow(args.name, None) or None
+        else:
+            ((served, percent),) = parse_split([args.setting]).items()
+            config = self.client.set_shadow(args.name, served, percent)
+        if not config:
+            return f"{args.name}: no shadow traffic"
+        served, percent = config["served_entity_name"], config["percentage"]
+        return f"{args.name}: {percent}% of live requests mirrored to {served}"
 
     def _cmd_wait(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
         args.no_wait = False

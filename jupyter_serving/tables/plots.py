@@ -73,7 +73,7 @@ def plot_latency(frame: pd.DataFrame, *, ax: Axes | None = None, bins: int = 40)
         p50, p95 = group["execution_time_ms"].quantile(0.5), group["execution_time_ms"].quantile(0.95)
         ax.hist(
             values,
-            bins=edges,
+            bins=edges,  # type: ignore[arg-type]  # matplotlib's hints leave out the arrays it takes
             histtype="step",
             density=True,
             color=colours[entity],

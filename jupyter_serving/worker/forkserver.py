@@ -54,8 +54,9 @@ def main() -> int:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # only to wake select via wake_w
     _send(control, event="warm", pid=os.getpid())
+    watched: list[socket.socket | int] = [control, wake_r]
     while True:
-        ready, _, _ = select.select([control, wake_r], [], [])
+        ready, _, _ = select.select(watched, [], [])
         if wake_r in ready:
             os.read(wake_r, 4096)
             _reap(control)

@@ -34,7 +34,7 @@ import time
 import traceback
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -132,9 +132,10 @@ class Scorer:
             if results[i] is None:
                 results[i] = self._score_one(requests[i], item)
         elapsed = (time.perf_counter() - started) * 1000
-        for r in results:
+        scored = cast("list[Result]", results)  # every slot is filled by now
+        for r in scored:
             r.execution_ms = r.execution_ms or elapsed
-        return results  # type: ignore[return-value]
+        return scored
 
     def _prepare(self, content_type: str, body: bytes) -> Prepared:
         if content_type.split(";")[0].strip().lower() not in JSON_TYPES:
@@ -187,8 +188,8 @@ class Scorer:
             if p.tensor is not None and results[i] is None:
                 groups.setdefault((p.tensor.dtype.str, p.tensor.shape[1:]), []).append(i)
         for idx in groups.values():
-            arrays = [prepared[i].tensor for i in idx]
-            counts = [len(a) for a in arrays]  # type: ignore[arg-type]
+            arrays = cast("list[np.ndarray]", [prepared[i].tensor for i in idx])  # grouped: not None
+            counts = [len(a) for a in arrays]
             try:
                 preds = self.model.predict(np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
             except Exception:

@@ -173,7 +173,10 @@ class ForkServer:
             self._sock.close()
             self._sock = None
         error = RuntimeError(f"the fork server {self.pid} exited (see {self.log_path})")
-        for waiting in [*self._forks.values(), *([self._warm] if self._warm is not None else [])]:
+        waiting_on: list[asyncio.Future[Any]] = [*self._forks.values()]
+        if self._warm is not None:
+            waiting_on.append(self._warm)
+        for waiting in waiting_on:
             if not waiting.done():
                 waiting.set_exception(error)
         self._forks.clear()
@@ -234,7 +237,12 @@ class ForkedWorker:
         loop = asyncio.get_running_loop()
         self._close_pidfd()
         grace = 0.0 if not self.server.running else ORPHAN_EXIT_GRACE_S
-        loop.call_later(grace, lambda: self._exit.done() or self._exit.set_result(UNKNOWN_EXIT))
+
+        def settle() -> None:
+            if not self._exit.done():
+                self._exit.set_result(UNKNOWN_EXIT)
+
+        loop.call_later(grace, settle)
 
     def _close_pidfd(self) -> None:
         if self._pidfd is not None:

@@ -353,7 +353,7 @@ class Replica:
     async def drain(self, timeout_s: float) -> None:
         """Wait until requests already sent are answered; new ones are routed elsewhere."""
         self.draining = True
-        waiting = [f for f in self._pending.values() if not f.done()]
+        waiting: list[asyncio.Future[Any]] = [f for f in self._pending.values() if not f.done()]
         waiting += [s.finished for s in self._streams.values()]
         if waiting:
             await asyncio.wait(waiting, timeout=timeout_s)

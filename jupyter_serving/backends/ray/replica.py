@@ -40,8 +40,9 @@ class ServedModel:
         # Per served entity through its environment_vars (runtime_env), as in a local worker.
         batch = int(os.environ.get("JUPYTER_SERVING_MAX_BATCH_SIZE", max_batch_size))
         wait_ms = float(os.environ.get("JUPYTER_SERVING_BATCH_WAIT_MS", "0"))
-        self._score.set_max_batch_size(max(1, batch))
-        self._score.set_batch_wait_timeout_s(max(0.0, wait_ms / 1000))
+        # @serve.batch adds these setters at run time; its type hints keep the plain coroutine's type.
+        self._score.set_max_batch_size(max(1, batch))  # type: ignore[attr-defined]
+        self._score.set_batch_wait_timeout_s(max(0.0, wait_ms / 1000))  # type: ignore[attr-defined]
         self.inline = False
         from jupyter_serving.worker.streaming import Streams
 
@@ -100,7 +101,8 @@ def run(name: str, version: str, options: dict[str, Any], *args: Any) -> None:
         # Serve compares look_back_period_s with its deprecated metrics_interval_s (10 s) and warns;
         # the push intervals that field stands for are set by the backend (backend.py, REPLICA_PUSH_ENV).
         warnings.simplefilter("ignore", FutureWarning)
-        deployment = serve.deployment(ServedModel).options(**options)
+        # serve.deployment's overloads type a bare class argument as the decorator-factory form.
+        deployment = serve.deployment(ServedModel).options(**options)  # type: ignore[attr-defined]
         deployment._version = version  # no public setter since `version=` left `.options()`
         app = deployment.bind(*args)
         serve._run(app, name=name, route_prefix=None, _blocking=False)  # no HTTP route: see backend.py
