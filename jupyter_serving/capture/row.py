@@ -22,6 +22,8 @@ METADATA_KEYS = ("endpoint_name", "model_name", "model_version", "served_entity_
 # chunk (ms, as a string like every value of the map). Databricks' schema has no column for it, and
 # a map key leaves the schema as Databricks documents it; plain requests do not carry it.
 TTFT_KEY = "time_to_first_token_ms"
+# Our key in the request_metadata of a mirrored request's row (dataplane/shadow.py); value "true".
+SHADOW_KEY = "shadow"
 LEGACY, AI_GATEWAY = "legacy", "ai_gateway"  # the two forms of a payload table
 # AI Gateway tables do not log a payload above this size: it is null, with a logging error code.
 MAX_LOGGED_PAYLOAD_BYTES = 1024 * 1024

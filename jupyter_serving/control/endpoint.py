@@ -13,6 +13,7 @@ from jupyter_serving.backends.base import Deployment, DeploymentStatus
 from jupyter_serving.control.store import EndpointRecord
 from jupyter_serving.dataplane.metrics import EndpointMetrics
 from jupyter_serving.dataplane.router import RoutingTable
+from jupyter_serving.dataplane.shadow import Mirror, ShadowConfig
 from jupyter_serving.model.states import CREATING, READY
 
 
@@ -29,6 +30,10 @@ class Endpoint:
         # Set once requests held for a routing table should stop waiting: see `wake_waiters`.
         self.settled = asyncio.Event()
         self.metrics = EndpointMetrics(self.deployments)
+        # Shadow traffic (dataplane/shadow.py); None keeps the live path to one attribute check.
+        self.shadow: Mirror | None = None
+        if record.shadow is not None:
+            self.shadow = Mirror(self, ShadowConfig.from_json(record.shadow))
 
     @property
     def name(self) -> str:

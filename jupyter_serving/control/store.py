@@ -48,6 +48,8 @@ class EndpointRecord:
     # who the creator is, as the identity store keys it (an application id, or "owner"): the
     # principal whose Unity Catalog grants every update re-checks. None: recorded before it was kept.
     creator_key: str | None = None
+    # shadow traffic (dataplane/shadow.py): {"served_entity_name", "percentage"}, or None
+    shadow: dict[str, Any] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc = {k: v for k, v in vars(self).items() if k not in ("config", "pending", "update")}

@@ -109,6 +109,8 @@ class DataPlane:
         await self._account(
             endpoint, table, deployment, request_id, arrived_ms, started, body, reply, requester=requester
         )
+        if endpoint.shadow is not None:  # mirrored after the live row, never awaited (dataplane/shadow.py)
+            endpoint.shadow.offer(self, deployment.name, request, request_id, body)
         return Invocation(
             reply.status, reply.body, deployment.name, reply.execution_ms, reply.client_request_id
         )

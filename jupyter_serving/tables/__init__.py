@@ -12,6 +12,7 @@ _LAZY = {
     "inference_table": "jupyter_serving.tables.reader",
     "unpack": "jupyter_serving.tables.reader",
     "compare_entities": "jupyter_serving.tables.analysis",
+    "compare_shadow": "jupyter_serving.tables.analysis",
     "ABReport": "jupyter_serving.tables.analysis",
     "drift": "jupyter_serving.tables.analysis",
     "split_by_time": "jupyter_serving.tables.analysis",

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from jupyter_serving.capture.row import TTFT_KEY
+from jupyter_serving.capture.row import SHADOW_KEY, TTFT_KEY
 from jupyter_serving.tables.reader import RESERVED
 
 ENTITY = "served_entity_name"
@@ -365,8 +365,11 @@ def compare_entities(
     `control` defaults to the entity that took the most requests (the one in production; ties go
     to the first by name), not to the first name: "challenger" sorts before "champion".
     `metric` is ``"accuracy"`` (class labels) or ``"mae"`` (numeric labels); by default chosen
-    from the labels.
+    from the labels. Shadow rows (mirrored requests) are left out: this compares live traffic;
+    `compare_shadow` compares a shadow with the live answers to the same requests.
     """
+    if SHADOW_KEY in frame:  # mirrored requests' rows share the live row's id: see compare_shadow
+        frame = frame[~frame[SHADOW_KEY].astype(bool)]
     entities = sorted(frame[ENTITY].dropna().unique())
     if not entities:
         raise ValueError("the inference table has no requests with a served entity")
@@ -397,6 +400,59 @@ def compare_entities(
         comparisons=comparisons,
         verdict="\n".join(lines),
     )
+
+
+def compare_shadow(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Live against shadow on the same requests, one row per shadow entity.
+
+    `frame` is `inference_table(path)` of an endpoint that mirrored requests (its `shadow` column
+    marks the mirrored rows). Each shadow row is paired with the live row of the same
+    `databricks_request_id` and input row; a shadow row whose live row is not in the frame (a
+    time window cutting between them) is left out. Columns: `requests` (mirrored requests paired),
+    `live_entity` (the live entity that answered most of them), `agreement` (share of input rows
+    where both succeeded and every prediction column is equal) with its Wilson interval,
+    `live_errors`/`shadow_errors` (requests with status >= 400), and latency percentiles of both
+    on those requests (`execution_time_ms`) with the ratio of the medians.
+    """
+    if SHADOW_KEY not in frame or not frame[SHADOW_KEY].astype(bool).any():
+        raise ValueError("the inference table has no shadow rows (no requests were mirrored)")
+    is_shadow = frame[SHADOW_KEY].astype(bool)
+    key = ["databricks_request_id", "row_index"] if "row_index" in frame else ["databricks_request_id"]
+    live, shadow = frame[~is_shadow], frame[is_shadow]
+    pairs = shadow.merge(live, on=key, suffixes=("_shadow", "_live"))
+    predictions = [c for c in frame if c == "prediction" or str(c).startswith("prediction_")]
+    rows = []
+    for entity, group in pairs.groupby(f"{ENTITY}_shadow", sort=True):
+        ok = (group["status_code_shadow"] < 400) & (group["status_code_live"] < 400)
+        same = ok.copy()
+        for column in predictions:
+            a, b = group[f"{column}_shadow"], group[f"{column}_live"]
+            same &= (a == b).fillna(False).astype(bool) | (a.isna() & b.isna())
+        agreed, compared = int(same.sum()), int(ok.sum())
+        low, high = wilson_interval(agreed, compared, alpha)
+        requests = group.drop_duplicates("databricks_request_id")
+        live_ms = requests["execution_time_ms_live"].astype(float)
+        shadow_ms = requests["execution_time_ms_shadow"].astype(float)
+        rows.append(
+            {
+                "shadow_entity": entity,
+                "live_entity": requests[f"{ENTITY}_live"].mode().iloc[0],
+                "requests": len(requests),
+                "agreement": agreed / compared if compared else math.nan,
+                "agreement_ci_low": low,
+                "agreement_ci_high": high,
+                "live_errors": int((requests["status_code_live"] >= 400).sum()),
+                "shadow_errors": int((requests["status_code_shadow"] >= 400).sum()),
+                "live_latency_p50_ms": live_ms.quantile(0.50),
+                "shadow_latency_p50_ms": shadow_ms.quantile(0.50),
+                "live_latency_p95_ms": live_ms.quantile(0.95),
+                "shadow_latency_p95_ms": shadow_ms.quantile(0.95),
+                "latency_ratio_p50": shadow_ms.quantile(0.50) / live_ms.quantile(0.50)
+                if live_ms.quantile(0.50) > 0
+                else math.nan,
+            }
+        )
+    return pd.DataFrame(rows).set_index("shadow_entity")
 
 
 def _operational_verdict(summary: pd.DataFrame, control: str, alpha: float) -> list[str]:

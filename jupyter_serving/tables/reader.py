@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jupyter_serving.capture.row import METADATA_KEYS, TTFT_KEY
+from jupyter_serving.capture.row import METADATA_KEYS, SHADOW_KEY, TTFT_KEY
 
 REQUEST_COLUMNS = (
     "databricks_request_id",
@@ -48,6 +48,7 @@ RESERVED = frozenset(
         *METADATA_KEYS,
         *GATEWAY_COLUMNS,
         TTFT_KEY,
+        SHADOW_KEY,
         "timestamp",
         "row_index",
         "prediction",
@@ -70,6 +71,8 @@ def inference_table(
     `request_metadata` map is spread into `endpoint_name`, `model_name`, `model_version` and
     `served_entity_name`, and `timestamp` (UTC) is added. Where streamed requests recorded their
     time to first token, it is the float column `time_to_first_token_ms` (NaN for the others).
+    Where the endpoint mirrored requests to a shadow entity, the bool column `shadow` marks the
+    shadow rows (see `compare_shadow`); a table with no shadow rows has no such column.
     An AI Gateway table gives the same columns (see the module docstring). `start`/`end` bound
     `timestamp_ms` (end exclusive); whole `date` partitions outside the range are never read.
     """
@@ -92,6 +95,9 @@ def _read_requests(path: Path, start: _dt.datetime | None, end: _dt.datetime | N
     ttft = pc.map_lookup(metadata, TTFT_KEY, "first")
     if ttft.null_count < len(ttft):
         table = table.append_column(TTFT_KEY, pc.cast(ttft, "float64"))
+    shadow = pc.map_lookup(metadata, SHADOW_KEY, "first")
+    if shadow.null_count < len(shadow):  # mirrored requests' rows (dataplane/shadow.py)
+        table = table.append_column(SHADOW_KEY, pc.fill_null(pc.equal(shadow, "true"), False))
     table = table.drop_columns(["request_metadata"])
     frame = table.to_pandas()
     frame.insert(3, "timestamp", pd.to_datetime(frame["timestamp_ms"], unit="ms", utc=True))
