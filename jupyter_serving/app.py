@@ -21,9 +21,11 @@ from traitlets.config import Configurable
 
 from jupyter_serving.api.auth import AUTHORITY_KEY, Authority
 from jupyter_serving.api.handlers import GATEWAY_KEY, MANAGER_KEY, OBSERVER_KEY, default_handlers
+from jupyter_serving.api.rollout_handlers import PROGRESSIVE_KEY
 from jupyter_serving.backends.base import build_backend
 from jupyter_serving.control.manager import EndpointManager
 from jupyter_serving.control.observer import Observer
+from jupyter_serving.control.progressive import ProgressiveDelivery
 from jupyter_serving.control.registry import ModelRegistry
 from jupyter_serving.dataplane.gateway import DataPlaneGateway
 from jupyter_serving.heap import HeapFreezer, freeze_startup_heap
@@ -45,6 +47,7 @@ class ServingApp(ExtensionApp):
 
     manager: EndpointManager
     observer: Observer
+    progressive: ProgressiveDelivery
     freezer: HeapFreezer | None = None
 
     def initialize_settings(self) -> None:
@@ -60,6 +63,9 @@ class ServingApp(ExtensionApp):
             settings.history_events,
         )
         self.settings[OBSERVER_KEY] = self.observer
+        observer = self.observer
+        self.progressive = ProgressiveDelivery(self.manager, lambda: observer.events)
+        self.settings[PROGRESSIVE_KEY] = self.progressive
         self.gateway = DataPlaneGateway(self.manager)
         self.settings[GATEWAY_KEY] = self.gateway
         self.authority = Authority(self.serving_settings.state_path, self.serving_settings.owner_name)
@@ -85,6 +91,7 @@ class ServingApp(ExtensionApp):
             logging.shutdown()
             os._exit(1)  # nothing of ours is running yet; workers follow their lifeline
         self.observer.start()
+        self.progressive.start()  # resumes rollouts that were running when the server stopped
         self.gateway.start()
         if self.serving_settings.freeze_heap:  # see heap.py: no full-collection stalls under load
             freeze_startup_heap(self.log)
@@ -100,6 +107,7 @@ class ServingApp(ExtensionApp):
         if self.freezer is not None:
             self.freezer.uninstall()
         await self.observer.stop()
+        await self.progressive.stop()  # before the manager: its stored state is what resumes
         self.gateway.stop()
         await self.manager.stop()
         self.authority.close()

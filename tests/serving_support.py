@@ -96,6 +96,7 @@ def build_registry(root: Path) -> MlflowEnv:
         "slow-load": (pd.DataFrame({"x": [1.0]}), [2.0], None),
         "crash": (pd.DataFrame({"x": [1.0]}), [2.0], None),
         "env-echo": (pd.DataFrame({"var": ["HOME"]}), ["/root"], None),
+        "flaky": (pd.DataFrame({"x": [1.0]}), [2.0], None),
     }
     for name, (example, output, params) in code_models.items():
         with mlflow.start_run():

@@ -523,7 +523,7 @@ NAME = r"(?P<name>[^/]+)"
 SERVED = r"(?P<served>[^/]+)"
 API = r"/api/2\.0/serving-endpoints"
 
-from jupyter_serving.api import gateway_handlers, shadow_handlers  # noqa: E402 (they subclass ServingHandler)
+from jupyter_serving.api import gateway_handlers, rollout_handlers, shadow_handlers  # noqa: E402 (they subclass ServingHandler)
 from jupyter_serving.api.identity_handlers import identity_handlers  # noqa: E402 (they subclass ours)
 
 default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
@@ -542,6 +542,7 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"/api/2\.0/jupyter-serving/endpoints/{NAME}/inference-table/?", InferenceTableHandler),
     (r"/api/2\.0/jupyter-serving/registered-models/?", RegisteredModelsHandler),
     *shadow_handlers.routes,
+    *rollout_handlers.routes,
     (rf"/serving-endpoints/{NAME}/invocations/?", InvocationsHandler),
     (rf"/serving-endpoints/{NAME}/served-models/{SERVED}/invocations/?", InvocationsHandler),
     *identity_handlers,

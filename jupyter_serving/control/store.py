@@ -50,6 +50,8 @@ class EndpointRecord:
     creator_key: str | None = None
     # shadow traffic (dataplane/shadow.py): {"served_entity_name", "percentage"}, or None
     shadow: dict[str, Any] | None = None
+    # progressive delivery (control/progressive.py): the rollout's state, guard evidence and timeline
+    rollout: dict[str, Any] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc = {k: v for k, v in vars(self).items() if k not in ("config", "pending", "update")}

@@ -33,6 +33,7 @@ from jupyter_serving.capture import (
     SpoolWriteError,
     request_metadata,
 )
+from jupyter_serving.dataplane.metrics import model_error
 from jupyter_serving.dataplane.router import RoutingTable
 from jupyter_serving.errors import (
     InvalidState,
@@ -188,7 +189,7 @@ class DataPlane:
                 logged = _with_trace(logged, outcome.trace)
             status, response, batch = outcome.status, logged, outcome.batch
             execution_ms, client_request_id = outcome.execution_ms, outcome.client_request_id
-        endpoint.metrics.observe(deployment.name, status, elapsed, batch)
+        endpoint.metrics.observe(deployment.name, status, elapsed, batch, model_error(status, response))
         if table.capture_path is None:
             return
         request = body.decode("utf-8", "replace")

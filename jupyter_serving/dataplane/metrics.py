@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from jupyter_serving.backends.base import Deployment, GpuStats
+from jupyter_serving.policy.guard import FINE_BOUNDS, fine_bucket
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -82,6 +83,30 @@ def _gpu_gauges(stats: list[GpuStats]) -> Iterable[Metric]:
     yield from (used, total, busy)
 
 
+# MLflow's scoring server answers a model that raised in predict with 400 BAD_REQUEST and this
+# message (mlflow.pyfunc.scoring_server.invocations); the worker keeps it, adding the cause.
+MODEL_ERROR_MESSAGE = "Encountered an unexpected error while evaluating the model"
+
+
+def model_error(status: int, response: str) -> bool:
+    """Whether an answer is an error for the progressive-delivery guard: a server error (>= 500)
+    or a model error, which MLflow answers as a 400 (only 4xx bodies are searched)."""
+    return status >= 500 or (400 <= status < 500 and MODEL_ERROR_MESSAGE in response)
+
+
+class GuardTally:
+    """One entity's answers as the progressive-delivery guard counts them (policy/guard.py):
+    requests, errors (`model_error`) and latencies on the guard's fine log-scale buckets, which
+    the Prometheus histogram's coarse buckets are too wide for."""
+
+    __slots__ = ("errors", "latency", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.latency = [0] * len(FINE_BOUNDS)
+
+
 class EndpointMetrics:
     def __init__(self, deployments: Callable[[], Iterable[Deployment]]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -126,8 +151,19 @@ class EndpointMetrics:
             registry=self.registry,
         )
         self.registry.register(_LiveGauges(deployments))
+        self.tallies: dict[str, GuardTally] = {}
 
-    def observe(self, served: str, status: int, seconds: float, batch: int | None = None) -> None:
+    def observe(
+        self, served: str, status: int, seconds: float, batch: int | None = None, error: bool | None = None
+    ) -> None:
+        """`error`: whether the guard counts the answer as an error (`model_error`); by default,
+        a status >= 500."""
+        tally = self.tallies.get(served)
+        if tally is None:
+            tally = self.tallies[served] = GuardTally()
+        tally.requests += 1
+        tally.errors += status >= 500 if error is None else error
+        tally.latency[fine_bucket(seconds)] += 1
         self.requests.labels(served, str(status)).inc()
         self.latency.labels(served).observe(seconds)
         if batch is not None:

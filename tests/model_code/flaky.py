@@ -1,0 +1,26 @@
+"""Fixture model: fails on a known share of inputs, deterministically.
+
+An input `x` fails when crc32(str(int(x))) % 100 < FLAKY_PERCENT (an environment variable, set
+through the served entity's environment_vars; 0 when unset), so a test knows exactly which
+requests fail and the share over many inputs is FLAKY_PERCENT %. Otherwise it answers x * 2.
+"""
+
+import os
+import zlib
+
+import mlflow
+
+
+def fails(x: float, percent: int) -> bool:
+    return zlib.crc32(str(int(x)).encode()) % 100 < percent
+
+
+class Flaky(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        percent = int(os.environ.get("FLAKY_PERCENT", "0"))
+        if any(fails(x, percent) for x in model_input["x"]):
+            raise ValueError("flaky: this input is one of the failing share")
+        return (model_input["x"] * 2).tolist()
+
+
+mlflow.models.set_model(Flaky())
