@@ -20,7 +20,7 @@ from __future__ import annotations
 import builtins  # `list` in the Client's annotations is its method
 import json
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -431,6 +431,46 @@ class Client:
     @staticmethod
     def _shadow_path(name: str) -> str:
         return f"api/2.0/jupyter-serving/endpoints/{quote(name, safe='')}/shadow"
+
+    def rollout(self, name: str) -> dict[str, Any] | None:
+        """The endpoint's latest progressive rollout (state, step, reason, the guard's estimate and
+        the timeline), or None when it never had one."""
+        try:
+            return self._json("GET", self._rollout_path(name))
+        except NotFoundError:
+            self.get(name)  # a missing endpoint is still an error
+            return None
+
+    def start_rollout(
+        self,
+        name: str,
+        to: str,
+        steps: Sequence[int] = (5, 25, 50, 100),
+        step_duration_s: float = 60.0,
+        guard: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Move the traffic to served entity `to` through `steps` (percentages ending at 100), each
+        held `step_duration_s`, while the server's sequential guard watches errors and latency and
+        rolls back on a breach. `guard` as server/openapi.yaml's RolloutGuard (default: both on)."""
+        body: dict[str, Any] = {"to": to, "steps": list(steps), "step_duration_s": step_duration_s}
+        if guard is not None:
+            body["guard"] = guard
+        return self._json("PUT", self._rollout_path(name), json=body)
+
+    def pause_rollout(self, name: str) -> dict[str, Any]:
+        """Hold the rollout at its current split (the guard keeps watching)."""
+        return self._json("POST", f"{self._rollout_path(name)}/pause")
+
+    def resume_rollout(self, name: str) -> dict[str, Any]:
+        return self._json("POST", f"{self._rollout_path(name)}/resume")
+
+    def cancel_rollout(self, name: str) -> dict[str, Any]:
+        """Stop the rollout; the split from before it returns."""
+        return self._json("POST", f"{self._rollout_path(name)}/cancel")
+
+    @staticmethod
+    def _rollout_path(name: str) -> str:
+        return f"api/2.0/jupyter-serving/endpoints/{quote(name, safe='')}/rollout"
 
     def registered_models(self) -> builtins.list[dict[str, Any]]:
         """Models in the server's MLflow registry, each with its `versions`."""

@@ -347,6 +347,71 @@ def _with_wait(parser: MagicArgumentParser) -> MagicArgumentParser:
     return parser
 
 
+def parse_rollout_options(words: list[str]) -> dict[str, Any]:
+    """`steps=5,25,50,100 step=60 alpha=0.01 p50=2 errors=off` -> Client.start_rollout's keywords."""
+    options: dict[str, Any] = {}
+    guard: dict[str, Any] = {}
+    numbers = {
+        "alpha": ("alpha",),
+        "max_increase": ("error_rate", "max_increase"),
+        "p50": ("latency", "p50_ratio"),
+    }
+    numbers["p99"] = ("latency", "p99_ratio")
+    for word in words:
+        key, sep, value = word.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            if key == "steps":
+                options["steps"] = [int(v) for v in value.split(",")]
+            elif key == "step":
+                options["step_duration_s"] = float(value)
+            elif key in numbers:
+                *section, field = numbers[key]
+                target = guard.setdefault(section[0], {}) if section else guard
+                target[field] = float(value)
+            elif key in ("errors", "latency") and value in ("on", "off"):
+                guard.setdefault("error_rate" if key == "errors" else "latency", {})["enabled"] = (
+                    value == "on"
+                )
+            else:
+                raise ValueError
+        except ValueError:
+            raise UsageError(
+                f"Cannot read {word!r}: use steps=5,25,50,100 step=SECONDS alpha=A max_increase=X "
+                "p50=RATIO p99=RATIO errors=on|off latency=on|off."
+            ) from None
+    if guard:
+        options["guard"] = guard
+    return options
+
+
+def _number(x: float | None, percent: bool, missing: str = "?") -> str:
+    if x is None:
+        return missing
+    return f"{x:.2%}" if percent else f"{x:.2f}"
+
+
+def rollout_summary(name: str, state: dict[str, Any] | None) -> str:
+    """The rollout as a few lines: state, step, reason, and each guard's estimate and interval."""
+    if not state:
+        return f"{name}: no rollout"
+    steps = state["steps"]
+    where = f"{state['step']}% (step {state.get('step_index', 0) + 1} of {len(steps)})"
+    lines = [f"{name}: rollout to {state['to']} {state['state']} at {where}"]
+    if state.get("reason"):
+        lines.append(f"  reason: {state['reason']}")
+    for guard in (state.get("estimate") or {}).get("guards", []):
+        percent = guard["name"] == "error_rate_increase"
+        flag = "  BREACH" if guard["breached"] else ""
+        lines.append(
+            f"  {guard['name']}: {_number(guard['estimate'], percent)} "
+            f"[{_number(guard['lower'], percent)}, {_number(guard['upper'], percent, 'inf')}] "
+            f"(limit {_number(guard['threshold'], percent)}){flag}"
+        )
+    return "\n".join(lines)
+
+
 def _build_parsers() -> dict[str, MagicArgumentParser]:
     create = _with_wait(_parser("create"))
     create.add_argument("name", nargs="?", help="endpoint name (else the body's `name`)")
@@ -354,6 +419,13 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
     traffic.add_argument("split", nargs="+", metavar="SERVED=PERCENT")
     shadow = _parser("shadow", "name")
     shadow.add_argument("setting", nargs="?", metavar="SERVED=PERCENT|off", help="omit to show the config")
+    rollout = _parser("rollout", "name")
+    rollout.add_argument(
+        "words",
+        nargs="*",
+        metavar="SERVED [steps=5,25,50,100] [step=60] [alpha=0.05] ... | status|pause|resume|cancel",
+        help="start a rollout to SERVED, or act on the running one (omit: status)",
+    )
     logs = _parser("logs", "name")
     logs.add_argument("served", nargs="?")
     query = _parser("query", "name")
@@ -402,6 +474,7 @@ def _build_parsers() -> dict[str, MagicArgumentParser]:
         "logs": logs,
         "traffic": traffic,
         "shadow": shadow,
+        "rollout": rollout,
         "query": query,
         "table": _parser("table", "name"),
         "monitor": monitor,
@@ -523,6 +596,13 @@ class ServeMagics(Magics):
           %serve logs NAME [SERVED]    a served entity's logs (SERVED optional with one entity)
           %serve traffic NAME A=90 B=10 [--no-wait]
                                        change only the traffic split (percentages sum to 100)
+          %serve rollout NAME SERVED [steps=5,25,50,100] [step=60] [alpha=0.05]
+                  [max_increase=0] [p50=1.5] [p99=3] [errors=off] [latency=off]
+                                       move the traffic to SERVED step by step (step: seconds
+                                       per step); a sequential guard on errors and latency
+                                       rolls back at once on a breach
+          %serve rollout NAME [status|pause|resume|cancel]
+                                       the rollout's state, step, guard estimate; or act on it
           %serve shadow NAME challenger=20 | off
                                        mirror 20 % of the live requests to `challenger` (a served
                                        entity with no live traffic); the client gets the live
@@ -616,6 +696,22 @@ class ServeMagics(Magics):
             return f"{args.name}: no shadow traffic"
         served, percent = config["served_entity_name"], config["percentage"]
         return f"{args.name}: {percent}% of live requests mirrored to {served}"
+
+    def _cmd_rollout(self, args: Any, cell: str | None, ns: dict[str, Any]) -> str:
+        """Start a progressive rollout, or show, pause, resume or cancel it; returns its state as lines."""
+        words = list(args.words) or ["status"]
+        action = words[0].lower()
+        if action in ("status", "pause", "resume", "cancel") and len(words) == 1:
+            state = {
+                "status": self.client.rollout,
+                "pause": self.client.pause_rollout,
+                "resume": self.client.resume_rollout,
+                "cancel": self.client.cancel_rollout,
+            }[action](args.name)
+        else:
+            to, options = words[0], parse_rollout_options(words[1:])
+            state = self.client.start_rollout(args.name, to, **options)
+        return rollout_summary(args.name, state)
 
     def _cmd_wait(self, args: Any, cell: str | None, ns: dict[str, Any]) -> None:
         args.no_wait = False
