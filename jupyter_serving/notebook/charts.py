@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -83,5 +84,9 @@ def history_figure(history: Mapping[str, Any], entities: Sequence[str], *, width
 def history_png(history: Mapping[str, Any], entities: Sequence[str], *, width_in: float = 10.0) -> bytes:
     """`history_figure` as PNG bytes, for the monitor's `ipywidgets.Image`."""
     buffer = io.BytesIO()
-    history_figure(history, entities, width_in=width_in).savefig(buffer, format="png", dpi=80)
+    with warnings.catch_warnings():
+        # A history of a few samples spans less than three of the locator's smallest steps: it then
+        # says so and falls back to a default interval, which draws fine.
+        warnings.filterwarnings("ignore", message="AutoDateLocator was unable", category=UserWarning)
+        history_figure(history, entities, width_in=width_in).savefig(buffer, format="png", dpi=80)
     return buffer.getvalue()

@@ -413,9 +413,17 @@ def test_the_contract_names_fixture_members_that_exist() -> None:
     """docs/CONTRACT.md once described a fixture method that did not exist: every `.member` its
     fixture section names is an attribute of the support classes, and every fixture it names exists."""
     import dataclasses
+    import importlib.util
 
-    import conftest
     import serving_support
+
+    # tests/conftest.py by its path: under xdist, `import conftest` may name another layer's conftest.
+    spec = importlib.util.spec_from_file_location(
+        "tests_root_conftest", README.parent / "tests" / "conftest.py"
+    )
+    assert spec is not None and spec.loader is not None
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
 
     contract = (README.parent / "docs" / "CONTRACT.md").read_text()
     section = contract.split("\n## Test fixtures", 1)[1].split("\n## ", 1)[0]

@@ -98,19 +98,21 @@ def test_chat_model_and_plain_predict_stream_match_mlflow(server: ServingServer)
     assert served_spell[-1] == (None, "[DONE]")
 
 
-def test_chunks_arrive_as_the_model_yields_them(server: ServingServer) -> None:
-    """0.4 s between chunks: the first must be on the client long before the last is produced."""
-    payload = {**QUESTION, "custom_inputs": {"pause": 0.4}, "stream": True}
-    arrivals: list[float] = []
-    started = time.monotonic()
+def test_chunks_arrive_as_the_model_yields_them(server: ServingServer, tmp_path: Path) -> None:
+    """The agent stops after its first chunk until the test opens a gate: that chunk must reach
+    the client while the model is still working on the rest."""
+    gate = tmp_path / "gate"
+    payload = {**QUESTION, "custom_inputs": {"gate": str(gate)}, "stream": True}
     with server.session.post(
         server.url + "serving-endpoints/agent/invocations", json=payload, stream=True
     ) as response:
-        for _event, data in sse_events(response.iter_lines(chunk_size=1)):
-            if data != "[DONE]" and json.loads(data)["type"] == "response.output_text.delta":
-                arrivals.append(time.monotonic() - started)
-    assert len(arrivals) == 5
-    assert arrivals[-1] - arrivals[0] >= 4 * 0.4 - 0.05  # each chunk left when it was yielded
+        events = sse_events(response.iter_lines(chunk_size=1))
+        first = next(events)
+        assert json.loads(first[1])["delta"] == "echo:" and not gate.exists()
+        gate.touch()
+        rest = list(events)
+    deltas = [json.loads(d)["delta"] for _, d in rest[:-1] if json.loads(d).get("delta")]
+    assert deltas == [" hello", " big", " wide", " world"] and rest[-1] == (None, "[DONE]")
 
 
 def test_stream_to_a_model_that_cannot_stream_is_a_clear_400(server: ServingServer) -> None:
@@ -168,26 +170,35 @@ def test_client_that_leaves_the_listener_stops_the_generator(server: ServingServ
     assert table_row(server, "agent", request_id)["status_code"] == 499
 
 
-def test_streams_interleave_on_one_replica(server: ServingServer) -> None:
+def test_streams_interleave_on_one_replica(server: ServingServer, tmp_path: Path) -> None:
+    """Three streams on one replica all deliver their first chunk while each model waits at a gate:
+    they run at once, none queued behind another."""
+    gate = tmp_path / "gate"
+    payload = {**QUESTION, "custom_inputs": {"gate": str(gate)}, "stream": True}
     firsts: dict[int, float] = {}
-    ends: dict[int, float] = {}
-    payload = {**QUESTION, "custom_inputs": {"pause": 0.3}, "stream": True}
+    ends: dict[int, list[tuple[str | None, str]]] = {}
 
     def client(n: int) -> None:
         with server.session.post(
             server.url + "serving-endpoints/agent/invocations", json=payload, stream=True
         ) as response:
-            for _ in sse_events(response.iter_lines(chunk_size=1)):
-                firsts.setdefault(n, time.monotonic())
-            ends[n] = time.monotonic()
+            events = sse_events(response.iter_lines(chunk_size=1))
+            next(events)
+            firsts[n] = time.monotonic()
+            ends[n] = list(events)
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(3)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(60)
-    assert len(ends) == 3
-    assert max(firsts.values()) < min(ends.values())  # all three were streaming at once
+    try:
+        eventually(lambda: len(firsts), 60, 0.02, "three first chunks", until=lambda n: n == 3)
+        assert not ends  # every stream is still open, its model waiting at the gate
+    finally:
+        gate.touch()
+        for t in threads:
+            t.join(60)
+    assert all(events[-1] == (None, "[DONE]") for events in ends.values()) and len(ends) == 3
+    assert server.get("agent")["config"]["served_entities"][0]["local"]["replicas"] == 1  # one replica
 
 
 def data_plane_token(server: ServingServer) -> str:

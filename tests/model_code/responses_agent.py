@@ -2,7 +2,9 @@
 
 `custom_inputs`: `pause` (seconds between chunks), `fail_after` (raise after that many chunks),
 `prefix` (overrides the PREFIX environment variable, which A/B tests set per served entity),
-`closed_marker` (a file the agent writes when its stream is closed early: GeneratorExit reached it).
+`closed_marker` (a file the agent writes when its stream is closed early: GeneratorExit reached it),
+`gate` (a file: after its first chunk the agent waits until the file exists, so a test can see the
+first chunk arrive while the model is provably still working on the rest).
 """
 
 import os
@@ -41,6 +43,8 @@ class EchoAgent(ResponsesAgent):
                     raise RuntimeError(f"agent failed after {i} chunks")
                 if pause and i:
                     time.sleep(pause)
+                if i == 1 and custom.get("gate"):
+                    _wait_for(custom["gate"])
                 delta = word if i == 0 else " " + word
                 yield ResponsesAgentStreamEvent(**self.create_text_delta(delta=delta, item_id="msg-1"))
         except GeneratorExit:
@@ -50,6 +54,12 @@ class EchoAgent(ResponsesAgent):
             raise
         item = self.create_text_output_item(text=" ".join(words), id="msg-1")
         yield ResponsesAgentStreamEvent(type="response.output_item.done", item=item)
+
+
+def _wait_for(path: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 mlflow.models.set_model(EchoAgent())
