@@ -98,6 +98,8 @@ def parse_env_vars(text: str) -> dict[str, str]:
 class EntityCounters:
     requests: float = 0.0
     errors: float = 0.0
+    client_errors: float = 0.0  # 4xx: the caller's mistake, not the model failing
+    server_errors: float = 0.0  # 5xx
     latency_sum: float = 0.0
     latency_count: float = 0.0
     replicas: float = 0.0
@@ -111,7 +113,10 @@ def metric_counters(samples: list[tuple[str, dict[str, str], float]]) -> dict[st
         c = out.setdefault(labels.get("served_entity", ""), EntityCounters())
         if name == "requests_total":
             c.requests += value
-            c.errors += value if labels.get("status", "200")[:1] in ("4", "5") else 0.0
+            status = labels.get("status", "200")[:1]
+            c.errors += value if status in ("4", "5") else 0.0
+            c.client_errors += value if status == "4" else 0.0
+            c.server_errors += value if status == "5" else 0.0
         elif name == "request_latency_seconds_sum":
             c.latency_sum += value
         elif name == "request_latency_seconds_count":
@@ -593,7 +598,16 @@ class EndpointMonitor(w.VBox):
         return "<div>" + "".join(parts) + self.footer.value + "</div>"
 
 
-MONITOR_COLUMNS = ("Served entity", "Replicas", "Traffic", "Requests/s", "Latency ms", "Requests", "Errors")
+MONITOR_COLUMNS = (
+    "Served entity",
+    "Replicas",
+    "Traffic",
+    "Requests/s",
+    "Latency ms",
+    "Requests",
+    "Errors 4xx",
+    "Errors 5xx",
+)
 
 
 def entity_rows(
@@ -622,7 +636,8 @@ def entity_rows(
                 f"{rps:.1f}",
                 "-" if latency is None else f"{latency:.1f}",
                 f"{int(c.requests)}",
-                f"{int(c.errors)}",
+                f"{int(c.client_errors)}",
+                f"{int(c.server_errors)}",
             )
         )
     return rows

@@ -58,7 +58,7 @@ def test_magics_render_readable_text_under_nbclient(
     lines = monitor.splitlines()
     assert lines[0] == f"{iris_endpoint}: Ready"
     header = next(line for line in lines if line.startswith("Served entity"))
-    assert header.split()[:4] == ["Served", "entity", "Replicas", "Traffic"]
+    assert header.split()[:4] == ["Served", "entity", "Replicas", "Traffic"] and "Errors 5xx" in header
     assert next(line for line in lines if line.startswith("iris-lr-1")).split()[:3] == [
         "iris-lr-1",
         "1/1",

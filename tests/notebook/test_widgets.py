@@ -134,12 +134,12 @@ def test_monitor_rates_follow_traffic(client: Client, iris_endpoint: str) -> Non
         client.query(iris_endpoint, pd.DataFrame({"not a feature": [1.0]}))
     monitor.refresh()
     cells = re.findall(r'<td style="padding:2px 8px">(.*?)</td>', monitor.table.value)
-    served, _replicas, _traffic, rps, latency, total, errors = cells[:7]
+    served, _replicas, _traffic, rps, latency, total, client_errors, server_errors = cells[:8]
     assert "iris-lr-1" in served
     assert float(rps) > 0
     assert float(latency) > 0
     assert int(total) >= 10
-    assert int(errors) >= 1
+    assert int(client_errors) >= 1 and int(server_errors) == 0  # a bad input is the caller's 400
     assert not monitor.running
 
 
