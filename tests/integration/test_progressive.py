@@ -31,13 +31,17 @@ STATE_SCHEMA = Draft202012Validator(
 )
 
 
-def ab_config(challenger_percent: int) -> dict[str, Any]:
+def ab_config(challenger_percent: int, delays: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
+    """`current` never fails; `challenger` fails on `challenger_percent` % of inputs; each sleeps
+    its delay per predict call."""
+    env = [{"FLAKY_PERCENT": "0"}, {"FLAKY_PERCENT": str(challenger_percent)}]
+    for variables, delay in zip(env, delays, strict=True):
+        if delay:
+            variables["FLAKY_DELAY_S"] = str(delay)
     return {
         "served_entities": [
-            entity("flaky", 1, name="current", environment_vars={"FLAKY_PERCENT": "0"}),
-            entity(
-                "flaky", 1, name="challenger", environment_vars={"FLAKY_PERCENT": str(challenger_percent)}
-            ),
+            entity("flaky", 1, name="current", environment_vars=env[0]),
+            entity("flaky", 1, name="challenger", environment_vars=env[1]),
         ],
         "traffic_config": {
             "routes": [
@@ -205,3 +209,25 @@ def test_an_equal_challenger_reaches_100_and_a_restart_resumes_the_same_step(
     assert canceled["state"] == "CANCELED"
     eventually(lambda: split(restarted, "steady"), until=lambda s: s == {"current": 0, "challenger": 100})
     assert restarted.api("POST", route + "/resume").status_code == 400
+
+
+def test_a_challenger_three_times_slower_is_stopped_by_the_latency_guard(
+    start_server: Callable[..., ServingServer],
+) -> None:
+    server = start_server()
+    server.create_ready("sluggish", ab_config(0, delays=(0.02, 0.06)))
+    route = ROLLOUT.format("sluggish")
+    with traffic(server, "sluggish", seed=4):
+        body = {"to": "challenger", "steps": [25, 50, 100], "step_duration_s": 30}
+        assert server.api("PUT", route, json=body).status_code == 200
+        done = eventually(
+            lambda: rollout(server, "sluggish"),
+            timeout=120,
+            interval=0.2,
+            what="the latency guard stopping the challenger",
+            until=lambda r: r["state"] != "RUNNING",
+        )
+    assert done["state"] == "ROLLED_BACK" and done["step"] == 25, done
+    assert done["reason"].startswith("Latency: the challenger's p50"), done["reason"]
+    assert done["requests"]["challenger"]["errors"] == 0
+    eventually(lambda: split(server, "sluggish"), until=lambda s: s == {"current": 100, "challenger": 0})

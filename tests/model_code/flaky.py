@@ -2,10 +2,12 @@
 
 An input `x` fails when crc32(str(int(x))) % 100 < FLAKY_PERCENT (an environment variable, set
 through the served entity's environment_vars; 0 when unset), so a test knows exactly which
-requests fail and the share over many inputs is FLAKY_PERCENT %. Otherwise it answers x * 2.
+requests fail and the share over many inputs is FLAKY_PERCENT %. Otherwise it answers x * 2,
+after sleeping FLAKY_DELAY_S seconds (0 when unset) once per predict call.
 """
 
 import os
+import time
 import zlib
 
 import mlflow
@@ -18,6 +20,7 @@ def fails(x: float, percent: int) -> bool:
 class Flaky(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         percent = int(os.environ.get("FLAKY_PERCENT", "0"))
+        time.sleep(float(os.environ.get("FLAKY_DELAY_S", "0")))
         if any(fails(x, percent) for x in model_input["x"]):
             raise ValueError("flaky: this input is one of the failing share")
         return (model_input["x"] * 2).tolist()
