@@ -30,7 +30,7 @@ from agent_models import (
     streaming_scenario,
     table_row,
 )
-from serving_support import MlflowEnv, ServingServer, entity, eventually
+from serving_support import IRIS_COLUMNS, IRIS_ROWS, MlflowEnv, ServingServer, entity, eventually
 
 from jupyter_serving.promotion.models import environ
 
@@ -486,3 +486,45 @@ def test_chat_agent_answers_and_streams_what_mlflow_gives_in_process(server: Ser
     events = stream(server, "shout", request)
     assert [json.loads(d) for _, d in events[:-1]] == list(model.predict_stream(request))
     assert events[-1] == (None, "[DONE]")
+
+
+def test_a_waiting_stream_never_blocks_a_tabular_request(server: ServingServer, tmp_path: Path) -> None:
+    """While an agent's stream waits at a gate, another endpoint's tabular request is answered."""
+    gate = tmp_path / "gate"
+    payload = {**QUESTION, "custom_inputs": {"gate": str(gate)}, "stream": True}
+    with server.session.post(
+        server.url + "serving-endpoints/agent/invocations", json=payload, stream=True
+    ) as response:
+        events = sse_events(response.iter_lines(chunk_size=1))
+        next(events)  # the stream is open and its model is waiting
+        try:
+            answer = server.invoke(
+                "tabular", {"dataframe_split": {"columns": IRIS_COLUMNS, "data": IRIS_ROWS}}
+            )
+            assert answer.status_code == 200 and answer.json()["predictions"] == [0, 2, 1]
+            assert not gate.exists()
+        finally:
+            gate.touch()
+        assert list(events)[-1] == (None, "[DONE]")
+
+
+def test_streams_are_bounded_by_inactivity_not_by_length(
+    agents: MlflowEnv, start_server: Callable[..., ServingServer], tmp_path: Path
+) -> None:
+    """request_timeout_s 1: a stream that yields every 0.4 s runs for 2 s and ends well; one whose
+    model goes quiet for longer ends with a DEADLINE_EXCEEDED error event, recorded in its row."""
+    server = start_server("--request-timeout-s", "1", "--capture-flush-s", "0.2")
+    server.create_ready(
+        "idle", {"served_entities": [entity("agent-echo", 1)], "auto_capture_config": CAPTURE}
+    )
+    words = {"input": [{"role": "user", "content": "a b c d e"}], "custom_inputs": {"pause": 0.4}}
+    assert stream(server, "idle", words)[-1] == (None, "[DONE]")  # 2 s in all, never 1 s without a chunk
+    quiet = {**QUESTION, "custom_inputs": {"gate": str(tmp_path / "never")}, "stream": True}
+    with server.session.post(
+        server.url + "serving-endpoints/idle/invocations", json=quiet, stream=True
+    ) as response:
+        request_id = response.headers["x-request-id"]
+        events = list(sse_events(response.iter_lines()))
+    assert [e for e, _ in events] == [None, "error"]
+    assert json.loads(events[-1][1])["error_code"] == "DEADLINE_EXCEEDED"
+    assert table_row(server, "idle", request_id)["status_code"] == 504
