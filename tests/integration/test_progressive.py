@@ -18,6 +18,8 @@ from typing import Any
 
 import requests
 import yaml
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.service.serving import ServingEndpointAccessControlRequest, ServingEndpointPermissionLevel
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -154,6 +156,27 @@ def test_validation_and_a_failing_challenger_is_rolled_back_before_25_percent(
     kinds = events(server, "canary")
     assert "ROLLOUT_STARTED" in kinds and "ROLLOUT_ROLLED_BACK" in kinds
     assert done["timeline"][0]["type"] == "ROLLOUT_STARTED"
+
+    # Reading takes CAN_VIEW; changing, CAN_MANAGE.
+    admin = WorkspaceClient(host=server.url.rstrip("/"), token=server.token, auth_type="pat")
+    app_id = admin.service_principals.create(display_name="rollout-viewer").application_id
+    assert app_id
+    token = admin.token_management.create_obo_token(application_id=app_id, lifetime_seconds=3600).token_value
+
+    def as_viewer(method: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.request(
+            method, server.url + path, headers={"Authorization": f"Bearer {token}"}, timeout=60, **kwargs
+        )
+
+    assert as_viewer("GET", route).status_code == 403
+    endpoint_id = server.get("canary")["id"]
+    viewer = ServingEndpointPermissionLevel.CAN_VIEW
+    acl = [ServingEndpointAccessControlRequest(service_principal_name=app_id, permission_level=viewer)]
+    admin.serving_endpoints.update_permissions(endpoint_id, access_control_list=acl)
+    assert as_viewer("GET", route).json()["state"] == "ROLLED_BACK"
+    for method, path in (("PUT", route), ("DELETE", route), ("POST", route + "/pause")):
+        refused = as_viewer(method, path, json={"to": "challenger"})
+        assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED"
 
 
 def test_an_equal_challenger_reaches_100_and_a_restart_resumes_the_same_step(
