@@ -50,9 +50,16 @@ def test_scale_up_under_load_then_down_when_it_stops(fast_server: ServingServer)
         grown = wait_local(
             fast_server, "as-load", "slow-1", lambda i: i["replicas"] + i["starting_replicas"] == 3, 30
         )
+        # Read while the load still runs: once it stops, the 1 s scale-down delay starts removing them.
+        eventually(
+            lambda: metric(fast_server, "as-load", 'replicas{served_entity="slow-1"}'),
+            30,
+            0.05,
+            "the replicas gauge showing the scale-out",
+            until=lambda replicas: replicas >= 2,
+        )
         assert [a.status_code for a in load] == [200] * 36
     assert grown["max_replicas"] == 3  # 12 in flight / 4 per replica
-    assert metric(fast_server, "as-load", 'replicas{served_entity="slow-1"}') >= 2
     wait_local(fast_server, "as-load", "slow-1", lambda i: i["replicas"] == 1 and i["starting_replicas"] == 0)
     fast_server.delete("as-load")
 
