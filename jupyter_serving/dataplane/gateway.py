@@ -128,14 +128,7 @@ class DataPlaneGateway:
         tracked = bool((gateway.get("usage_tracking_config") or {}).get("enabled"))
         started, arrived_ms = time.perf_counter(), int(time.time() * 1000)
         try:
-            scoring_type = scoring_content_type(content_type)
-            limits = gateway.get("rate_limits")
-            if limits and (wait := self.limiter.admit(name, limits, principal)) is not None:
-                raise RequestLimitExceeded(
-                    f"Endpoint '{name}' is over its rate limit for {principal}; "
-                    "retry after the window renews.",
-                    headers={"Retry-After": self.limiter.retry_after(wait)},
-                )
+            scoring_type = self._admit(name, gateway, content_type, principal)
             result = await self.manager.dataplane.invoke(
                 name, served, scoring_type, body, routing_key, request_id, principal
             )
@@ -200,14 +193,7 @@ class DataPlaneGateway:
                 )
 
         try:
-            scoring_type = scoring_content_type(content_type)
-            limits = gateway.get("rate_limits")
-            if limits and (wait := self.limiter.admit(name, limits, principal)) is not None:
-                raise RequestLimitExceeded(
-                    f"Endpoint '{name}' is over its rate limit for {principal}; "
-                    "retry after the window renews.",
-                    headers={"Retry-After": self.limiter.retry_after(wait)},
-                )
+            scoring_type = self._admit(name, gateway, content_type, principal)
             result = await self.manager.dataplane.open_stream(
                 name, served, scoring_type, body, routing_key, request_id, principal
             )
@@ -221,6 +207,17 @@ class DataPlaneGateway:
         else:
             await usage(result.status, result.served_entity, result.client_request_id, len(result.body))
         return result
+
+    def _admit(self, name: str, gateway: dict[str, Any], content_type: str | None, principal: str) -> str:
+        """The gateway's checks before scoring: the content type to score with, and the rate limits."""
+        scoring_type = scoring_content_type(content_type)
+        limits = gateway.get("rate_limits")
+        if limits and (wait := self.limiter.admit(name, limits, principal)) is not None:
+            raise RequestLimitExceeded(
+                f"Endpoint '{name}' is over its rate limit for {principal}; retry after the window renews.",
+                headers={"Retry-After": self.limiter.retry_after(wait)},
+            )
+        return scoring_type
 
     async def _usage(
         self,
