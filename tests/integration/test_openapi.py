@@ -534,9 +534,13 @@ def test_history_events_and_inference_table_over_http(start_server: Callable[...
         samples = entities.get("iris-lr-1", {})
         return any(r and r > 0 for r in samples.get("requests_2xx_per_s", []))
 
-    history = eventually(
-        lambda: call(server, "GET", HISTORY, 200, name=name)[1], 60, 0.2, "a request rate", until=busy
-    )
+    def history_under_traffic() -> dict[str, Any]:
+        # A request per look: the 30 above can all finish before the sampler's first sample of the
+        # entity (its baseline), and a rate needs requests between two samples.
+        call(server, "POST", INVOKE, 200, name=name, json=iris_split())
+        return call(server, "GET", HISTORY, 200, name=name)[1]
+
+    history = eventually(history_under_traffic, 60, 0.2, "a request rate", until=busy)
     samples = history["served_entities"][0]["samples"]
     assert history["interval_s"] == 0.25 and history["retention_s"] == 3600.0
     assert history["sampler"]["ticks"] > 0 and history["sampler"]["busy_s"] > 0
