@@ -300,6 +300,16 @@ def test_clients_against_jupyter_server(agents: MlflowEnv, tmp_path: Path) -> No
         path = runtime / f"jpserver-{proc.pid}.json"
         eventually(path.exists, 60, 0.05, "jupyter server writing its server info")
         url = json.loads(path.read_text())["url"]
+
+        def listening() -> bool:  # the server-info file can appear before the port answers
+            try:
+                return requests.get(
+                    url + "api/status", headers={"Authorization": "token jtoken"}, timeout=5
+                ).ok
+            except requests.ConnectionError:
+                return False
+
+        eventually(listening, 60, 0.1, "jupyter server answering")
         jupyter = ServingServer(tmp_path / "unused", {}, token="jtoken")
         jupyter.url = url
         jupyter.session.headers["Authorization"] = "Bearer jtoken"
