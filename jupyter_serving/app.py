@@ -20,15 +20,15 @@ from traitlets import Bool, Unicode, default
 from traitlets.config import Configurable
 
 from jupyter_serving.api.auth import AUTHORITY_KEY, Authority
-from jupyter_serving.api.handlers import GATEWAY_KEY, MANAGER_KEY, OBSERVER_KEY, default_handlers
+from jupyter_serving.api.handlers import INGRESS_KEY, MANAGER_KEY, OBSERVER_KEY, default_handlers
 from jupyter_serving.api.rollout_handlers import PROGRESSIVE_KEY
 from jupyter_serving.backends.base import build_backend
 from jupyter_serving.control.manager import EndpointManager
-from jupyter_serving.control.observer import Observer
 from jupyter_serving.control.progressive import ProgressiveDelivery
 from jupyter_serving.control.registry import ModelRegistry
-from jupyter_serving.dataplane.gateway import DataPlaneGateway
+from jupyter_serving.dataplane.ingress import Ingress
 from jupyter_serving.heap import HeapFreezer, freeze_startup_heap
+from jupyter_serving.monitoring.observer import Observer
 from jupyter_serving.settings import ServingSettings, settings_classes
 
 
@@ -66,8 +66,8 @@ class ServingApp(ExtensionApp):
         observer = self.observer
         self.progressive = ProgressiveDelivery(self.manager, lambda: observer.events)
         self.settings[PROGRESSIVE_KEY] = self.progressive
-        self.gateway = DataPlaneGateway(self.manager)
-        self.settings[GATEWAY_KEY] = self.gateway
+        self.ingress = Ingress(self.manager)
+        self.settings[INGRESS_KEY] = self.ingress
         self.authority = Authority(self.serving_settings.state_path, self.serving_settings.owner_name)
         self.settings[AUTHORITY_KEY] = self.authority
 
@@ -92,14 +92,14 @@ class ServingApp(ExtensionApp):
             os._exit(1)  # nothing of ours is running yet; workers follow their lifeline
         self.observer.start()
         self.progressive.start()  # resumes rollouts that were running when the server stopped
-        self.gateway.start()
+        self.ingress.start()
         if self.serving_settings.freeze_heap:  # see heap.py: no full-collection stalls under load
             freeze_startup_heap(self.log)
             self.freezer = HeapFreezer(asyncio.get_running_loop(), self.log)
             self.freezer.install()
         self.log.info("jupyter-serving: state in %s", self.serving_settings.state_path)
-        assert self.gateway.listener is not None  # gateway.start() opened it
-        self.log.info("jupyter-serving: route-optimized data plane on %s", self.gateway.listener.url)
+        assert self.ingress.listener is not None  # ingress.start() opened it
+        self.log.info("jupyter-serving: route-optimized data plane on %s", self.ingress.listener.url)
         if self.info_file:
             _write_info(Path(self.info_file), serverapp)
 
@@ -108,7 +108,7 @@ class ServingApp(ExtensionApp):
             self.freezer.uninstall()
         await self.observer.stop()
         await self.progressive.stop()  # before the manager: its stored state is what resumes
-        self.gateway.stop()
+        self.ingress.stop()
         await self.manager.stop()
         self.authority.close()
 

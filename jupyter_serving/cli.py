@@ -273,7 +273,7 @@ def _state_path(args: argparse.Namespace) -> Path:
 
 
 def _tokens(args: argparse.Namespace) -> None:
-    from jupyter_serving.control.principals import IdentityStore, ResourceDoesNotExist
+    from jupyter_serving.identity.principals import IdentityStore, ResourceDoesNotExist
 
     store = IdentityStore(_state_path(args) / "identity.sqlite")
     try:
@@ -303,8 +303,8 @@ def _tokens(args: argparse.Namespace) -> None:
 def _grants(args: argparse.Namespace) -> None:
     """Reads and writes the server's identity store directly, as `tokens` does: a running server
     sees the change on its next check."""
-    from jupyter_serving.control.grants import UnityCatalogGrants, securable
-    from jupyter_serving.control.principals import IdentityStore
+    from jupyter_serving.identity.grants import UnityCatalogGrants, securable
+    from jupyter_serving.identity.principals import IdentityStore
 
     settings = ServingSettings(**({"state_dir": args.state_dir} if args.state_dir else {}))
     store = IdentityStore(settings.state_path / "identity.sqlite")
@@ -337,7 +337,7 @@ def _print_grants(listing: dict[str, Any], names: dict[str, str]) -> None:
 
 
 def _secrets(args: argparse.Namespace) -> None:
-    from jupyter_serving.control.secrets import SecretStore
+    from jupyter_serving.identity.secrets import SecretStore
 
     store = SecretStore(_state_path(args))
     try:

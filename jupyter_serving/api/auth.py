@@ -16,9 +16,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from jupyter_serving.control.grants import UnityCatalogGrants
-from jupyter_serving.control.permissions import EndpointPermissions
-from jupyter_serving.control.principals import OWNER_KEY, IdentityStore, Principal
+from jupyter_serving.identity.grants import UnityCatalogGrants
+from jupyter_serving.identity.permissions import EndpointPermissions
+from jupyter_serving.identity.principals import OWNER_KEY, IdentityStore, Principal
 
 AUTHORITY_KEY = "jupyter_serving_authority"
 DEFAULT_OWNER_NAME = "admin"

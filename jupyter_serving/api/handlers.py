@@ -22,18 +22,10 @@ from jupyter_serving._version import __version__
 from jupyter_serving.api.auth import AUTHORITY_KEY, Authority, bearer_token, strip_query_token
 from jupyter_serving.api.render import endpoint_detail, endpoint_summary
 from jupyter_serving.control.endpoint import Endpoint
-from jupyter_serving.control.grants import check_serving
 from jupyter_serving.control.manager import Authorize, EndpointManager
-from jupyter_serving.control.observer import Observer
-from jupyter_serving.control.permissions import CAN_MANAGE, CAN_QUERY, CAN_VIEW
-from jupyter_serving.control.principals import TOKEN_PREFIX, Principal
-from jupyter_serving.control.secrets import SecretStore, secret_refs
-from jupyter_serving.dataplane.gateway import DataPlaneGateway, wants_stream
+from jupyter_serving.dataplane.ingress import Ingress, wants_stream
 from jupyter_serving.dataplane.invoke import LiveStream
-from jupyter_serving.dataplane.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
-from jupyter_serving.dataplane.tokens import ALL_APIS
-from jupyter_serving.dataplane.tokens import PREFIX as OAUTH_PREFIX
 from jupyter_serving.errors import (
     EndpointNotFound,
     InternalError,
@@ -45,11 +37,19 @@ from jupyter_serving.errors import (
     Unauthenticated,
     send_error,
 )
+from jupyter_serving.identity.grants import check_serving
+from jupyter_serving.identity.permissions import CAN_MANAGE, CAN_QUERY, CAN_VIEW
+from jupyter_serving.identity.principals import TOKEN_PREFIX, Principal
+from jupyter_serving.identity.secrets import SecretStore, secret_refs
+from jupyter_serving.identity.tokens import ALL_APIS
+from jupyter_serving.identity.tokens import PREFIX as OAUTH_PREFIX
 from jupyter_serving.model.config import EndpointConfig
+from jupyter_serving.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from jupyter_serving.monitoring.observer import Observer
 
 MANAGER_KEY = "jupyter_serving_manager"
 OBSERVER_KEY = "jupyter_serving_observer"
-GATEWAY_KEY = "jupyter_serving_gateway"
+INGRESS_KEY = "jupyter_serving_ingress"
 TOKEN_USER = User(username="token", name="token-authenticated client")
 _STATUS_CODES = {
     400: "BAD_REQUEST",
@@ -81,8 +81,8 @@ class ServingHandler(APIHandler):
         return self.settings[MANAGER_KEY]
 
     @property
-    def gateway(self) -> DataPlaneGateway:
-        return self.settings[GATEWAY_KEY]
+    def ingress(self) -> Ingress:
+        return self.settings[INGRESS_KEY]
 
     @property
     def authority(self) -> Authority:
@@ -91,8 +91,8 @@ class ServingHandler(APIHandler):
     async def prepare(self) -> None:  # type: ignore[override]
         if not self.manager.started:
             await self.manager.start()
-        if not self.gateway.started:
-            self.gateway.start()
+        if not self.ingress.started:
+            self.ingress.start()
         strip_query_token(self.request)
         _accept_basic_token(self.request.headers)
         if (oauth_user := self._oauth_user()) is not None:  # minted from the owner's token: the owner
@@ -129,7 +129,7 @@ class ServingHandler(APIHandler):
         auth = self.request.headers.get("Authorization", "")
         if auth[:7].lower() != "bearer " or not auth[7:].lstrip().startswith(OAUTH_PREFIX):
             return None
-        claims = self.gateway.signer.verify(auth[7:].strip(), ALL_APIS)
+        claims = self.ingress.signer.verify(auth[7:].strip(), ALL_APIS)
         return User(username=claims["sub"], name=claims["sub"]) if claims else None
 
     def _bearer_token_matches(self) -> bool:
@@ -204,7 +204,7 @@ class ServingHandler(APIHandler):
         return endpoint
 
     def detail(self, endpoint: Endpoint) -> dict[str, Any]:
-        url = self.gateway.endpoint_url(endpoint.name)
+        url = self.ingress.endpoint_url(endpoint.name)
         out = endpoint_detail(endpoint, self.manager.describe_capture, url)
         out["permission_level"] = self.authority.permissions.level(self.caller, endpoint.record.id)
         return out
@@ -457,12 +457,12 @@ class InvocationsHandler(ServingHandler):
         request = (name, served, headers.get("Content-Type"), body, headers.get(ROUTING_KEY_HEADER))
         who = (self.request_id or "", self.current_user.username)
         if wants_stream(body):
-            result = await self.gateway.open_stream(*request, *who)
+            result = await self.ingress.open_stream(*request, *who)
             if isinstance(result, LiveStream):
                 await self._send_stream(result)
                 return
         else:
-            result = await self.gateway.invoke(*request, *who)
+            result = await self.ingress.invoke(*request, *who)
         self.set_status(result.status)
         self.set_header("served-model-name", result.served_entity)
         self.set_header("x-request-id", self.request_id or "")
@@ -523,11 +523,21 @@ NAME = r"(?P<name>[^/]+)"
 SERVED = r"(?P<served>[^/]+)"
 API = r"/api/2\.0/serving-endpoints"
 
-from jupyter_serving.api import gateway_handlers, rollout_handlers, shadow_handlers  # noqa: E402 (they subclass ServingHandler)
+from jupyter_serving.api import (  # noqa: E402 (they subclass ServingHandler)
+    endpoint_settings_handlers,
+    oauth_handlers,
+    openai_handlers,
+    rollout_handlers,
+    shadow_handlers,
+    unavailable_handlers,
+)
 from jupyter_serving.api.identity_handlers import identity_handlers  # noqa: E402 (they subclass ours)
 
 default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
-    *gateway_handlers.routes,
+    *unavailable_handlers.routes,
+    *endpoint_settings_handlers.routes,
+    *oauth_handlers.routes,
+    *openai_handlers.routes,
     (r"/\.well-known/databricks-config/?", WellKnownConfigHandler),
     (rf"{API}/?", EndpointsHandler),
     (rf"{API}/{NAME}/?", EndpointHandler),

@@ -12,10 +12,10 @@ from typing import Any
 from tornado import web
 
 from jupyter_serving.api.handlers import ServingHandler
-from jupyter_serving.control.grants import Securable, securable
-from jupyter_serving.control.permissions import CAN_MANAGE, CAN_VIEW, permission_levels
-from jupyter_serving.control.principals import OWNER_KEY, TokenInfo
 from jupyter_serving.errors import InvalidParameterValue, PermissionDenied, ResourceDoesNotExist
+from jupyter_serving.identity.grants import Securable, securable
+from jupyter_serving.identity.permissions import CAN_MANAGE, CAN_VIEW, permission_levels
+from jupyter_serving.identity.principals import OWNER_KEY, TokenInfo
 
 SCIM = r"/api/2\.0/preview/scim/v2"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"

@@ -7,7 +7,7 @@ from typing import Any
 
 from jupyter_serving.backends.base import DeploymentStatus
 from jupyter_serving.control.endpoint import Endpoint
-from jupyter_serving.dataplane.tokens import authorization_details
+from jupyter_serving.identity.tokens import authorization_details
 from jupyter_serving.model.config import EndpointConfig
 from jupyter_serving.model.states import IN_PROGRESS, UPDATE_FAILED
 

@@ -16,8 +16,8 @@ from typing import Any
 from tornado import web
 
 from jupyter_serving.api.handlers import NAME, ServingHandler
-from jupyter_serving.control.permissions import CAN_MANAGE, CAN_VIEW
 from jupyter_serving.control.progressive import ProgressiveDelivery
+from jupyter_serving.identity.permissions import CAN_MANAGE, CAN_VIEW
 
 PROGRESSIVE_KEY = "jupyter_serving_progressive"
 

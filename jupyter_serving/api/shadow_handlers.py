@@ -13,7 +13,7 @@ from tornado import web
 
 from jupyter_serving.api.handlers import NAME, ServingHandler
 from jupyter_serving.control import shadow
-from jupyter_serving.control.permissions import CAN_MANAGE, CAN_VIEW
+from jupyter_serving.identity.permissions import CAN_MANAGE, CAN_VIEW
 
 
 class ShadowHandler(ServingHandler):

@@ -11,10 +11,10 @@ from collections.abc import Iterable
 
 from jupyter_serving.backends.base import Deployment, DeploymentStatus
 from jupyter_serving.control.store import EndpointRecord
-from jupyter_serving.dataplane.metrics import EndpointMetrics
 from jupyter_serving.dataplane.router import RoutingTable
 from jupyter_serving.dataplane.shadow import Mirror, ShadowConfig
 from jupyter_serving.model.states import CREATING, READY
+from jupyter_serving.monitoring.metrics import EndpointMetrics
 
 
 class Endpoint:

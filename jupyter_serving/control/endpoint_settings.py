@@ -1,10 +1,10 @@
 """Control-plane updates of the settings beside an endpoint's config: tags, AI Gateway, rate limits,
-notifications, telemetry. Each validates with `model.gateway`, changes the stored record, saves it.
+notifications, telemetry. Each validates with `model.endpoint_fields`, changes the stored record, saves it.
 
 None of them starts a rollout, except an AI Gateway `inference_table_config` that changes the
 payload table: that is `auto_capture_config`, so it goes through `update_config` like any config change.
 The record's ai_gateway keeping `inference_table_config` is what makes the table an AI Gateway one
-(`gateway.inference_table_form`).
+(`endpoint_fields.inference_table_form`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from jupyter_serving.control.manager import Endpoint, EndpointManager
 from jupyter_serving.errors import InvalidParameterValue, ResourceConflict
-from jupyter_serving.model import gateway
+from jupyter_serving.model import endpoint_fields
 
 log = logging.getLogger("jupyter_serving")
 
@@ -24,7 +24,7 @@ def _object(body: Any) -> dict[str, Any]:
     """The body as a dict; a `name` the SDK repeats beside the path's must at least be a string."""
     if not isinstance(body, dict):
         raise InvalidParameterValue("The request body must be a JSON object.")
-    gateway.parse_optional_str(body.get("name"), "name")
+    endpoint_fields.parse_optional_str(body.get("name"), "name")
     return body
 
 
@@ -39,8 +39,8 @@ def save(manager: EndpointManager, endpoint: Endpoint) -> None:
 def patch_tags(manager: EndpointManager, name: str, body: Any) -> list[dict[str, Any]]:
     endpoint = manager.get(name)
     body = _object(body)
-    gateway.refuse_unknown(body, ("name", "add_tags", "delete_tags"), "")
-    endpoint.record.tags = gateway.patch_tags(
+    endpoint_fields.refuse_unknown(body, ("name", "add_tags", "delete_tags"), "")
+    endpoint.record.tags = endpoint_fields.patch_tags(
         endpoint.record.tags, body.get("add_tags"), body.get("delete_tags")
     )
     save(manager, endpoint)
@@ -51,19 +51,19 @@ def put_rate_limits(manager: EndpointManager, name: str, body: Any) -> list[dict
     """The legacy route: its limits become the AI Gateway's rate limits (one set of limits)."""
     endpoint = manager.get(name)
     body = _object(body)
-    gateway.refuse_unknown(body, ("name", "rate_limits"), "")
-    limits = gateway.parse_rate_limits(body.get("rate_limits"), "rate_limits", legacy=True)
+    endpoint_fields.refuse_unknown(body, ("name", "rate_limits"), "")
+    limits = endpoint_fields.parse_rate_limits(body.get("rate_limits"), "rate_limits", legacy=True)
     current = dict(endpoint.record.ai_gateway or {})
     current["rate_limits"] = limits
     endpoint.record.ai_gateway = current
     save(manager, endpoint)
-    return gateway.legacy_rate_limits(limits)
+    return endpoint_fields.legacy_rate_limits(limits)
 
 
 async def put_ai_gateway(manager: EndpointManager, name: str, body: Any) -> dict[str, Any]:
     endpoint = manager.get(name)
     body = _object(body)
-    config = gateway.parse_ai_gateway({k: v for k, v in body.items() if k != "name"})
+    config = endpoint_fields.parse_ai_gateway({k: v for k, v in body.items() if k != "name"})
     previous = endpoint.record.ai_gateway
     if config.get("inference_table_config") is None and (previous or {}).get("inference_table_config"):
         # Omitting it leaves the table as it is (as an update omitting auto_capture_config does);
@@ -108,7 +108,7 @@ def _refuse_form_change(endpoint: Endpoint, table: dict[str, Any]) -> None:
     Databricks, the legacy table is disabled first (or the new one gets another prefix)."""
     record = endpoint.record
     current = record.config.auto_capture_config if record.config else None
-    if gateway.inference_table_form(record.ai_gateway) != "legacy" or not current:
+    if endpoint_fields.inference_table_form(record.ai_gateway) != "legacy" or not current:
         return
     if not current.get("enabled", True) or not table.get("enabled", True):
         return
@@ -141,9 +141,11 @@ async def _apply_inference_table(manager: EndpointManager, endpoint: Endpoint, t
 def patch_notifications(manager: EndpointManager, name: str, body: Any) -> dict[str, Any]:
     endpoint = manager.get(name)
     body = _object(body)
-    gateway.refuse_unknown(body, ("name", "email_notifications"), "")
+    endpoint_fields.refuse_unknown(body, ("name", "email_notifications"), "")
     raw = body.get("email_notifications")
-    endpoint.record.email_notifications = gateway.parse_email_notifications(raw) if raw is not None else None
+    endpoint.record.email_notifications = (
+        endpoint_fields.parse_email_notifications(raw) if raw is not None else None
+    )
     save(manager, endpoint)
     return {"name": name, "email_notifications": endpoint.record.email_notifications or {}}
 
@@ -152,8 +154,10 @@ def patch_telemetry(manager: EndpointManager, name: str, body: Any) -> Endpoint:
     """Absent `telemetry_config` removes it, as the SDK documents."""
     endpoint = manager.get(name)
     body = _object(body)
-    gateway.refuse_unknown(body, ("name", "telemetry_config"), "")
+    endpoint_fields.refuse_unknown(body, ("name", "telemetry_config"), "")
     raw = body.get("telemetry_config")
-    endpoint.record.telemetry_config = gateway.parse_telemetry_config(raw) if raw is not None else None
+    endpoint.record.telemetry_config = (
+        endpoint_fields.parse_telemetry_config(raw) if raw is not None else None
+    )
     save(manager, endpoint)
     return endpoint

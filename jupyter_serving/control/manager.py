@@ -25,7 +25,6 @@ from jupyter_serving.capture import InferenceCapture, payload_table_path
 from jupyter_serving.control import rollout
 from jupyter_serving.control.endpoint import Endpoint
 from jupyter_serving.control.registry import ModelRegistry
-from jupyter_serving.control.secrets import SecretStore
 from jupyter_serving.control.store import EndpointRecord, EndpointStore
 from jupyter_serving.dataplane.invoke import DataPlane
 from jupyter_serving.errors import (
@@ -35,6 +34,7 @@ from jupyter_serving.errors import (
     ResourceDoesNotExist,
 )
 from jupyter_serving.files import private_dir
+from jupyter_serving.identity.secrets import SecretStore
 from jupyter_serving.model.config import EndpointConfig, ServedEntity, parse_config, parse_create
 from jupyter_serving.policy.autoscaler import ScalingPolicy
 from jupyter_serving.settings import ServingSettings

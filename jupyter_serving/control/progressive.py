@@ -14,7 +14,7 @@ the rollout reuses their deployments and swaps the routing table in one assignme
 
 The guard (policy/guard.py) compares the challenger with the control entities (those that had
 traffic when the rollout began) on the answers each served since then, read from the endpoint's
-metrics tallies (dataplane/metrics.py `GuardTally`). It is evaluated every `tick_s`; its intervals
+metrics tallies (monitoring/metrics.py `GuardTally`). It is evaluated every `tick_s`; its intervals
 are always-valid, so looking that often does not inflate the false-rollback rate beyond `alpha`.
 
 A breach rolls back at once to the split the endpoint had before the rollout: that is the last split
@@ -24,7 +24,7 @@ one. Cancel also restores that split; pause holds the current one.
 The rollout's state, including the guard's evidence so far and the time spent in the current step,
 lives in the endpoint's record (`EndpointRecord.rollout`), saved on every tick that changes it, so
 a restarted server resumes the same step with the evidence it had. Every step and decision is an
-event in the endpoint's event log (control/events.py), and the state keeps the same timeline.
+event in the endpoint's event log (monitoring/events.py), and the state keeps the same timeline.
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ from typing import Any
 
 from jupyter_serving.control.endpoint import Endpoint
 from jupyter_serving.control.endpoint_settings import save
-from jupyter_serving.control.events import ERROR, INFO, WARNING, EventLog, event
 from jupyter_serving.control.manager import EndpointManager
 from jupyter_serving.errors import InvalidParameterValue, InvalidState, ResourceConflict, ResourceDoesNotExist
 from jupyter_serving.model.config import EndpointConfig
 from jupyter_serving.model.states import NOT_UPDATING
+from jupyter_serving.monitoring.events import ERROR, INFO, WARNING, EventLog, event
 from jupyter_serving.policy.guard import (
     FINE_BOUNDS,
     ArmStats,

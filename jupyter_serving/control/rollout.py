@@ -20,10 +20,10 @@ from typing import Any
 from jupyter_serving.backends.base import DeployFailed, Deployment, DeploymentSpec, ExecutionBackend
 from jupyter_serving.control.endpoint import Endpoint
 from jupyter_serving.control.registry import ModelRegistry
-from jupyter_serving.control.secrets import SecretStore
 from jupyter_serving.dataplane.router import RoutingTable
+from jupyter_serving.identity.secrets import SecretStore
 from jupyter_serving.model.config import EndpointConfig, ServedEntity
-from jupyter_serving.model.gateway import inference_table_form
+from jupyter_serving.model.endpoint_fields import inference_table_form
 from jupyter_serving.model.states import FAILED, READY
 from jupyter_serving.policy.autoscaler import ScalingPolicy
 

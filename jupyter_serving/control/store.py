@@ -39,7 +39,7 @@ class EndpointRecord:
     entity_created: dict[str, int] = field(default_factory=dict)
     # served entity name -> [state, message] of a pending config whose rollout ended without success
     pending_states: dict[str, list[str]] = field(default_factory=dict)
-    # endpoint-level settings beside the config (model.gateway): stored as given, echoed on GET
+    # endpoint-level settings beside the config (model.endpoint_fields): stored as given, echoed on GET
     route_optimized: bool = False
     ai_gateway: dict[str, Any] | None = None
     email_notifications: dict[str, Any] | None = None

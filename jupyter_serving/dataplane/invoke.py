@@ -33,7 +33,6 @@ from jupyter_serving.capture import (
     SpoolWriteError,
     request_metadata,
 )
-from jupyter_serving.dataplane.metrics import model_error
 from jupyter_serving.dataplane.router import RoutingTable
 from jupyter_serving.errors import (
     InvalidState,
@@ -42,6 +41,7 @@ from jupyter_serving.errors import (
     TemporarilyUnavailable,
 )
 from jupyter_serving.model.states import ABORTED, FAILED
+from jupyter_serving.monitoring.metrics import model_error
 
 if TYPE_CHECKING:
     from jupyter_serving.control.endpoint import Endpoint

@@ -3,7 +3,7 @@
 No Jupyter handler stack in the path (no identity provider, cookies, XSRF, extension hooks), and
 not Tornado's HTTP machinery either: `http11.HttpServer` parses each request with httptools and
 this module's `answer` checks the endpoint-scoped token from `/oidc/v1/token` (one cached HMAC
-check), routes by path and hands the body to `DataPlaneGateway.invoke`. It shares the server's
+check), routes by path and hands the body to `Ingress.invoke`. It shares the server's
 event loop. Every error is a Databricks `{"error_code", "message"}` body with the request id.
 """
 
@@ -19,20 +19,20 @@ from urllib.parse import unquote
 
 from tornado import netutil
 
-from jupyter_serving.dataplane.gateway import wants_stream
 from jupyter_serving.dataplane.http11 import HttpServer, Request, Response
+from jupyter_serving.dataplane.ingress import wants_stream
 from jupyter_serving.dataplane.invoke import LiveStream
 from jupyter_serving.dataplane.router import ROUTING_KEY_HEADER
-from jupyter_serving.dataplane.tokens import endpoint_scope
 from jupyter_serving.errors import (
     EndpointNotFound,
     PermissionDenied,
     ServingError,
     Unauthenticated,
 )
+from jupyter_serving.identity.tokens import endpoint_scope
 
 if TYPE_CHECKING:
-    from jupyter_serving.dataplane.gateway import DataPlaneGateway
+    from jupyter_serving.dataplane.ingress import Ingress
     from jupyter_serving.dataplane.invoke import Invocation
 
 log = logging.getLogger("jupyter_serving")
@@ -47,9 +47,9 @@ class MethodNotAllowed(ServingError):
 
 
 class DataPlaneListener:
-    def __init__(self, gateway: DataPlaneGateway, idle_timeout_s: float | None = None) -> None:
-        self.gateway = gateway
-        limit = gateway.settings.max_request_bytes
+    def __init__(self, ingress: Ingress, idle_timeout_s: float | None = None) -> None:
+        self.ingress = ingress
+        limit = ingress.settings.max_request_bytes
         options = {} if idle_timeout_s is None else {"idle_timeout_s": idle_timeout_s}
         self._http = HttpServer(self.answer, limit, **options)
         self._serving: asyncio.Task[None] | None = None
@@ -91,20 +91,20 @@ class DataPlaneListener:
         if request.method != "POST":
             raise MethodNotAllowed(f"{request.method} is not supported on {path}; invocations take POST.")
         name, served = unquote(route[1]), route[2] and unquote(route[2])
-        gateway = self.gateway
+        ingress = self.ingress
         headers = request.headers
         auth = headers.get("authorization", "")
         if auth[:7].lower() != "bearer ":
             raise Unauthenticated(
                 "The route-optimized URL takes only an OAuth token for this endpoint from /oidc/v1/token."
             )
-        claims = gateway.signer.verify(auth[7:].strip())
+        claims = ingress.signer.verify(auth[7:].strip())
         if claims is None:
             raise Unauthenticated("The token is invalid or expired; get a new one from /oidc/v1/token.")
         if claims["scope"] != endpoint_scope(name):
             raise PermissionDenied(f"The token does not grant querying endpoint '{name}'.")
         body = request.body  # within max_request_bytes: the connection answers 413 to a larger one
-        call = gateway.open_stream if wants_stream(body) else gateway.invoke
+        call = ingress.open_stream if wants_stream(body) else ingress.invoke
         return await call(
             name,
             served,

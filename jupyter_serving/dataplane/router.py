@@ -23,7 +23,9 @@ class RoutingTable:
     deployments: dict[str, Deployment]
     routes: tuple[tuple[str, int], ...]
     capture_path: Path | None = None  # the payload table of this config version, if capture is on
-    capture_form: str = "legacy"  # its schema: "legacy" or "ai_gateway" (model.gateway.inference_table_form)
+    capture_form: str = (
+        "legacy"  # its schema: "legacy" or "ai_gateway" (model.endpoint_fields.inference_table_form)
+    )
     rng: random.Random = field(default_factory=random.Random, compare=False)  # seeded in tests
     _names: tuple[str, ...] = field(init=False)
     _bounds: tuple[int, ...] = field(init=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jupyter_serving.errors import InvalidParameterValue
-from jupyter_serving.model import gateway
+from jupyter_serving.model import endpoint_fields
 
 # Always used with `fullmatch`: `$` also matches before a trailing newline, and a name such as
 # "main\n" then reaches folder names and Delta table paths.
@@ -233,13 +233,15 @@ def parse_create(body: Any) -> CreateRequest:
     """Every field of the SDK's create input is applied, or refused by name."""
     if not isinstance(body, dict):
         raise InvalidParameterValue("The request body must be a JSON object.")
-    gateway.refuse_unknown(body, CREATE_FIELDS, "")
+    endpoint_fields.refuse_unknown(body, CREATE_FIELDS, "")
     name = validate_endpoint_name(body.get("name"))
     if not isinstance(body.get("config"), dict):
         raise InvalidParameterValue("Field 'config' is required: it lists the served entities to deploy.")
     config = parse_config(body["config"])
-    ai_gateway = gateway.parse_ai_gateway(body["ai_gateway"]) if body.get("ai_gateway") is not None else None
-    legacy_limits = gateway.parse_rate_limits(body.get("rate_limits"), "rate_limits", legacy=True)
+    ai_gateway = (
+        endpoint_fields.parse_ai_gateway(body["ai_gateway"]) if body.get("ai_gateway") is not None else None
+    )
+    legacy_limits = endpoint_fields.parse_rate_limits(body.get("rate_limits"), "rate_limits", legacy=True)
     if legacy_limits:  # the legacy field is the AI Gateway's rate limits in an older shape
         if ai_gateway and ai_gateway.get("rate_limits"):
             raise InvalidParameterValue(
@@ -258,13 +260,13 @@ def parse_create(body: Any) -> CreateRequest:
     return CreateRequest(
         name,
         config,
-        parse_tags(gateway.parse_tags(body.get("tags")), "tags"),
+        parse_tags(endpoint_fields.parse_tags(body.get("tags")), "tags"),
         _parse_description(body.get("description")),
-        gateway.parse_bool(body.get("route_optimized"), "route_optimized"),
+        endpoint_fields.parse_bool(body.get("route_optimized"), "route_optimized"),
         ai_gateway,
-        gateway.parse_email_notifications(notifications) if notifications is not None else None,
-        gateway.parse_optional_str(body.get("budget_policy_id"), "budget_policy_id"),
-        gateway.parse_telemetry_config(telemetry) if telemetry is not None else None,
+        endpoint_fields.parse_email_notifications(notifications) if notifications is not None else None,
+        endpoint_fields.parse_optional_str(body.get("budget_policy_id"), "budget_policy_id"),
+        endpoint_fields.parse_telemetry_config(telemetry) if telemetry is not None else None,
     )
 
 
@@ -309,7 +311,7 @@ def _printable(text: str) -> bool:
 def parse_config(cfg: Any) -> EndpointConfig:
     if not isinstance(cfg, dict):
         raise InvalidParameterValue("The endpoint config must be a JSON object.")
-    gateway.refuse_unknown(cfg, _CONFIG_FIELDS, "config")
+    endpoint_fields.refuse_unknown(cfg, _CONFIG_FIELDS, "config")
     if cfg.get("served_entities") and cfg.get("served_models"):
         raise InvalidParameterValue("Specify either 'served_entities' or 'served_models', not both.")
     legacy = not cfg.get("served_entities") and bool(cfg.get("served_models"))
@@ -340,7 +342,7 @@ def parse_capture(raw: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(raw, dict):
         raise InvalidParameterValue("Field 'auto_capture_config' must be a JSON object.")
-    gateway.refuse_unknown(
+    endpoint_fields.refuse_unknown(
         {k: v for k, v in raw.items() if k != "state"},  # `state` is ours, on output: a GET sent back
         ("catalog_name", "schema_name", "table_name_prefix", "enabled"),
         "auto_capture_config",
@@ -422,7 +424,7 @@ def _refuse_entity_fields(item: dict[str, Any], where: str, legacy: bool) -> Non
             raise InvalidParameterValue(f"{where}.{key} is not supported by this server: {why}.")
     other = {"entity_name", "entity_version"} if legacy else {"model_name", "model_version"}
     known = (_ENTITY_FIELDS - other) | set(_OUT_OF_SCOPE)
-    gateway.refuse_unknown(item, known, where)
+    endpoint_fields.refuse_unknown(item, known, where)
 
 
 def default_served_name(entity_name: str, version: str | None) -> str:
@@ -445,7 +447,7 @@ def parse_routes(traffic: Any, entities: tuple[ServedEntity, ...]) -> tuple[Rout
             "served entity a traffic_percentage; the percentages must sum to 100."
         )
     if isinstance(traffic, dict):
-        gateway.refuse_unknown(traffic, ("routes",), "traffic_config")
+        endpoint_fields.refuse_unknown(traffic, ("routes",), "traffic_config")
     routes_raw = traffic.get("routes") if isinstance(traffic, dict) else None
     if not isinstance(routes_raw, list) or not routes_raw:
         raise InvalidParameterValue("traffic_config.routes must be a non-empty list of routes.")
@@ -454,7 +456,7 @@ def parse_routes(traffic: Any, entities: tuple[ServedEntity, ...]) -> tuple[Rout
     for i, raw in enumerate(routes_raw):
         if not isinstance(raw, dict):
             raise InvalidParameterValue(f"traffic_config.routes[{i}] must be a JSON object.")
-        gateway.refuse_unknown(
+        endpoint_fields.refuse_unknown(
             raw,
             ("served_model_name", "served_entity_name", "traffic_percentage"),
             f"traffic_config.routes[{i}]",

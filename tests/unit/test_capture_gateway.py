@@ -28,7 +28,7 @@ from jupyter_serving.capture.table import (
     usage_schema,
 )
 from jupyter_serving.dataplane.usage import encode_usage_row, response_usage, token_counts
-from jupyter_serving.model.gateway import inference_table_form
+from jupyter_serving.model.endpoint_fields import inference_table_form
 from jupyter_serving.tables.analysis import compare_entities
 from jupyter_serving.tables.reader import inference_table
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 import pytest
 
 from jupyter_serving.api.endpoint_openapi import endpoint_openapi
-from jupyter_serving.dataplane.gateway import scoring_content_type
+from jupyter_serving.dataplane.ingress import scoring_content_type
 from jupyter_serving.dataplane.limits import RateLimiter
-from jupyter_serving.dataplane.tokens import (
+from jupyter_serving.errors import InvalidParameterValue, UnsupportedMediaType
+from jupyter_serving.identity.tokens import (
     ALL_APIS,
     TokenSigner,
     authorization_details,
     endpoint_scope,
     requested_endpoint,
 )
-from jupyter_serving.errors import InvalidParameterValue, UnsupportedMediaType
-from jupyter_serving.model.gateway import (
+from jupyter_serving.model.endpoint_fields import (
     legacy_rate_limits,
     parse_email_notifications,
     parse_rate_limits,

@@ -1,4 +1,4 @@
-"""Unity Catalog grant rules (control/grants.py) on a real identity store in a temp dir."""
+"""Unity Catalog grant rules (identity/grants.py) on a real identity store in a temp dir."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_serving.control.grants import (
+from jupyter_serving.errors import InvalidParameterValue, PermissionDenied
+from jupyter_serving.identity.grants import (
     ACCOUNT_USERS,
     RECREATE_HINT,
     Securable,
@@ -16,8 +17,7 @@ from jupyter_serving.control.grants import (
     securable,
     serving_requirements,
 )
-from jupyter_serving.control.principals import OWNER_KEY, IdentityStore, Principal
-from jupyter_serving.errors import InvalidParameterValue, PermissionDenied
+from jupyter_serving.identity.principals import OWNER_KEY, IdentityStore, Principal
 
 MODEL = Securable("function", "main.default.iris")
 

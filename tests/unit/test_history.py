@@ -11,13 +11,13 @@ from prometheus_client import Histogram
 
 from jupyter_serving.backends.base import DeploymentStatus, ProcessUsage
 from jupyter_serving.control.endpoint import Endpoint
-from jupyter_serving.control.events import EntitySnapshot, EventLog, Snapshot, diff
-from jupyter_serving.control.observer import Observer, _counters
 from jupyter_serving.control.store import EndpointRecord
-from jupyter_serving.dataplane.history import FIELDS, Counters, EndpointHistory, Live, Ring, quantile
-from jupyter_serving.dataplane.metrics import LATENCY_BUCKETS, EndpointMetrics
 from jupyter_serving.model.config import parse_config
 from jupyter_serving.model.states import READY
+from jupyter_serving.monitoring.events import EntitySnapshot, EventLog, Snapshot, diff
+from jupyter_serving.monitoring.history import FIELDS, Counters, EndpointHistory, Live, Ring, quantile
+from jupyter_serving.monitoring.metrics import LATENCY_BUCKETS, EndpointMetrics
+from jupyter_serving.monitoring.observer import Observer, _counters
 
 INF = float("inf")
 

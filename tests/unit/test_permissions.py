@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_serving.control.permissions import (
+from jupyter_serving.errors import InvalidParameterValue, PermissionDenied, ResourceAlreadyExists
+from jupyter_serving.identity.permissions import (
     CAN_MANAGE,
     CAN_QUERY,
     CAN_VIEW,
@@ -16,9 +17,8 @@ from jupyter_serving.control.permissions import (
     highest,
     parse_acl,
 )
-from jupyter_serving.control.principals import OWNER_KEY, IdentityStore, Principal, hash_token
-from jupyter_serving.control.secrets import SecretStore, secret_ref, secret_refs
-from jupyter_serving.errors import InvalidParameterValue, PermissionDenied, ResourceAlreadyExists
+from jupyter_serving.identity.principals import OWNER_KEY, IdentityStore, Principal, hash_token
+from jupyter_serving.identity.secrets import SecretStore, secret_ref, secret_refs
 
 ADMIN = Principal("admin", OWNER_KEY, admin=True)
 

@@ -13,8 +13,8 @@ import pytest
 from inprocess_backend import Gate, HeldCapture, InProcessBackend, KnownModels
 
 from jupyter_serving.control.manager import EndpointManager
-from jupyter_serving.control.secrets import SecretStore
 from jupyter_serving.errors import InvalidState, ResourceConflict
+from jupyter_serving.identity.secrets import SecretStore
 from jupyter_serving.model.states import (
     IN_PROGRESS,
     NOT_UPDATING,

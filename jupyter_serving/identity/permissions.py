@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jupyter_serving.control.principals import IdentityStore, Principal
 from jupyter_serving.errors import InvalidParameterValue, PermissionDenied
+from jupyter_serving.identity.principals import IdentityStore, Principal
 
 CAN_VIEW, CAN_QUERY, CAN_MANAGE = "CAN_VIEW", "CAN_QUERY", "CAN_MANAGE"
 LEVELS = (CAN_VIEW, CAN_QUERY, CAN_MANAGE)

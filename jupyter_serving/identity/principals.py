@@ -1,5 +1,5 @@
 """Who may call the server: service principals, their tokens, endpoint ACL rows and Unity Catalog
-grants (control/grants.py holds their rules), in SQLite.
+grants (identity/grants.py holds their rules), in SQLite.
 
 The server owner (the Jupyter user, or whoever holds the standalone server's token) is the admin and
 is not stored. Service principals are created by the admin and hold tokens that reach the serving

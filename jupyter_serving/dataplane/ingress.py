@@ -1,9 +1,10 @@
-"""The AI Gateway around one invocation: content type, rate limits, usage rows, then the manager.
+"""The data plane's ingress: what stands between a query arriving and the manager scoring it.
 
-Both hosts of the data plane call `DataPlaneGateway.invoke`: the Jupyter handler stack
-(`/serving-endpoints/.../invocations`) and the route-optimized listener. It wraps
-`EndpointManager.invoke` rather than living inside it, so execution (the manager's, or a later
-backend's) and gateway policy change independently. It also owns the token signer and the listener.
+It applies the endpoint's AI Gateway policy (content type, rate limits, usage rows) and then calls
+`EndpointManager.invoke`. Both hosts of the data plane call `Ingress.invoke`: the Jupyter handler
+stack (`/serving-endpoints/.../invocations`) and the route-optimized listener. It wraps the manager
+rather than living inside it, so execution (the manager's, or a later backend's) and policy change
+independently. It also owns the data-plane token signer and the listener.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from jupyter_serving.capture import SpoolWriteError
 from jupyter_serving.dataplane.invoke import LiveStream
 from jupyter_serving.dataplane.limits import RateLimiter
-from jupyter_serving.dataplane.tokens import TokenSigner
 from jupyter_serving.dataplane.usage import encode_usage_row, response_usage, usage_table_path
 from jupyter_serving.errors import (
     RequestLimitExceeded,
     ServingError,
     UnsupportedMediaType,
 )
+from jupyter_serving.identity.tokens import TokenSigner
 
 if TYPE_CHECKING:
     from jupyter_serving.control.manager import EndpointManager
@@ -80,7 +81,7 @@ def scoring_content_type(header: str | None) -> str:
     return header
 
 
-class DataPlaneGateway:
+class Ingress:
     def __init__(self, manager: EndpointManager) -> None:
         self.manager = manager
         self.settings = manager.settings

@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from jupyter_serving.control.principals import OWNER_KEY, IdentityStore, Principal
 from jupyter_serving.control.registry import ModelRegistry, model_name
 from jupyter_serving.errors import InvalidParameterValue, PermissionDenied, ResourceDoesNotExist
+from jupyter_serving.identity.principals import OWNER_KEY, IdentityStore, Principal
 from jupyter_serving.model.config import ServedEntity
 
 USE_CATALOG, USE_SCHEMA, EXECUTE, SELECT, ALL_PRIVILEGES = (

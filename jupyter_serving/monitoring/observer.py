@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_serving.backends.base import Deployment, ProcessUsage
-from jupyter_serving.control.events import EntitySnapshot, EventLog, Snapshot, diff, event
-from jupyter_serving.dataplane.history import Counters, EndpointHistory, Live
 from jupyter_serving.model.config import EndpointConfig
+from jupyter_serving.monitoring.events import EntitySnapshot, EventLog, Snapshot, diff, event
+from jupyter_serving.monitoring.history import Counters, EndpointHistory, Live
 
 log = logging.getLogger("jupyter_serving")
 
