@@ -4,9 +4,10 @@ endpoints need plus the warm pool, counted from the process tree (a leaked loade
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -57,12 +58,33 @@ def server(start_server: Callable[..., ServingServer]) -> ServingServer:
     return start_server("--warm-pool-size", str(WARM_POOL))
 
 
-def test_create_then_delete_mid_deploy_leaks_nothing(server: ServingServer) -> None:
-    for i, delay in enumerate((0.1, 0.3, 0.5, 0.7, 0.9, 1.2)):
-        name = f"race-cd-{i}"
-        assert server.create(name, {"served_entities": [entity("iris-lr", 1)]}).status_code == 200
-        time.sleep(delay)  # the race itself: where in the deploy the delete lands
-        assert server.delete(name).status_code == 200
+def test_create_then_delete_mid_deploy_leaks_nothing(server: ServingServer, tmp_path: Path) -> None:
+    """The delete lands at each phase of a deploy, each placed by a gate rather than a delay: before
+    any worker exists, once the worker is up but still loading (its load waits on a gate file),
+    after the gate opens and the load finishes, and once the endpoint is ready."""
+    gate = tmp_path / "never-opened"
+    loading = {"served_entities": [entity("slow-load", 1, environment_vars={"SLOW_LOAD_GATE": str(gate)})]}
+    base = workers(server)
+
+    assert server.create("race-cd-0", {"served_entities": [entity("iris-lr", 1)]}).status_code == 200
+    assert server.delete("race-cd-0").status_code == 200  # phase 1: at once, no worker yet
+
+    assert server.create("race-cd-1", loading).status_code == 200
+    eventually(lambda: workers(server) > base, what="the loading worker to exist")
+    assert server.delete("race-cd-1").status_code == 200  # phase 2: the worker is loading
+
+    opened = tmp_path / "opened"
+    ready_soon = {
+        "served_entities": [entity("slow-load", 1, environment_vars={"SLOW_LOAD_GATE": str(opened)})]
+    }
+    assert server.create("race-cd-2", ready_soon).status_code == 200
+    eventually(lambda: workers(server) > base, what="the second loading worker to exist")
+    opened.touch()  # phase 3: the load finishes while the delete arrives
+    assert server.delete("race-cd-2").status_code == 200
+
+    server.create_ready("race-cd-3", {"served_entities": [entity("iris-lr", 1)]})
+    assert server.delete("race-cd-3").status_code == 200  # phase 4: serving
+
     assert_no_leaked_workers(server)
     assert server.api("GET", "api/2.0/serving-endpoints").json().get("endpoints", []) == []
 
@@ -78,11 +100,18 @@ def test_cancel_then_update_just_before_a_delete_leaks_nothing(server: ServingSe
         kwargs={"json": {"served_entities": [entity("iris-lr", 2)]}},
     )
     update.start()
-    time.sleep(0.003)  # the race itself: the delete lands ~3 ms after the update
+    # The gate: the delete lands once the new update has been taken (its config pending, or
+    # already active when the fast load wins), not after a guessed delay.
+    eventually(lambda: _has_version(server.get("race-cud"), "2"), what="the second update to be taken")
     assert server.delete("race-cud").status_code == 200
     update.join()
     assert_no_leaked_workers(server)
     assert server.api("GET", "api/2.0/serving-endpoints/race-cud").status_code == 404
+
+
+def _has_version(detail: dict[str, Any], version: str) -> bool:
+    configs = (detail.get("pending_config") or {}, detail.get("config") or {})
+    return any(e.get("entity_version") == version for c in configs for e in c.get("served_entities", []))
 
 
 def test_concurrent_creates_and_deletes_of_one_name_leak_nothing(server: ServingServer) -> None:
