@@ -354,16 +354,16 @@ class CancelUpdateHandler(ServingHandler):
 
 class LogsHandler(ServingHandler):
     @web.authenticated
-    def get(self, name: str, served: str) -> None:
+    async def get(self, name: str, served: str) -> None:
         self.endpoint(name, CAN_VIEW)
-        self.write_json({"logs": self.manager.logs(name, served)})
+        self.write_json({"logs": await self.manager.logs(name, served)})
 
 
 class BuildLogsHandler(ServingHandler):
     @web.authenticated
-    def get(self, name: str, served: str) -> None:
+    async def get(self, name: str, served: str) -> None:
         self.endpoint(name, CAN_VIEW)
-        self.write_json({"logs": self.manager.build_logs(name, served)})
+        self.write_json({"logs": await self.manager.build_logs(name, served)})
 
 
 class MetricsHandler(ServingHandler):
@@ -530,6 +530,7 @@ from jupyter_serving.api import (  # noqa: E402 (they subclass ServingHandler)
     rollout_handlers,
     shadow_handlers,
     unavailable_handlers,
+    verdict_handlers,
 )
 from jupyter_serving.api.identity_handlers import identity_handlers  # noqa: E402 (they subclass ours)
 
@@ -553,6 +554,7 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (r"/api/2\.0/jupyter-serving/registered-models/?", RegisteredModelsHandler),
     *shadow_handlers.routes,
     *rollout_handlers.routes,
+    *verdict_handlers.routes,
     (rf"/serving-endpoints/{NAME}/invocations/?", InvocationsHandler),
     (rf"/serving-endpoints/{NAME}/served-models/{SERVED}/invocations/?", InvocationsHandler),
     *identity_handlers,
