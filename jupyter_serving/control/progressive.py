@@ -17,6 +17,11 @@ traffic when the rollout began) on the answers each served since then, read from
 metrics tallies (monitoring/metrics.py `GuardTally`). It is evaluated every `tick_s`; its intervals
 are always-valid, so looking that often does not inflate the false-rollback rate beyond `alpha`.
 
+With a ``quality`` guard, the controller also joins ground-truth labels to each arm's
+inference-table rows on ``client_request_id`` (control/quality.py) every ``poll_interval_s``, in a
+worker thread, and feeds each arm's labelled count and score sum to the same guard; with
+``min_labels`` a step does not end before each arm has that many labelled answers.
+
 A breach rolls back at once to the split the endpoint had before the rollout: that is the last split
 known safe, since the breach is evidence about the challenger at any share, not only the current
 one. Cancel also restores that split; pause holds the current one.
@@ -42,6 +47,7 @@ from typing import Any
 from jupyter_serving.control.endpoint import Endpoint
 from jupyter_serving.control.endpoint_settings import save
 from jupyter_serving.control.manager import EndpointManager
+from jupyter_serving.control.quality import QualityCounts, check_labels_table, labels_location, read_counts
 from jupyter_serving.errors import InvalidParameterValue, InvalidState, ResourceConflict, ResourceDoesNotExist
 from jupyter_serving.model.config import EndpointConfig
 from jupyter_serving.model.states import NOT_UPDATING
@@ -52,6 +58,7 @@ from jupyter_serving.policy.guard import (
     Decision,
     GuardConfig,
     LatencyHistogram,
+    QualityConfig,
     evaluate,
 )
 
@@ -182,12 +189,64 @@ class _Evidence:
         )
 
 
-def _arm(counts: tuple[int, int, list[int]]) -> ArmStats:
-    return ArmStats(counts[0], counts[1], LatencyHistogram(FINE_BOUNDS, tuple(counts[2])))
+def _arm(counts: tuple[int, int, list[int]], labeled: int = 0, quality_sum: float = 0.0) -> ArmStats:
+    return ArmStats(
+        counts[0], counts[1], LatencyHistogram(FINE_BOUNDS, tuple(counts[2])), labeled, quality_sum
+    )
 
 
-def _to_json(counts: tuple[int, int, list[int]]) -> dict[str, Any]:
-    return {"requests": counts[0], "errors": counts[1], "latency": _sparse(counts[2])}
+def _to_json(counts: tuple[int, int, list[int]], quality: dict[str, Any] | None = None) -> dict[str, Any]:
+    out = {"requests": counts[0], "errors": counts[1], "latency": _sparse(counts[2])}
+    return out | (quality or {})
+
+
+class _Quality:
+    """The quality guard's latest counts, refreshed by a join in a worker thread every
+    poll_interval_s; until the first join ends, the counts saved before a restart stand."""
+
+    def __init__(self, config: QualityConfig, saved: dict[str, Any]) -> None:
+        self.config = config
+        self.counts: dict[str, tuple[int, float]] = {
+            arm: (int(v.get("labeled", 0)), float(v.get("quality_sum", 0.0))) for arm, v in saved.items()
+        }
+        self.message: str | None = "Waiting for the first join of labels."
+        self.task: asyncio.Task[QualityCounts] | None = None
+        self.polled = -math.inf
+
+    def refresh(self, start: Callable[[], asyncio.Task[QualityCounts]]) -> None:
+        """Take a finished join's counts; start the next one when the interval has passed."""
+        if self.task is not None and self.task.done():
+            task, self.task = self.task, None
+            if task.cancelled():
+                pass
+            elif (exc := task.exception()) is not None:
+                log.warning("the quality guard's join failed: %r", exc)
+                self.message = f"Could not join the labels: {exc}"
+            else:
+                found = task.result()
+                self.counts = {
+                    "challenger": (found.challenger.labeled, found.challenger.total),
+                    "control": (found.control.labeled, found.control.total),
+                }
+                self.message = found.message
+        if self.task is None and time.monotonic() - self.polled >= self.config.poll_interval_s:
+            self.polled = time.monotonic()
+            self.task = start()
+
+    def of(self, arm: str) -> tuple[int, float]:
+        return self.counts.get(arm, (0, 0.0))
+
+    def enough(self) -> bool:
+        need = self.config.min_labels
+        return all(self.of(arm)[0] >= need for arm in ("challenger", "control"))
+
+    def to_json(self, arm: str) -> dict[str, Any]:
+        labeled, total = self.of(arm)
+        return {"labeled": labeled, "quality_sum": total}
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
 
 
 class ProgressiveDelivery:
@@ -258,6 +317,8 @@ class ProgressiveDelivery:
                 f"Endpoint '{name}' has a config update in progress; start the rollout when it ends."
             )
         plan = parse_rollout(body, endpoint.record.config, name)
+        if plan.guard.quality is not None:
+            self._check_quality(endpoint, plan.guard.quality)
         controls = [n for n, p in plan.original.items() if n != plan.to and p > 0]
         started = now_ms()
         state: dict[str, Any] = {
@@ -289,6 +350,25 @@ class ProgressiveDelivery:
         save(self.manager, endpoint)
         self._spawn(endpoint)
         return _public(state)
+
+    def _check_quality(self, endpoint: Endpoint, quality: QualityConfig) -> None:
+        """The quality guard needs rows to join labels to, and a labels table with the named
+        columns (one that does not exist yet is fine: labels may come later)."""
+        if self._inference_path(endpoint) is None:
+            raise InvalidParameterValue(
+                f"guard.quality joins labels to the inference table of endpoint '{endpoint.name}', "
+                "which has none: enable auto_capture_config (or the AI Gateway inference table) first."
+            )
+        problem = check_labels_table(quality, labels_location(quality, self.manager.settings.catalog_path))
+        if problem is not None:
+            raise InvalidParameterValue(problem)
+
+    def _inference_path(self, endpoint: Endpoint) -> Any:
+        routing = endpoint.routing
+        if routing is not None and routing.capture_path is not None:
+            return routing.capture_path
+        config = endpoint.record.config
+        return self.manager.table_path(config.auto_capture_config) if config is not None else None
 
     def pause(self, name: str) -> dict[str, Any]:
         endpoint, state = self._active(name)
@@ -342,6 +422,7 @@ class ProgressiveDelivery:
         challenger = _Evidence(saved.get("challenger"), tallies, [state["to"]])
         control = _Evidence(saved.get("control"), tallies, list(state["from"]))
         guard = GuardConfig.from_json(state["guard"])
+        quality = _Quality(guard.quality, saved) if guard.quality is not None else None
         try:
             await self._apply(endpoint, self._split(state))
             last = time.monotonic()
@@ -351,8 +432,19 @@ class ProgressiveDelivery:
                     return
                 now = time.monotonic()
                 c, b = challenger.now(tallies), control.now(tallies)
-                decision = evaluate(guard, _arm(c), _arm(b))
-                state["evidence"] = {"challenger": _to_json(c), "control": _to_json(b)}
+                if quality is not None:
+                    quality.refresh(lambda: self._join(endpoint, state, quality.config))
+                    decision = evaluate(
+                        guard, _arm(c, *quality.of("challenger")), _arm(b, *quality.of("control"))
+                    )
+                    state["evidence"] = {
+                        "challenger": _to_json(c, quality.to_json("challenger")),
+                        "control": _to_json(b, quality.to_json("control")),
+                    }
+                    state["quality"] = {"message": quality.message}
+                else:
+                    decision = evaluate(guard, _arm(c), _arm(b))
+                    state["evidence"] = {"challenger": _to_json(c), "control": _to_json(b)}
                 state["estimate"] = decision.to_json()
                 if decision.breached:
                     await self._roll_back(endpoint, state, decision)
@@ -360,13 +452,30 @@ class ProgressiveDelivery:
                 if state["state"] == RUNNING:
                     state["step_elapsed_s"] += now - last
                 last = now
-                if state["state"] == RUNNING and state["step_elapsed_s"] >= state["step_duration_s"]:
+                labels_due = quality is None or quality.enough()
+                if (
+                    quality is not None
+                    and not labels_due
+                    and state["step_elapsed_s"] >= state["step_duration_s"]
+                ):
+                    need = quality.config.min_labels
+                    state["quality"]["message"] = (
+                        f"Holding at {state['step']} % until each arm has {need} labelled answers "
+                        f"(challenger {quality.of('challenger')[0]}, control {quality.of('control')[0]})."
+                    )
+                if (
+                    state["state"] == RUNNING
+                    and state["step_elapsed_s"] >= state["step_duration_s"]
+                    and labels_due
+                ):
                     await self._advance(endpoint, state)
                     if state["state"] == SUCCEEDED:
                         return
                 state["updated_ms"] = now_ms()
                 save(self.manager, endpoint)
         except asyncio.CancelledError:
+            if quality is not None:
+                quality.cancel()
             raise
         except Exception:  # a controller bug must not take serving down: hold the split, say why
             log.exception("rollout of endpoint %s failed", endpoint.name)
@@ -377,6 +486,21 @@ class ProgressiveDelivery:
                 )
                 self._note(endpoint, state, "ROLLOUT_PAUSED", state["reason"], ERROR)
                 save(self.manager, endpoint)
+
+    def _join(
+        self, endpoint: Endpoint, state: dict[str, Any], config: QualityConfig
+    ) -> asyncio.Task[QualityCounts]:
+        """Join the labels to the arms' rows since the rollout began, in a worker thread."""
+        job = asyncio.to_thread(
+            read_counts,
+            config,
+            self._inference_path(endpoint),
+            labels_location(config, self.manager.settings.catalog_path),
+            int(state["started_ms"]),
+            state["to"],
+            list(state["from"]),
+        )
+        return asyncio.get_running_loop().create_task(job)
 
     def _current(self, endpoint: Endpoint, state: dict[str, Any]) -> bool:
         return (
@@ -485,6 +609,8 @@ def _public(state: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in state.items() if k != "evidence"}
     evidence = state.get("evidence") or {}
     out["requests"] = {
-        arm: {"requests": v.get("requests", 0), "errors": v.get("errors", 0)} for arm, v in evidence.items()
+        arm: {"requests": v.get("requests", 0), "errors": v.get("errors", 0)}
+        | ({"labeled": v["labeled"]} if "labeled" in v else {})
+        for arm, v in evidence.items()
     }
     return out

@@ -357,6 +357,12 @@ def parse_rollout_options(words: list[str]) -> dict[str, Any]:
         "p50": ("latency", "p50_ratio"),
     }
     numbers["p99"] = ("latency", "p99_ratio")
+    # The optional quality guard (labels joined on client_request_id): labels= turns it on.
+    numbers |= {
+        "max_decrease": ("quality", "max_decrease"),
+        "max_mae_increase": ("quality", "max_increase"),
+        "max_error": ("quality", "max_error"),
+    }
     for word in words:
         key, sep, value = word.partition("=")
         try:
@@ -370,6 +376,13 @@ def parse_rollout_options(words: list[str]) -> dict[str, Any]:
                 *section, field = numbers[key]
                 target = guard.setdefault(section[0], {}) if section else guard
                 target[field] = float(value)
+            elif key == "labels" and value:
+                source = "labels_path" if value.startswith("/") else "labels_table"
+                guard.setdefault("quality", {})[source] = value
+            elif key == "metric" and value:
+                guard.setdefault("quality", {})["metric"] = value
+            elif key == "min_labels":
+                guard.setdefault("quality", {})["min_labels"] = int(value)
             elif key in ("errors", "latency") and value in ("on", "off"):
                 guard.setdefault("error_rate" if key == "errors" else "latency", {})["enabled"] = (
                     value == "on"
@@ -379,7 +392,9 @@ def parse_rollout_options(words: list[str]) -> dict[str, Any]:
         except ValueError:
             raise UsageError(
                 f"Cannot read {word!r}: use steps=5,25,50,100 step=SECONDS alpha=A max_increase=X "
-                "p50=RATIO p99=RATIO errors=on|off latency=on|off."
+                "p50=RATIO p99=RATIO errors=on|off latency=on|off, and for a quality guard "
+                "labels=CATALOG.SCHEMA.TABLE|/PATH metric=accuracy|mae max_decrease=X "
+                "max_mae_increase=X max_error=X min_labels=N."
             ) from None
     if guard:
         options["guard"] = guard
@@ -402,7 +417,7 @@ def rollout_summary(name: str, state: dict[str, Any] | None) -> str:
     if state.get("reason"):
         lines.append(f"  reason: {state['reason']}")
     for guard in (state.get("estimate") or {}).get("guards", []):
-        percent = guard["name"] == "error_rate_increase"
+        percent = guard["name"] in ("error_rate_increase", "quality_accuracy_decrease")
         flag = "  BREACH" if guard["breached"] else ""
         lines.append(
             f"  {guard['name']}: {_number(guard['estimate'], percent)} "
@@ -600,7 +615,10 @@ class ServeMagics(Magics):
                   [max_increase=0] [p50=1.5] [p99=3] [errors=off] [latency=off]
                                        move the traffic to SERVED step by step (step: seconds
                                        per step); a sequential guard on errors and latency
-                                       rolls back at once on a breach
+                                       rolls back at once on a breach. Quality guard (labels
+                                       joined on client_request_id): labels=CAT.SCHEMA.TABLE or
+                                       /PATH [metric=accuracy|mae] [max_decrease=0]
+                                       [max_mae_increase=0 max_error=X] [min_labels=N]
           %serve rollout NAME [status|pause|resume|cancel]
                                        the rollout's state, step, guard estimate; or act on it
           %serve shadow NAME challenger=20 | off

@@ -30,17 +30,29 @@ methods related to the law of the iterated logarithm", Ann. Math. Statist. 41, 1
   the lower end takes the bucket's lower edge and the upper end its upper edge, which only
   widens the interval. The ratio of challenger to control quantile lies in
   ``[lo_c / hi_b, hi_c / lo_b]``; the guard breaches when the lower end exceeds the allowed ratio.
+- Quality guard (optional; labels joined on ``client_request_id`` by control/quality.py): one
+  sequence per arm for the arm's mean per-row score. Accuracy scores are 1/0 (Bernoulli), so the
+  beta-binomial mixture above applies as is; the guard breaches when the lower end of
+  ``accuracy_control - accuracy_challenger`` exceeds ``max_decrease``. Absolute errors are
+  clipped to ``[0, max_error]`` (a bounded mean needs a bound) and, being ``max_error / 2``
+  sub-Gaussian, get Robbins' two-sided normal-mixture boundary (Robbins 1970; Howard et al. 2021,
+  section 3): with ``V = n / 4`` in units of ``max_error``, ``|S_n - n mu| <
+  sqrt(2 (V + rho) log(sqrt((V + rho) / rho) / alpha))`` at every n with probability 1 - alpha;
+  any ``rho > 0`` is valid, ours makes it tightest near 100 labels. The guard breaches when the
+  lower end of ``mae_challenger - mae_control`` exceeds ``max_increase``.
 - Every one-arm sequence gets an equal share of ``alpha`` (a union bound), so the probability
   that *any* enabled guard falsely breaches, at any time, is at most ``alpha``.
 
 Assumptions: within an arm, requests are exchangeable (the traffic split assigns requests at
-random, independently of their content), and latencies are continuous. Everything here is a pure
+random, independently of their content), and latencies are continuous; for the quality guard, whether
+and when a row gets its label does not depend on which arm answered it. Everything here is a pure
 function of counts: the rollout controller feeds it the per-entity deltas since the rollout began.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,9 +83,142 @@ def fine_bucket(seconds: float) -> int:
     return min(i, len(FINE_BOUNDS) - 1)
 
 
+QUALITY_METRICS = ("accuracy", "mae")
+_NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")  # as features/catalog.py's table names
+QUALITY_FIELDS = {
+    "enabled",
+    "labels_table",
+    "labels_path",
+    "label_column",
+    "prediction_column",
+    "metric",
+    "max_decrease",
+    "max_increase",
+    "max_error",
+    "min_labels",
+    "poll_interval_s",
+}
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """The optional quality guard: ground truth from a Delta table of labels, joined on
+    ``client_request_id`` to each arm's inference-table rows (control/quality.py does the join).
+
+    ``tolerance`` is how much worse the challenger may be, in the metric's units: the wire's
+    ``max_decrease`` (accuracy) or ``max_increase`` (mae). ``min_labels`` holds the rollout at a
+    step until each arm has that many labelled answers, so that labels arriving late cannot let a
+    challenger through unexamined.
+    """
+
+    labels_table: str | None = None  # catalog.schema.table under the catalog root
+    labels_path: str | None = None  # or the folder of a Delta table
+    label_column: str = "label"
+    prediction_column: str = "prediction"
+    metric: str = "accuracy"
+    tolerance: float = 0.0
+    max_error: float | None = None  # mae: absolute errors are clipped to this
+    min_labels: int = 0
+    poll_interval_s: float = 5.0
+
+    @property
+    def labels_source(self) -> str:
+        return self.labels_table or self.labels_path or ""
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> QualityConfig | None:
+        """The ``guard.quality`` object, or None when it is switched off; ValueError on bad input."""
+        unknown = set(body) - QUALITY_FIELDS
+        if unknown:
+            raise ValueError(f"Unknown guard.quality field(s): {', '.join(sorted(unknown))}.")
+        if not _flag(body, "enabled", True):
+            return None
+        table, path = body.get("labels_table"), body.get("labels_path")
+        if (table is None) == (path is None):
+            raise ValueError(
+                "guard.quality needs exactly one of 'labels_table' (<catalog>.<schema>.<table> under "
+                "the catalog root) or 'labels_path' (the folder of a Delta table)."
+            )
+        if table is not None and (
+            not isinstance(table, str)
+            or len(table.split(".")) != 3
+            or not all(_NAME_PART.match(part) for part in table.split("."))
+        ):
+            raise ValueError(
+                f"guard.quality.labels_table must be '<catalog>.<schema>.<table>'; got {table!r}."
+            )
+        if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+            raise ValueError(f"guard.quality.labels_path must be an absolute path; got {path!r}.")
+        columns = {}
+        for key, default in (("label_column", "label"), ("prediction_column", "prediction")):
+            value = body.get(key, default)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"guard.quality.{key} must be a column name.")
+            columns[key] = value
+        metric = body.get("metric", "accuracy")
+        if metric not in QUALITY_METRICS:
+            raise ValueError(
+                f"guard.quality.metric must be one of {', '.join(QUALITY_METRICS)}; got {metric!r}."
+            )
+        own, other = (
+            ("max_decrease", "max_increase") if metric == "accuracy" else ("max_increase", "max_decrease")
+        )
+        if other in body:
+            raise ValueError(f"guard.quality.{other} does not apply to metric {metric!r}: use {own}.")
+        tolerance = _number(body, own, 0.0)
+        max_error = None
+        if metric == "mae":
+            if "max_error" not in body:
+                raise ValueError(
+                    "guard.quality.max_error is required for metric 'mae': absolute errors are clipped "
+                    "to it, as an always-valid interval for a mean needs a bound."
+                )
+            max_error = _number(body, "max_error", 0.0)
+            if max_error <= 0:
+                raise ValueError("guard.quality.max_error must be positive.")
+        elif "max_error" in body:
+            raise ValueError("guard.quality.max_error applies to metric 'mae' only.")
+        if metric == "accuracy" and not -1 < tolerance < 1:
+            raise ValueError("guard.quality.max_decrease must be between -1 and 1.")
+        min_labels = body.get("min_labels", 0)
+        if isinstance(min_labels, bool) or not isinstance(min_labels, int) or not 0 <= min_labels <= 10**9:
+            raise ValueError(f"guard.quality.min_labels must be a non-negative integer; got {min_labels!r}.")
+        poll = _number(body, "poll_interval_s", 5.0)
+        if not 0.1 <= poll <= 3600:
+            raise ValueError("guard.quality.poll_interval_s must be between 0.1 and 3600 seconds.")
+        return cls(
+            labels_table=table,
+            labels_path=path,
+            label_column=columns["label_column"],
+            prediction_column=columns["prediction_column"],
+            metric=metric,
+            tolerance=tolerance,
+            max_error=max_error,
+            min_labels=min_labels,
+            poll_interval_s=poll,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"enabled": True}
+        if self.labels_table is not None:
+            out["labels_table"] = self.labels_table
+        if self.labels_path is not None:
+            out["labels_path"] = self.labels_path
+        out |= {
+            "label_column": self.label_column,
+            "prediction_column": self.prediction_column,
+            "metric": self.metric,
+            ("max_decrease" if self.metric == "accuracy" else "max_increase"): self.tolerance,
+        }
+        if self.max_error is not None:
+            out["max_error"] = self.max_error
+        return out | {"min_labels": self.min_labels, "poll_interval_s": self.poll_interval_s}
+
+
 @dataclass(frozen=True)
 class GuardConfig:
-    """What the rollout's ``guard`` object says; defaults switch both guards on."""
+    """What the rollout's ``guard`` object says; defaults switch both guards on (quality is
+    off unless a ``quality`` object names its labels)."""
 
     alpha: float = 0.05
     error_rate: bool = True
@@ -81,6 +226,7 @@ class GuardConfig:
     latency: bool = True
     p50_ratio: float = 1.5
     p99_ratio: float = 3.0
+    quality: QualityConfig | None = None
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any] | None) -> GuardConfig:
@@ -90,11 +236,12 @@ class GuardConfig:
         "latency": {"enabled": true, "p50_ratio": 1.5, "p99_ratio": 3.0}}``, every key optional.
         """
         body = dict(body or {})
-        unknown = set(body) - {"alpha", "error_rate", "latency"}
+        unknown = set(body) - {"alpha", "error_rate", "latency", "quality"}
         if unknown:
             raise ValueError(f"Unknown guard field(s): {', '.join(sorted(unknown))}.")
         errors = _section(body, "error_rate", {"enabled", "max_increase"})
         latency = _section(body, "latency", {"enabled", "p50_ratio", "p99_ratio"})
+        quality = _section(body, "quality", QUALITY_FIELDS)
         config = cls(
             alpha=_number(body, "alpha", cls.alpha),
             error_rate=_flag(errors, "enabled", True),
@@ -102,6 +249,7 @@ class GuardConfig:
             latency=_flag(latency, "enabled", True),
             p50_ratio=_number(latency, "p50_ratio", cls.p50_ratio),
             p99_ratio=_number(latency, "p99_ratio", cls.p99_ratio),
+            quality=QualityConfig.from_json(quality) if body.get("quality") is not None else None,
         )
         if not 0 < config.alpha < 1:
             raise ValueError("guard.alpha must be between 0 and 1 (exclusive).")
@@ -120,6 +268,7 @@ class GuardConfig:
                 "p50_ratio": self.p50_ratio,
                 "p99_ratio": self.p99_ratio,
             },
+            "quality": self.quality.to_json() if self.quality is not None else {"enabled": False},
         }
 
 
@@ -206,6 +355,8 @@ class ArmStats:
     requests: int = 0
     errors: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    labeled: int = 0  # answers joined to a label (quality guard)
+    quality_sum: float = 0.0  # their scores' sum: correct answers, or clipped absolute errors
 
 
 @dataclass(frozen=True)
@@ -332,13 +483,51 @@ def quantile_sequence(hist: LatencyHistogram, q: float, alpha: float) -> tuple[f
     return lower, upper
 
 
+# The normal mixture's precision: any rho > 0 gives a valid sequence; this one makes the boundary
+# tightest near n = 100 observations of a 1/2-sub-Gaussian variable at alpha ~ 0.01.
+_RHO = 0.25 * 100 / (2 * math.log(100) + math.log(1 + 2 * math.log(100)))
+
+
+def mean_sequence(total: float, n: int, bound: float, alpha: float) -> tuple[float, float]:
+    """Always-valid (1 - alpha) interval for the mean of values in ``[0, bound]`` after ``n`` of
+    them summing to ``total`` (the two-sided normal mixture; see the module docstring)."""
+    if n <= 0:
+        return 0.0, bound
+    v = n / 4 + _RHO  # (1/2)^2 per observation, in units of `bound`
+    radius = math.sqrt(2 * v * math.log(math.sqrt(v / _RHO) / alpha)) / n
+    center = total / bound / n
+    return max(0.0, center - radius) * bound, min(1.0, center + radius) * bound
+
+
+def quality_interval(
+    config: QualityConfig, challenger: ArmStats, control: ArmStats, share: float
+) -> Interval:
+    """How much worse the challenger's quality is than the control's, with its interval: the
+    accuracy decrease, or the mean-absolute-error increase (positive = the challenger is worse)."""
+    estimate = None
+    if config.metric == "accuracy":
+        c_lo, c_hi = rate_sequence(round(challenger.quality_sum), challenger.labeled, share)
+        b_lo, b_hi = rate_sequence(round(control.quality_sum), control.labeled, share)
+        if challenger.labeled and control.labeled:
+            estimate = control.quality_sum / control.labeled - challenger.quality_sum / challenger.labeled
+        lower, upper, name = b_lo - c_hi, b_hi - c_lo, "quality_accuracy_decrease"
+    else:
+        bound = config.max_error or 1.0
+        c_lo, c_hi = mean_sequence(challenger.quality_sum, challenger.labeled, bound, share)
+        b_lo, b_hi = mean_sequence(control.quality_sum, control.labeled, bound, share)
+        if challenger.labeled and control.labeled:
+            estimate = challenger.quality_sum / challenger.labeled - control.quality_sum / control.labeled
+        lower, upper, name = c_lo - b_hi, c_hi - b_lo, "quality_mae_increase"
+    return Interval(name, estimate, lower, upper, config.tolerance, lower > config.tolerance)
+
+
 def evaluate(config: GuardConfig, challenger: ArmStats, control: ArmStats) -> Decision:
     """The guard's verdict on the counts so far: BREACH (with the first reason) or CONTINUE.
 
     Safe to call after every request: the chance that an equal challenger is ever breached, over
     the whole stream, is at most ``config.alpha``.
     """
-    sequences = 2 * (int(config.error_rate) + 2 * int(config.latency))
+    sequences = 2 * (int(config.error_rate) + 2 * int(config.latency) + int(config.quality is not None))
     if sequences == 0:
         return Decision(CONTINUE, None, ())
     share = config.alpha / sequences
@@ -372,6 +561,8 @@ def evaluate(config: GuardConfig, challenger: ArmStats, control: ArmStats) -> De
             lower = c_lo / b_hi if b_hi > 0 and not math.isinf(b_hi) else 0.0
             upper = c_hi / b_lo if b_lo > 0 else math.inf
             intervals.append(Interval(name, estimate, lower, upper, allowed, lower > allowed))
+    if config.quality is not None:
+        intervals.append(quality_interval(config.quality, challenger, control, share))
     breached = [i for i in intervals if i.breached]
     if not breached:
         return Decision(CONTINUE, None, tuple(intervals))
@@ -386,6 +577,18 @@ def _reason(interval: Interval, alpha: float) -> str:
             f"{interval.lower:.2%} ({confidence} always-valid interval "
             f"[{interval.lower:.2%}, {interval.upper:.2%}]; allowed increase "
             f"{interval.threshold:.2%})."
+        )
+    if interval.name == "quality_accuracy_decrease":
+        return (
+            f"Quality: the challenger's accuracy is below the control's by at least "
+            f"{interval.lower:.2%} ({confidence} always-valid interval "
+            f"[{interval.lower:.2%}, {interval.upper:.2%}]; allowed decrease {interval.threshold:.2%})."
+        )
+    if interval.name == "quality_mae_increase":
+        return (
+            f"Quality: the challenger's mean absolute error exceeds the control's by at least "
+            f"{interval.lower:.4g} ({confidence} always-valid interval "
+            f"[{interval.lower:.4g}, {interval.upper:.4g}]; allowed increase {interval.threshold:g})."
         )
     quantile = "p50" if "p50" in interval.name else "p99"
     upper = "inf" if math.isinf(interval.upper) else f"{interval.upper:.2f}"

@@ -120,6 +120,7 @@ def test_validation_and_a_failing_challenger_is_rolled_back_before_25_percent(
         {"to": "challenger", "step_duration_s": "60"},
         {"to": "challenger", "guard": {"alpha": 2}},
         {"to": "challenger", "guard": {"latency": {"p50_ratio": "x"}}},
+        {"to": "challenger", "guard": {"quality": {"labels_path": "/tmp/labels"}}},  # no inference table
         {"to": "challenger", "extra": 1},
         ["challenger"],
     ):

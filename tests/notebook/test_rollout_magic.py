@@ -27,7 +27,26 @@ def test_rollout_options_are_read_into_the_request() -> None:
         "guard": {"alpha": 0.01, "latency": {"p50_ratio": 2.0}, "error_rate": {"enabled": False}},
     }
     assert parse_rollout_options([]) == {}
-    for bad in (["steps=a,b"], ["step"], ["colour=red"], ["latency=maybe"]):
+    quality = [
+        "labels=main.default.labels",
+        "metric=mae",
+        "max_mae_increase=0.5",
+        "max_error=10",
+        "min_labels=50",
+    ]
+    assert parse_rollout_options(quality)["guard"] == {
+        "quality": {
+            "labels_table": "main.default.labels",
+            "metric": "mae",
+            "max_increase": 0.5,
+            "max_error": 10.0,
+            "min_labels": 50,
+        }
+    }
+    assert parse_rollout_options(["labels=/data/labels"])["guard"] == {
+        "quality": {"labels_path": "/data/labels"}
+    }
+    for bad in (["steps=a,b"], ["step"], ["colour=red"], ["latency=maybe"], ["min_labels=x"], ["labels="]):
         with pytest.raises(UsageError):
             parse_rollout_options(bad)
     assert rollout_summary("ep", None) == "ep: no rollout"
