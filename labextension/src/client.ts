@@ -6,6 +6,13 @@
  * needed to test how URLs, bodies and errors are handled.
  */
 
+import type {
+  LiveVerdict,
+  RolloutRequest,
+  RolloutState,
+  ShadowComparison,
+  ShadowConfig
+} from './delivery';
 import { parseErrorBody } from './errors';
 import type { History, InferenceTableView, ServingEvent } from './history';
 import type { OpenApiDoc } from './playground';
@@ -94,6 +101,52 @@ export class ServingClient {
     const choice = control ? `&control=${encodeURIComponent(control)}` : '';
     const path = `${observePath(name)}/inference-table?limit=${limit}${choice}`;
     return this.json<InferenceTableView>(path, { method: 'GET' });
+  }
+
+  /** The endpoint's rollout (running or ended), or null when it never had one. */
+  async rollout(name: string): Promise<RolloutState | null> {
+    try {
+      return await this.json<RolloutState>(`${observePath(name)}/rollout`, { method: 'GET' });
+    } catch (err) {
+      if ((err as { status?: number })?.status === 404) {
+        return null;
+      }
+      throw err;
+    }
+  }
+
+  startRollout(name: string, request: RolloutRequest): Promise<RolloutState> {
+    return this.json<RolloutState>(`${observePath(name)}/rollout`, {
+      method: 'PUT',
+      body: JSON.stringify(request)
+    });
+  }
+
+  /** Pause, resume or cancel the running rollout. */
+  rolloutAction(name: string, action: 'pause' | 'resume' | 'cancel'): Promise<RolloutState> {
+    return this.json<RolloutState>(`${observePath(name)}/rollout/${action}`, { method: 'POST' });
+  }
+
+  /** The shadow config, the mirror's counters and live vs shadow on the same requests. */
+  shadowComparison(name: string): Promise<ShadowComparison> {
+    return this.json<ShadowComparison>(`${observePath(name)}/shadow/comparison`, { method: 'GET' });
+  }
+
+  putShadow(name: string, config: ShadowConfig): Promise<ShadowConfig> {
+    return this.json<ShadowConfig>(`${observePath(name)}/shadow`, {
+      method: 'PUT',
+      body: JSON.stringify(config)
+    });
+  }
+
+  async deleteShadow(name: string): Promise<void> {
+    await this.json<unknown>(`${observePath(name)}/shadow`, { method: 'DELETE' });
+  }
+
+  /** The live A/B verdict (the rollout guard's always-valid method), against `control`. */
+  verdict(name: string, control?: string): Promise<LiveVerdict> {
+    const choice = control ? `?control=${encodeURIComponent(control)}` : '';
+    return this.json<LiveVerdict>(`${observePath(name)}/verdict${choice}`, { method: 'GET' });
   }
 
   /** The endpoint's OpenAPI document (one path per served entity, from the model signatures). */

@@ -1,6 +1,7 @@
 /**
- * One endpoint's page: live charts of its history (overview), events, logs per served entity, the
- * inference table with the A/B verdict, and the query playground, as tabs.
+ * One endpoint's page: live charts of its history and the live A/B verdict (overview), the rollout
+ * timeline, the shadow view, events, logs per served entity, the inference table with the A/B
+ * comparison, and the query playground, as tabs.
  */
 
 import * as React from 'react';
@@ -26,15 +27,18 @@ import {
 import { queryTargets } from '../playground';
 import type { Endpoint, ServedEntity } from '../types';
 import { BadgeView, Button, ErrorBanner } from './common';
+import { LiveVerdictView, RolloutView, ShadowView } from './Delivery';
 import { Playground } from './Playground';
 import { TimeChart } from './TimeChart';
 import { TrafficBar } from './TrafficBar';
 import { usePoll } from './usePoll';
 
-export const TABS = ['overview', 'events', 'logs', 'table', 'query'] as const;
+export const TABS = ['overview', 'rollout', 'shadow', 'events', 'logs', 'table', 'query'] as const;
 export type Tab = (typeof TABS)[number];
 const TAB_LABELS: Record<Tab, string> = {
   overview: 'Overview',
+  rollout: 'Rollout',
+  shadow: 'Shadow',
   events: 'Events',
   logs: 'Logs',
   table: 'Inference table',
@@ -202,7 +206,32 @@ export function EndpointDetail(props: EndpointDetailProps): JSX.Element {
         ))}
       </div>
       <div className="jp-serving-tab-body" role="tabpanel" data-tab={props.tab}>
-        {props.tab === 'overview' && <Overview endpoint={endpoint} history={history} />}
+        {props.tab === 'overview' && (
+          <>
+            <LiveVerdictView
+              client={client}
+              name={props.name}
+              isVisible={props.services.isVisible}
+            />
+            <Overview endpoint={endpoint} history={history} />
+          </>
+        )}
+        {props.tab === 'rollout' && (
+          <RolloutView
+            client={client}
+            name={props.name}
+            endpoint={endpoint}
+            isVisible={props.services.isVisible}
+          />
+        )}
+        {props.tab === 'shadow' && (
+          <ShadowView
+            client={client}
+            name={props.name}
+            endpoint={endpoint}
+            isVisible={props.services.isVisible}
+          />
+        )}
         {props.tab === 'events' && <EventsView events={events} />}
         {props.tab === 'logs' && (
           <LogsView
