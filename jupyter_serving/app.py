@@ -1,4 +1,8 @@
-"""The composition root: a Jupyter Server extension app that wires settings, manager and handlers.
+"""The Jupyter Server extension app: settings, handlers and the server's lifecycle hooks.
+
+It wires nothing itself: `compose.compose` builds and connects the parts (backend, data plane,
+manager, observer, progressive delivery, ingress); this app hands them to the handlers through
+tornado's settings and starts and stops them (`Serving.start` / `Serving.stop`) with the server.
 
 The same class serves both hosts: loaded into `jupyter server` / `jupyter lab` through the
 auto-enable config, or launched on its own by `jupyter-serving serve` (a stock Jupyter server
@@ -22,10 +26,9 @@ from traitlets.config import Configurable
 from jupyter_serving.api.auth import AUTHORITY_KEY, Authority
 from jupyter_serving.api.handlers import INGRESS_KEY, MANAGER_KEY, OBSERVER_KEY, default_handlers
 from jupyter_serving.api.rollout_handlers import PROGRESSIVE_KEY
-from jupyter_serving.backends.base import build_backend
+from jupyter_serving.compose import Serving, compose
 from jupyter_serving.control.manager import EndpointManager
 from jupyter_serving.control.progressive import ProgressiveDelivery
-from jupyter_serving.control.registry import ModelRegistry
 from jupyter_serving.dataplane.ingress import Ingress
 from jupyter_serving.heap import HeapFreezer, freeze_startup_heap
 from jupyter_serving.monitoring.observer import Observer
@@ -45,28 +48,21 @@ class ServingApp(ExtensionApp):
         "embedded server on port 0 and learn its address).",
     )
 
+    serving: Serving
     manager: EndpointManager
     observer: Observer
     progressive: ProgressiveDelivery
+    ingress: Ingress
     freezer: HeapFreezer | None = None
 
     def initialize_settings(self) -> None:
         settings = self.serving_settings = ServingSettings(parent=self)
-        backend = build_backend(settings)
-        self.manager = EndpointManager(settings, backend=backend, registry=ModelRegistry())
+        serving = self.serving = compose(settings)
+        self.manager, self.observer = serving.manager, serving.observer
+        self.progressive, self.ingress = serving.progressive, serving.ingress
         self.settings[MANAGER_KEY] = self.manager
-        self.observer = Observer(
-            self.manager,
-            settings.state_path / "events",
-            settings.history_interval_s,
-            settings.history_retention_s,
-            settings.history_events,
-        )
         self.settings[OBSERVER_KEY] = self.observer
-        observer = self.observer
-        self.progressive = ProgressiveDelivery(self.manager, lambda: observer.events)
         self.settings[PROGRESSIVE_KEY] = self.progressive
-        self.ingress = Ingress(self.manager)
         self.settings[INGRESS_KEY] = self.ingress
         self.authority = Authority(self.serving_settings.state_path, self.serving_settings.owner_name)
         self.settings[AUTHORITY_KEY] = self.authority
@@ -90,9 +86,7 @@ class ServingApp(ExtensionApp):
             self.log.critical("jupyter-serving could not start: %s", exc)
             logging.shutdown()
             os._exit(1)  # nothing of ours is running yet; workers follow their lifeline
-        self.observer.start()
-        self.progressive.start()  # resumes rollouts that were running when the server stopped
-        self.ingress.start()
+        await self.serving.start()  # the manager has started (its start is once); then the rest, in order
         if self.serving_settings.freeze_heap:  # see heap.py: no full-collection stalls under load
             freeze_startup_heap(self.log)
             self.freezer = HeapFreezer(asyncio.get_running_loop(), self.log)
@@ -106,10 +100,7 @@ class ServingApp(ExtensionApp):
     async def stop_extension(self) -> None:
         if self.freezer is not None:
             self.freezer.uninstall()
-        await self.observer.stop()
-        await self.progressive.stop()  # before the manager: its stored state is what resumes
-        self.ingress.stop()
-        await self.manager.stop()
+        await self.serving.stop()  # progressive delivery before the manager: its stored state resumes
         self.authority.close()
 
     def current_activity(self) -> list[str] | None:

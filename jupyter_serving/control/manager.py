@@ -2,7 +2,9 @@
 
 It turns requests into desired state (the store) and starts rollouts (control/rollout.py) to make
 that state real on the execution backend; it never touches a process or a socket itself. The
-data plane (dataplane/invoke.py) answers invocations from the routing tables rollouts install.
+data plane (dataplane/invoke.py) answers invocations from the routing tables rollouts install in
+each endpoint's lane. The manager builds none of its collaborators: the composition root
+(jupyter_serving/compose.py) builds the backend, registry, capture and data plane and hands them in.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from jupyter_serving.backends.base import Deployment, ExecutionBackend, build_backend
+from jupyter_serving.backends.base import Deployment, ExecutionBackend
 from jupyter_serving.capture import InferenceCapture, payload_table_path
 from jupyter_serving.control import rollout
 from jupyter_serving.control.endpoint import Endpoint
@@ -49,23 +51,26 @@ def now_ms() -> int:
 
 
 class EndpointManager:
-    """Owns every endpoint of one server: the store, the registry, the backend, capture."""
+    """Owns every endpoint of one server and the store; starts and stops the backend, registry and
+    capture it is given, and opens each endpoint's lane in the data plane it is given."""
 
     def __init__(
         self,
         settings: ServingSettings,
-        backend: ExecutionBackend | None = None,
-        registry: ModelRegistry | None = None,
-        capture: InferenceCapture | None = None,
+        *,
+        backend: ExecutionBackend,
+        registry: ModelRegistry,
+        capture: InferenceCapture,
+        dataplane: DataPlane,
     ) -> None:
         self.settings = settings
         self.state_dir = settings.state_path
         self.endpoints: dict[str, Endpoint] = {}
-        self.registry = registry or ModelRegistry()
-        self.backend = backend or build_backend(settings)
+        self.registry = registry
+        self.backend = backend
         self.store: EndpointStore | None = None
-        self.capture: InferenceCapture | None = capture
-        self.dataplane = DataPlane(self.get, lambda: self.capture, settings.request_timeout_s)
+        self.capture = capture
+        self.dataplane = dataplane
         self.rollouts = rollout.RolloutContext(
             backend=self.backend,
             registry=self.registry,
@@ -74,7 +79,6 @@ class EndpointManager:
             ensure_table=self._ensure_table,
             save=self._save,
             retire=self._retire,
-            drain_timeout_s=settings.request_timeout_s,
             secrets=SecretStore(settings.state_path),
         )
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -83,6 +87,13 @@ class EndpointManager:
         self._lock: Any = None
 
     # ----------------------------------------------------------------- lifecycle
+    @property
+    def drain_timeout_s(self) -> float:
+        """How long a deployment taken out of service (retired by an update, or its endpoint deleted)
+        may finish the requests already routed to it: the one drain setting. No request outlives
+        request_timeout_s, so a longer drain would wait for nothing and a shorter one cut answers."""
+        return self.settings.request_timeout_s
+
     @property
     def started(self) -> bool:
         task = self._starting
@@ -105,16 +116,9 @@ class EndpointManager:
         private_dir(self.state_dir / "logs")  # the capture's log; not every backend writes logs here
         await self.backend.start()
         self.registry.warm_up()
-        if self.capture is None:
-            self.capture = InferenceCapture(
-                self.state_dir / "capture-spool",
-                flush_interval_s=self.settings.capture_flush_s,
-                flush_rows=self.settings.capture_flush_rows,
-                log_path=self.state_dir / "logs" / "capture.log",
-            )
         await self.capture.start()  # its service commits rows a killed predecessor left in the spool
         for record in self.store.load_all():
-            endpoint = Endpoint(record)
+            endpoint = Endpoint(record, self.dataplane)
             self.endpoints[record.name] = endpoint
             self._recover(endpoint)
 
@@ -140,8 +144,7 @@ class EndpointManager:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.backend.stop()
-        if self.capture is not None:
-            await self.capture.stop()
+        await self.capture.stop()
         self.registry.close()
         if self.store is not None:
             self.store.close()
@@ -203,7 +206,7 @@ class EndpointManager:
             tags=list(request.tags),
             **request.record_fields(),
         )
-        endpoint = Endpoint(record)
+        endpoint = Endpoint(record, self.dataplane)
         self.endpoints[record.name] = endpoint
         self._begin_update(endpoint, request.config)
         return endpoint
@@ -241,12 +244,13 @@ class EndpointManager:
         del self.endpoints[name]
         assert self.store is not None
         self.store.delete(name)
-        endpoint.routing = None
+        self.dataplane.close_lane(endpoint.lane)  # drops its routing table: new requests get 404
         for task in (endpoint.rollout, endpoint.restoring):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        await asyncio.gather(*(d.stop(drain_timeout_s=10.0) for d in endpoint.deployments()))
+        # Requests already routed to them are answered first (the drain), as when an update retires one.
+        await asyncio.gather(*(d.stop(drain_timeout_s=self.drain_timeout_s) for d in endpoint.deployments()))
 
     def build_logs(self, name: str, served: str) -> str:
         """How the entity's Python environment was chosen, and its build output."""
@@ -262,18 +266,11 @@ class EndpointManager:
 
     # ----------------------------------------------------------------- rollouts
     def _begin_update(self, endpoint: Endpoint, config: EndpointConfig) -> None:
-        record = endpoint.record
-        record.update.begin()
-        record.pending = config
-        record.pending_version = record.config_version + 1
-        record.pending_start_time = now_ms()
-        record.pending_states = {}
-        for entity in config.served_entities:
-            record.entity_created.setdefault(entity.name, record.pending_start_time)
+        version = endpoint.record.begin_update(config, now_ms())
         self._save(endpoint)
         if endpoint.routing is None:
             endpoint.settled.clear()
-        endpoint.rollout = self._spawn(rollout.run(self.rollouts, endpoint, config, record.pending_version))
+        endpoint.rollout = self._spawn(rollout.run(self.rollouts, endpoint, config, version))
 
     def _recover(self, endpoint: Endpoint) -> None:
         """Bring a stored endpoint back after a restart: its active config, then any pending update.
@@ -287,16 +284,17 @@ class EndpointManager:
             endpoint.wake_waiters()  # nothing to bring up: requests get INVALID_STATE, not a wait
         if record.update.in_progress:
             if record.pending is None:  # cannot happen with a store we wrote; never stay IN_PROGRESS
-                record.update.fail("The pending config was lost.")
+                record.fail_update("The pending config was lost.")
                 self._save(endpoint)
                 endpoint.wake_waiters()  # requests still wait for the restore, if one runs
                 return
-            version = record.pending_version or record.config_version + 1
-            endpoint.rollout = self._spawn(rollout.run(self.rollouts, endpoint, record.pending, version))
+            endpoint.rollout = self._spawn(
+                rollout.run(self.rollouts, endpoint, record.pending, record.resumed_version)
+            )
 
     def _retire(self, deployments: builtins.list[Deployment]) -> None:
         for deployment in deployments:
-            self._spawn(deployment.stop(drain_timeout_s=self.settings.request_timeout_s))
+            self._spawn(deployment.stop(drain_timeout_s=self.drain_timeout_s))
 
     def _policy(self, entity: ServedEntity) -> ScalingPolicy:
         low, high = entity.concurrency_range
@@ -322,7 +320,7 @@ class EndpointManager:
 
     async def _ensure_table(self, config: EndpointConfig, form: str = "legacy") -> None:
         path = self.table_path(config.auto_capture_config)
-        if path is not None and self.capture is not None:
+        if path is not None:
             try:
                 await self.capture.ensure_table(path, form)
             except Exception:  # reported as the table's status; serving goes on
@@ -336,7 +334,6 @@ class EndpointManager:
         if path is None:
             table["status"] = "DISABLED"
         else:
-            assert self.capture is not None
             table["status"], table["status_message"] = self.capture.table_status(path)
             table["path"] = str(path)
         return {**capture, "state": {"payload_table": table}}

@@ -43,8 +43,8 @@ class RolloutContext:
     table_path: Callable[[dict[str, Any] | None], Any]
     ensure_table: Callable[[EndpointConfig, str], Any]  # async; (config, inference_table_form)
     save: Callable[[Endpoint], None]
-    retire: Callable[[list[Deployment]], None]  # stop these after they drain, in the background
-    drain_timeout_s: float
+    # Stop these after they drain (EndpointManager.drain_timeout_s), in the background.
+    retire: Callable[[list[Deployment]], None]
     secrets: SecretStore | None = None  # resolves {{secrets/...}} into each DeploymentSpec
 
 
@@ -100,7 +100,8 @@ async def restore(ctx: RolloutContext, endpoint: Endpoint) -> None:
         )
     except DeployFailed as exc:
         log.error("endpoint %s could not be restored: %s", endpoint.name, exc)
-        # Their states stay visible (FAILED / ABORTED); the replicas that did load are stopped.
+        # Their states stay visible (FAILED / ABORTED); the replicas that did load are stopped at
+        # once (no drain): no routing table ever held them, so no request can be in flight on them.
         await asyncio.gather(*(d.stop(drain_timeout_s=0.0) for d in endpoint.active.values()))
     finally:
         endpoint.end_restore()  # requests held meanwhile are served, or wait on for a resumed update
@@ -174,11 +175,7 @@ def _activate(
     )
     endpoint.active, endpoint.pending = new, {}
     endpoint.wake_waiters()
-    record = endpoint.record
-    record.config, record.config_version = config, version
-    record.pending = record.pending_version = record.pending_start_time = None
-    record.pending_states = {}
-    record.update.succeed()
+    endpoint.record.finish_update(config, version)
     ctx.save(endpoint)
     ctx.retire(retired)
 
@@ -188,15 +185,15 @@ async def _end(
 ) -> None:
     record = endpoint.record
     if canceled:
-        record.update.cancel(message)
-        record.pending = record.pending_version = record.pending_start_time = None
+        record.cancel_update(message)
     else:
-        record.update.fail(message)
-        record.pending_states = {
-            name: [s.state, s.message] for name, d in endpoint.pending.items() if (s := d.status())
-        }
+        record.fail_update(
+            message, {name: [s.state, s.message] for name, d in endpoint.pending.items() if (s := d.status())}
+        )
     endpoint.pending = {}
     ctx.save(endpoint)
     endpoint.wake_waiters()
     # Deployment.stop runs to its end even if this task is cancelled again (a delete during a cancel).
-    await asyncio.gather(*(d.stop(drain_timeout_s=5.0) for d in started), return_exceptions=True)
+    # No drain: the deployments this rollout started were never in a routing table (only _activate
+    # installs one), so no request can be in flight on them.
+    await asyncio.gather(*(d.stop(drain_timeout_s=0.0) for d in started), return_exceptions=True)

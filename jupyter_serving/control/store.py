@@ -53,6 +53,48 @@ class EndpointRecord:
     # progressive delivery (control/progressive.py): the rollout's state, guard evidence and timeline
     rollout: dict[str, Any] | None = None
 
+    # ------------------------------------------------------------- config-update transitions
+    # The only writers of `update`, `pending*` and `config` once the record exists: each keeps the
+    # update's state machine and the pending fields in step, so no caller can end an update and
+    # forget its pending config (or the reverse).
+    def begin_update(self, config: EndpointConfig, now_ms: int) -> int:
+        """Make `config` the pending config of a new update (IN_PROGRESS); returns its version."""
+        self.update.begin()
+        self.pending = config
+        self.pending_version = self.config_version + 1
+        self.pending_start_time = now_ms
+        self.pending_states = {}
+        for entity in config.served_entities:
+            self.entity_created.setdefault(entity.name, now_ms)
+        return self.pending_version
+
+    @property
+    def resumed_version(self) -> int:
+        """The version an update in progress when the server stopped resumes as."""
+        return self.pending_version or self.config_version + 1
+
+    def finish_update(self, config: EndpointConfig, version: int) -> None:
+        """The update's config serves: it becomes the active config and nothing is pending."""
+        self.update.succeed()
+        self.config, self.config_version = config, version
+        self._drop_pending()
+        self.pending_states = {}
+
+    def cancel_update(self, message: str) -> None:
+        """The update was canceled: the pending config is forgotten (the active one serves on)."""
+        self.update.cancel(message)
+        self._drop_pending()
+
+    def fail_update(self, message: str, pending_states: dict[str, list[str]] | None = None) -> None:
+        """The update failed: its pending config stays visible (as Databricks shows it) with each
+        entity's final [state, message] when known, so clients see why."""
+        self.update.fail(message)
+        if pending_states is not None:
+            self.pending_states = pending_states
+
+    def _drop_pending(self) -> None:
+        self.pending = self.pending_version = self.pending_start_time = None
+
     def to_doc(self) -> dict[str, Any]:
         doc = {k: v for k, v in vars(self).items() if k not in ("config", "pending", "update")}
         doc["config"] = self.config.to_json() if self.config else None

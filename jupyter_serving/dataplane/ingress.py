@@ -1,10 +1,11 @@
-"""The data plane's ingress: what stands between a query arriving and the manager scoring it.
+"""The data plane's ingress: what stands between a query arriving and the data plane scoring it.
 
 It applies the endpoint's AI Gateway policy (content type, rate limits, usage rows) and then calls
-`EndpointManager.invoke`. Both hosts of the data plane call `Ingress.invoke`: the Jupyter handler
-stack (`/serving-endpoints/.../invocations`) and the route-optimized listener. It wraps the manager
-rather than living inside it, so execution (the manager's, or a later backend's) and policy change
-independently. It also owns the data-plane token signer and the listener.
+`DataPlane.invoke`. Both hosts of the data plane call `Ingress.invoke`: the Jupyter handler
+stack (`/serving-endpoints/.../invocations`) and the route-optimized listener. It wraps the data
+plane rather than living inside it, so execution and policy change independently; the composition
+root (compose.py) hands it the data plane and the manager (whose records hold each policy). It
+also owns the data-plane token signer and the listener.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from jupyter_serving.identity.tokens import TokenSigner
 
 if TYPE_CHECKING:
     from jupyter_serving.control.manager import EndpointManager
-    from jupyter_serving.dataplane.invoke import Invocation
+    from jupyter_serving.dataplane.invoke import DataPlane, Invocation
     from jupyter_serving.dataplane.listener import DataPlaneListener
 
 log = logging.getLogger("jupyter_serving")
@@ -82,8 +83,9 @@ def scoring_content_type(header: str | None) -> str:
 
 
 class Ingress:
-    def __init__(self, manager: EndpointManager) -> None:
-        self.manager = manager
+    def __init__(self, manager: EndpointManager, dataplane: DataPlane) -> None:
+        self.manager = manager  # the endpoints' records: their AI Gateway config
+        self.dataplane = dataplane
         self.settings = manager.settings
         self.limiter = RateLimiter(window_s=self.settings.rate_limit_window_s)
         self.signer = TokenSigner()
@@ -130,7 +132,7 @@ class Ingress:
         started, arrived_ms = time.perf_counter(), int(time.time() * 1000)
         try:
             scoring_type = self._admit(name, gateway, content_type, principal)
-            result = await self.manager.dataplane.invoke(
+            result = await self.dataplane.invoke(
                 name, served, scoring_type, body, routing_key, request_id, principal
             )
         except ServingError as exc:
@@ -195,7 +197,7 @@ class Ingress:
 
         try:
             scoring_type = self._admit(name, gateway, content_type, principal)
-            result = await self.manager.dataplane.open_stream(
+            result = await self.dataplane.open_stream(
                 name, served, scoring_type, body, routing_key, request_id, principal
             )
         except ServingError as exc:

@@ -1,6 +1,8 @@
 """The invocation path: route -> deployment.invoke -> account (metrics, inference-table row) -> reply.
 
 Backend-neutral: it sees an endpoint's immutable routing table and the `Deployment` interface only.
+The data plane keeps its per-endpoint state in lanes (dataplane/lane.py) keyed by endpoint name;
+the control plane opens and closes them with the endpoints it manages (control/endpoint.py).
 A request keeps the table it started with; if an update retires the deployment it chose before a
 replica took it, it is routed once more on the table that replaced it.
 """
@@ -12,10 +14,10 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jupyter_serving.backends.base import (
     Deployment,
@@ -33,18 +35,15 @@ from jupyter_serving.capture import (
     SpoolWriteError,
     request_metadata,
 )
+from jupyter_serving.dataplane.lane import EndpointLane
 from jupyter_serving.dataplane.router import RoutingTable
+from jupyter_serving.dataplane.shadow import ShadowConfig
 from jupyter_serving.errors import (
-    InvalidState,
     ResourceDoesNotExist,
     ServingError,
     TemporarilyUnavailable,
 )
-from jupyter_serving.model.states import ABORTED, FAILED
 from jupyter_serving.monitoring.metrics import model_error
-
-if TYPE_CHECKING:
-    from jupyter_serving.control.endpoint import Endpoint
 
 log = logging.getLogger("jupyter_serving")
 
@@ -63,21 +62,43 @@ class Invocation:
 
 
 class DataPlane:
-    """Answers invocations for the endpoints a lookup function finds."""
+    """Answers invocations for the endpoints that have a lane here (see `open_lane`)."""
 
-    def __init__(
-        self,
-        endpoint: Callable[[str], Endpoint],
-        capture: Callable[[], InferenceCapture | None],
-        request_timeout_s: float,
-    ) -> None:
-        self._endpoint = endpoint
+    def __init__(self, capture: Callable[[], InferenceCapture | None], request_timeout_s: float) -> None:
+        self.lanes: dict[str, EndpointLane] = {}
         self._capture = capture
         self.request_timeout_s = request_timeout_s
         # Row encoders per (table, endpoint, served entity, model, version): see capture.row.RowEncoder.
         self._row_encoders: dict[tuple[Any, ...], RowEncoder] = {}
         self._gateway_encoders: dict[tuple[Any, ...], GatewayRowEncoder] = {}
 
+    # ----------------------------------------------------------------- lanes
+    def open_lane(
+        self,
+        name: str,
+        deployments: Callable[[], Iterable[Deployment]],
+        unroutable: Callable[[], ServingError],
+        shadow: ShadowConfig | None = None,
+    ) -> EndpointLane:
+        """A lane for the endpoint `name` (replacing a deleted endpoint's of the same name)."""
+        lane = self.lanes[name] = EndpointLane(name, deployments, unroutable, shadow)
+        return lane
+
+    def close_lane(self, lane: EndpointLane) -> None:
+        """The endpoint is gone: new requests get RESOURCE_DOES_NOT_EXIST, held ones stop holding,
+        the mirror stops. A lane already replaced by a new endpoint of the same name stays."""
+        if self.lanes.get(lane.name) is lane:
+            del self.lanes[lane.name]
+        lane.routing = None
+        lane.mirror(None)
+
+    def _lane(self, name: str) -> EndpointLane:
+        lane = self.lanes.get(name)
+        if lane is None:
+            raise ResourceDoesNotExist(f"Endpoint with name '{name}' does not exist.")
+        return lane
+
+    # ----------------------------------------------------------------- invocation
     async def invoke(
         self,
         name: str,
@@ -89,29 +110,29 @@ class DataPlane:
         requester: str | None = None,
     ) -> Invocation:
         """`requester` (the caller's principal) is logged in an AI Gateway inference table."""
-        endpoint = self._endpoint(name)
+        lane = self._lane(name)
         timeout = self.request_timeout_s
         arrived_ms, started = now_ms(), time.perf_counter()
-        table = endpoint.routing or await _wait_routable(endpoint, timeout)
+        table = lane.routing or await _wait_routable(lane, timeout)
         deployment = _choose(table, name, served, routing_key)
         request = ScoringRequest(content_type, body)
         try:
             try:
                 reply = await deployment.invoke(request, timeout)
             except Retired:  # an update swapped routing after this request chose its entity
-                table = endpoint.routing or table
+                table = lane.routing or table
                 deployment = _choose(table, name, served, routing_key, retired=True)
                 reply = await deployment.invoke(request, timeout - (time.perf_counter() - started))
         except ServingError as exc:
             await self._account(
-                endpoint, table, deployment, request_id, arrived_ms, started, body, exc, requester=requester
+                lane, table, deployment, request_id, arrived_ms, started, body, exc, requester=requester
             )
             raise
         await self._account(
-            endpoint, table, deployment, request_id, arrived_ms, started, body, reply, requester=requester
+            lane, table, deployment, request_id, arrived_ms, started, body, reply, requester=requester
         )
-        if endpoint.shadow is not None:  # mirrored after the live row, never awaited (dataplane/shadow.py)
-            endpoint.shadow.offer(self, deployment.name, request, request_id, body)
+        if lane.shadow is not None:  # mirrored after the live row, never awaited (dataplane/shadow.py)
+            lane.shadow.offer(self, deployment.name, request, request_id, body)
         return Invocation(
             reply.status, reply.body, deployment.name, reply.execution_ms, reply.client_request_id
         )
@@ -129,28 +150,26 @@ class DataPlane:
         """Start a streaming request. It is refused as a whole (an `Invocation` with the error, or a
         raised ServingError) until the model yields its first chunk; from then on it is a
         `LiveStream` whose errors arrive as an SSE error event."""
-        endpoint = self._endpoint(name)
+        lane = self._lane(name)
         timeout = self.request_timeout_s
         arrived_ms, started = now_ms(), time.perf_counter()
-        table = endpoint.routing or await _wait_routable(endpoint, timeout)
+        table = lane.routing or await _wait_routable(lane, timeout)
         deployment = _choose(table, name, served, routing_key)
         request = ScoringRequest(content_type, body)
         try:
             try:
                 stream = await deployment.invoke_stream(request, timeout)
             except Retired:
-                table = endpoint.routing or table
+                table = lane.routing or table
                 deployment = _choose(table, name, served, routing_key, retired=True)
                 stream = await deployment.invoke_stream(request, timeout - (time.perf_counter() - started))
             first = await stream.next(timeout)
         except ServingError as exc:
             await self._account(
-                endpoint, table, deployment, request_id, arrived_ms, started, body, exc, requester=requester
+                lane, table, deployment, request_id, arrived_ms, started, body, exc, requester=requester
             )
             raise
-        live = LiveStream(
-            self, endpoint, table, deployment, stream, first, request_id, arrived_ms, started, body
-        )
+        live = LiveStream(self, lane, table, deployment, stream, first, request_id, arrived_ms, started, body)
         live.requester = requester
         if isinstance(first, StreamEnd) and first.status != 200:  # refused before any chunk: a plain answer
             await live.finish(first)
@@ -161,7 +180,7 @@ class DataPlane:
 
     async def _account(
         self,
-        endpoint: Endpoint,
+        lane: EndpointLane,
         table: RoutingTable,
         deployment: Deployment,
         request_id: str,
@@ -189,7 +208,7 @@ class DataPlane:
                 logged = _with_trace(logged, outcome.trace)
             status, response, batch = outcome.status, logged, outcome.batch
             execution_ms, client_request_id = outcome.execution_ms, outcome.client_request_id
-        endpoint.metrics.observe(deployment.name, status, elapsed, batch, model_error(status, response))
+        lane.metrics.observe(deployment.name, status, elapsed, batch, model_error(status, response))
         if table.capture_path is None:
             return
         request = body.decode("utf-8", "replace")
@@ -202,7 +221,7 @@ class DataPlane:
                 requester,
             )  # fmt: skip
         else:
-            encoder = self._encoder(table.capture_path, endpoint.name, deployment)
+            encoder = self._encoder(table.capture_path, lane.name, deployment)
             payload = encoder.encode(
                 request_id, client_request_id, arrived_ms, status, round(execution_ms), request, response,
                 first_chunk_ms,
@@ -248,7 +267,7 @@ class LiveStream:
     def __init__(
         self,
         dataplane: DataPlane,
-        endpoint: Endpoint,
+        lane: EndpointLane,
         table: RoutingTable,
         deployment: Deployment,
         stream: ScoringStream,
@@ -259,7 +278,7 @@ class LiveStream:
         body: bytes,
     ) -> None:
         self.dataplane = dataplane
-        self.endpoint = endpoint
+        self.lane = lane
         self.table = table
         self.deployment = deployment
         self.served_entity = deployment.name
@@ -301,7 +320,7 @@ class LiveStream:
         self.end = end
         reply = ScoringReply(end.status, end.body, end.execution_ms, end.client_request_id, trace=end.trace)
         await self.dataplane._account(
-            self.endpoint, self.table, self.deployment, self.request_id, self.arrived_ms, self.started,
+            self.lane, self.table, self.deployment, self.request_id, self.arrived_ms, self.started,
             self.body, reply, logged_response=_logged_response(end), requester=self.requester,
             first_chunk_ms=end.first_chunk_ms,
         )  # fmt: skip
@@ -353,22 +372,15 @@ def _choose(
     return deployment
 
 
-async def _wait_routable(endpoint: Endpoint, timeout: float) -> RoutingTable:
+async def _wait_routable(lane: EndpointLane, timeout: float) -> RoutingTable:
     """Hold a request while the endpoint's first config deploys, or while a restarted server brings
     its config back, instead of failing it (see `Endpoint.wake_waiters`)."""
-    if not endpoint.settled.is_set():
+    if not lane.settled.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(endpoint.settled.wait(), timeout)
-    if endpoint.routing is not None:
-        return endpoint.routing
-    if endpoint.deploying:  # the wait timed out: a config is still coming up
-        raise TemporarilyUnavailable(
-            f"Endpoint '{endpoint.name}' is still deploying; retry shortly.", headers={"Retry-After": "1"}
-        )
-    failed = [d.status() for d in endpoint.active.values()]
-    reasons = [s.message for s in failed if s.state in (FAILED, ABORTED) and s.message]
-    reason = reasons[0] if reasons else endpoint.record.update.message
-    raise InvalidState(f"Endpoint '{endpoint.name}' is not ready: {reason or 'it has no deployed config.'}")
+            await asyncio.wait_for(lane.settled.wait(), timeout)
+    if lane.routing is not None:
+        return lane.routing
+    raise lane.unroutable()  # still deploying (503), or why it cannot serve (400)
 
 
 def _client_request_id(body: bytes) -> str | None:

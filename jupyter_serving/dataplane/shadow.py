@@ -39,8 +39,8 @@ from jupyter_serving.capture.row import SHADOW_KEY
 from jupyter_serving.errors import InvalidParameterValue, ServingError
 
 if TYPE_CHECKING:
-    from jupyter_serving.control.endpoint import Endpoint
     from jupyter_serving.dataplane.invoke import DataPlane
+    from jupyter_serving.dataplane.lane import EndpointLane
     from jupyter_serving.model.config import EndpointConfig
 
 log = logging.getLogger("jupyter_serving")
@@ -112,8 +112,8 @@ class Mirror:
     endpoint that stops mirroring, or is deleted, leaves nothing running behind it.
     """
 
-    def __init__(self, endpoint: Endpoint, config: ShadowConfig) -> None:
-        self.endpoint = endpoint
+    def __init__(self, lane: EndpointLane, config: ShadowConfig) -> None:
+        self.lane = lane
         self.config = config
         self._jobs: deque[_Job] = deque()
         self._draining = 0
@@ -128,7 +128,7 @@ class Mirror:
         shadow = self.config.served_entity_name
         if live == shadow or not mirrored(request_id, self.config.percentage):
             return
-        metrics = self.endpoint.metrics
+        metrics = self.lane.metrics
         if len(self._jobs) >= QUEUE_SIZE or self.stopped:
             metrics.shadow_dropped.labels(shadow, "queue_full").inc()
             return
@@ -145,7 +145,7 @@ class Mirror:
         self.stopped = True
         dropped, self._jobs = len(self._jobs), deque()
         if dropped:
-            dropped_counter = self.endpoint.metrics.shadow_dropped
+            dropped_counter = self.lane.metrics.shadow_dropped
             dropped_counter.labels(self.config.served_entity_name, "stopped").inc(dropped)
 
     @property
@@ -161,14 +161,14 @@ class Mirror:
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # best effort: a shadow must never take the data plane down
-                    log.exception("shadow call for endpoint %s failed", self.endpoint.name)
+                    log.exception("shadow call for endpoint %s failed", self.lane.name)
         finally:
             self._draining -= 1
 
     async def _call(self, dataplane: DataPlane, job: _Job) -> None:
         shadow = self.config.served_entity_name
-        metrics = self.endpoint.metrics
-        table = self.endpoint.routing
+        metrics = self.lane.metrics
+        table = self.lane.routing
         deployment = table.deployments.get(shadow) if table is not None else None
         if table is None or deployment is None:
             metrics.shadow_dropped.labels(shadow, "not_deployed").inc()
@@ -200,14 +200,14 @@ class Mirror:
             await capture.record_json(payload)
         except SpoolWriteError as exc:
             metrics.shadow_dropped.labels(shadow, "row_not_stored").inc()
-            log.warning("shadow row for endpoint %s not stored: %s", self.endpoint.name, exc)
+            log.warning("shadow row for endpoint %s not stored: %s", self.lane.name, exc)
 
     def _encoder(self, path: Path, deployment: Deployment) -> RowEncoder:
         entity = deployment.entity
         key = (path, entity.name, entity.entity_name, entity.entity_version)
         if (encoder := self._encoders.get(key)) is None:
             metadata = request_metadata(
-                self.endpoint.name, entity.entity_name, entity.entity_version or "", entity.name
+                self.lane.name, entity.entity_name, entity.entity_version or "", entity.name
             )
             encoder = self._encoders[key] = RowEncoder(path, {**metadata, SHADOW_KEY: "true"})
         return encoder

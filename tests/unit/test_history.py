@@ -12,6 +12,7 @@ from prometheus_client import Histogram
 from jupyter_serving.backends.base import DeploymentStatus, ProcessUsage
 from jupyter_serving.control.endpoint import Endpoint
 from jupyter_serving.control.store import EndpointRecord
+from jupyter_serving.dataplane.invoke import DataPlane
 from jupyter_serving.model.config import parse_config
 from jupyter_serving.model.states import READY
 from jupyter_serving.monitoring.events import EntitySnapshot, EventLog, Snapshot, diff
@@ -284,7 +285,7 @@ def _endpoint() -> Endpoint:
         config=parse_config({"served_entities": [{"name": "a", "entity_name": "m", "entity_version": "1"}]}),
         config_version=1,
     )
-    endpoint = Endpoint(record)
+    endpoint = Endpoint(record, DataPlane(lambda: None, 1.0))  # its lane: the metrics the observer reads
     endpoint.active = {"a": _Deployment("a", 1)}  # type: ignore[dict-item]
     return endpoint
 

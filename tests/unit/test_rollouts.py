@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from inprocess_backend import Gate, HeldCapture, InProcessBackend, KnownModels
 
+from jupyter_serving.compose import compose
 from jupyter_serving.control.manager import EndpointManager
 from jupyter_serving.errors import InvalidState, ResourceConflict
 from jupyter_serving.identity.secrets import SecretStore
@@ -54,7 +55,8 @@ class Harness:
 
     def _manager(self) -> EndpointManager:
         settings = ServingSettings(state_dir=str(self.state_dir))
-        return EndpointManager(settings, backend=self.backend, registry=self.registry, capture=self.capture)
+        serving = compose(settings, backend=self.backend, registry=self.registry, capture=self.capture)
+        return serving.manager
 
     async def restart(self, backend: InProcessBackend) -> None:
         await self.manager.stop()
