@@ -230,6 +230,33 @@ def requests_and_failures_are_logged_with_databricks_columns(server: ServingServ
     assert str(good_row["date"]) == time.strftime("%Y-%m-%d", time.gmtime(good_row["timestamp_ms"] / 1000))
 
 
+def a_failed_requests_id_leads_to_its_log_lines(server: ServingServer, model_lines: bool = True) -> None:
+    """The id a failed request was answered with (x-request-id), which its inference-table row holds
+    as databricks_request_id, names the replica's log lines for it: the one-line failure and (where
+    `model_lines`: a local worker) what the model itself logged while scoring it."""
+    server.create_ready("log-rid", {"served_entities": [entity("boom", 1)], "auto_capture_config": CAPTURE})
+    path = server.get("log-rid")["config"]["auto_capture_config"]["state"]["payload_table"]["path"]
+    ok = server.invoke("log-rid", {"dataframe_records": [{"x": 1.0}]})
+    failed = server.invoke("log-rid", {"dataframe_records": [{"x": -1.0}], "client_request_id": "neg-1"})
+    assert (ok.status_code, failed.status_code) == (200, 400)
+    request_id = failed.headers["x-request-id"]
+    row = wait_rows(path, 2).set_index("databricks_request_id").loc[request_id]
+    assert (row["status_code"], row["client_request_id"]) == (400, "neg-1")
+    logs_path = "api/2.0/serving-endpoints/log-rid/served-models/boom-1/logs"
+
+    def named() -> list[str]:
+        logs = server.api("GET", logs_path).json()["logs"]
+        return [line for line in logs.splitlines() if f"request_id={request_id}" in line]
+
+    wanted = 2 if model_lines else 1
+    lines = eventually(lambda: len(named()) >= wanted and named(), 60, 0.2, "log lines naming the request")
+    assert any("invocation failed (400, client_request_id=neg-1): " in line for line in lines), lines
+    if model_lines:
+        assert any("boom: refusing 1 negative input(s)" in line for line in lines), lines
+    assert ok.headers["x-request-id"] not in server.api("GET", logs_path).json()["logs"]  # it logged nothing
+    server.delete("log-rid")
+
+
 def every_acknowledged_request_lands_exactly_once(server: ServingServer) -> None:
     """Concurrent clients with capture on: each answered request is one row, none lost or doubled."""
     server.create_ready(

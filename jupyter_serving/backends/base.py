@@ -80,6 +80,10 @@ class DeploymentSpec:
 class ScoringRequest:
     content_type: str
     body: bytes
+    # The server's id of the request (x-request-id, the inference table's databricks_request_id): the
+    # replica names it in the log lines it writes while scoring the request, so a row or an error
+    # leads to its log. Empty where there is none (a warm-up, a direct call).
+    request_id: str = ""
 
 
 @dataclass(slots=True)

@@ -115,7 +115,7 @@ class DataPlane:
         arrived_ms, started = now_ms(), time.perf_counter()
         table = lane.routing or await _wait_routable(lane, timeout)
         deployment = _choose(table, name, served, routing_key)
-        request = ScoringRequest(content_type, body)
+        request = ScoringRequest(content_type, body, request_id)
         try:
             try:
                 reply = await deployment.invoke(request, timeout)
@@ -155,7 +155,7 @@ class DataPlane:
         arrived_ms, started = now_ms(), time.perf_counter()
         table = lane.routing or await _wait_routable(lane, timeout)
         deployment = _choose(table, name, served, routing_key)
-        request = ScoringRequest(content_type, body)
+        request = ScoringRequest(content_type, body, request_id)
         try:
             try:
                 stream = await deployment.invoke_stream(request, timeout)

@@ -67,6 +67,10 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {assignment['label']} %(levelname)s %(message)s"
     )
+    from jupyter_serving.worker.request_log import RequestIdFilter
+
+    for handler in logging.getLogger().handlers:  # lines written while scoring name the request
+        handler.addFilter(RequestIdFilter())
     os.environ.update(_feature_env(assignment))
     os.environ.update(assignment.get("env") or {})
     try:

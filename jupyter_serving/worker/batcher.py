@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from jupyter_serving.worker import protocol
+from jupyter_serving.worker import protocol, request_log
 
 # A batch that scores faster than this runs on the event loop; slower ones go to the scoring thread,
 # so a slow model never keeps the loop from reading frames and answering pings.
@@ -71,7 +71,12 @@ class Batcher:
                 self._reply(batch, results)
 
     def _score(self, batch: list[tuple[protocol.Frame, asyncio.StreamWriter]]) -> list[Any]:
-        return score_batch(self.scorer, [(f.meta.decode(errors="replace"), f.body) for f, _ in batch])
+        requests, ids = [], []
+        for frame, _ in batch:
+            content_type, request_id = protocol.split_request_meta(frame.meta)
+            requests.append((content_type, frame.body))
+            ids.append(request_id)
+        return score_batch(self.scorer, requests, ids)
 
     def _reply(self, batch: list[tuple[protocol.Frame, asyncio.StreamWriter]], results: list[Any]) -> None:
         for (frame, writer), result in zip(batch, results, strict=True):
@@ -86,27 +91,34 @@ class Batcher:
             writer.write(protocol.encode(frame.request_id, result.status, meta, result.body))
 
 
-def score_batch(scorer: Any, requests: list[tuple[str, bytes]]) -> list[Any]:
-    """One Result per (content type, body), scored together; shared with the Ray backend's replica."""
+def score_batch(scorer: Any, requests: list[tuple[str, bytes]], request_ids: list[str]) -> list[Any]:
+    """One Result per (content type, body), scored together; shared with the Ray backend's replica.
+    `request_ids`: the server's id of each request, named by the log lines written meanwhile."""
+    before = request_log.scoring(request_ids)
     try:
-        return scorer.score(requests)
+        return scorer.score(requests, request_ids)
     except Exception:
         if len(requests) == 1:
-            return [_score_alone(scorer, requests[0])]
+            return [_score_alone(scorer, requests[0], request_ids[0])]
         # One client's request must not fail the others that happened to share its batch.
         logging.exception("a batch of %d failed as a whole; scoring each request alone", len(requests))
-        return [_score_alone(scorer, r) for r in requests]
+        return [_score_alone(scorer, r, i) for r, i in zip(requests, request_ids, strict=True)]
+    finally:
+        request_log.scoring(before)
 
 
-def _score_alone(scorer: Any, request: tuple[str, bytes]) -> Any:
+def _score_alone(scorer: Any, request: tuple[str, bytes], request_id: str) -> Any:
     """One request's own outcome: RecursionError means input too deep to handle, the client's fault."""
     from jupyter_serving.worker.scoring import Result
 
+    before = request_log.scoring(request_id)
     try:
-        return scorer.score([request])[0]
+        return scorer.score([request], [request_id])[0]
     except RecursionError:
         status, code, message = 400, "BAD_REQUEST", "The request is nested too deeply to score."
     except Exception as exc:  # a bug of ours, not of the model: answer the request anyway
         logging.exception("scoring failed")
         status, code, message = 500, "INTERNAL_ERROR", f"Worker error: {exc!r}"
+    finally:
+        request_log.scoring(before)
     return Result(status, json.dumps({"error_code": code, "message": message}).encode())

@@ -2,7 +2,8 @@
 
 A frame is a fixed header ``(request id, code, meta length, body length)`` followed by the meta
 and body bytes. Requests carry the HTTP content type as meta and the client's raw body, so the
-server never parses a payload; responses carry the HTTP status as code, a small JSON meta
+server never parses a payload (and, after a NUL, the server's request id for the worker's log
+lines); responses carry the HTTP status as code, a small JSON meta
 (execution time, client request id) and the response body. Frames are multiplexed by request
 id: one connection carries many in-flight requests, which is what lets a worker see them all at
 once and coalesce them into one predict call. Plain HTTP would cost a second parser and a
@@ -35,6 +36,19 @@ class Frame:
 
     def meta_json(self) -> dict[str, Any]:
         return json.loads(self.meta) if self.meta else {}
+
+
+def request_meta(content_type: str, request_id: str) -> bytes:
+    """An INVOKE or STREAM frame's meta: the content type, then NUL and the server's request id
+    where there is one (the worker names it in its log lines). A header value never holds a NUL."""
+    return f"{content_type}\0{request_id}".encode() if request_id else content_type.encode()
+
+
+def split_request_meta(meta: bytes) -> tuple[str, str]:
+    """(content type, server request id or "") of an INVOKE or STREAM frame's meta."""
+    text = meta.decode(errors="replace")
+    content_type, nul, request_id = text.rpartition("\0")
+    return (content_type, request_id) if nul else (text, "")
 
 
 def encode(request_id: int, code: int, meta: bytes, body: bytes) -> bytes:

@@ -33,6 +33,7 @@ import re
 import time
 import traceback
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -44,7 +45,7 @@ from mlflow.pyfunc.scoring_server import NumpyEncoder
 from mlflow.types import DataType
 from mlflow.utils.proto_json_utils import _get_jsonable_obj
 
-from jupyter_serving.worker import traces
+from jupyter_serving.worker import request_log, traces
 from jupyter_serving.worker.linear import linear_predict
 from jupyter_serving.worker.streaming import SERVING_KEYS
 
@@ -119,8 +120,11 @@ class Scorer:
         from_hints = getattr(meta, "_is_signature_from_type_hint", lambda: False)()
         return not from_hints and meta.get_params_schema() is None
 
-    def score(self, requests: list[tuple[str, bytes]]) -> list[Result]:
-        """Score concurrent requests, coalescing the compatible ones; one Result per request."""
+    def score(
+        self, requests: list[tuple[str, bytes]], request_ids: Sequence[str] | None = None
+    ) -> list[Result]:
+        """Score concurrent requests, coalescing the compatible ones; one Result per request.
+        `request_ids`: the server's ids of the requests, for the log lines of one scored alone."""
         started = time.perf_counter()
         prepared = [self._prepare(ct, body) for ct, body in requests]
         results: list[Result | None] = [p.error for p in prepared]
@@ -130,7 +134,7 @@ class Scorer:
         self._score_texts(prepared, results)
         for i, item in enumerate(prepared):
             if results[i] is None:
-                results[i] = self._score_one(requests[i], item)
+                results[i] = self._score_one(requests[i], item, request_ids[i] if request_ids else "")
         elapsed = (time.perf_counter() - started) * 1000
         scored = cast("list[Result]", results)  # every slot is filled by now
         for r in scored:
@@ -282,7 +286,14 @@ class Scorer:
             body = json.dumps(reply, cls=NumpyEncoder)
             results[i] = Result(200, body.encode(), prepared[i].client_request_id, batch=len(idx))
 
-    def _score_one(self, request: tuple[str, bytes], item: Prepared) -> Result:
+    def _score_one(self, request: tuple[str, bytes], item: Prepared, request_id: str = "") -> Result:
+        before = request_log.scoring(request_id)  # its lines name this request, not the whole batch
+        try:
+            return self._score_alone(request, item)
+        finally:
+            request_log.scoring(before)
+
+    def _score_alone(self, request: tuple[str, bytes], item: Prepared) -> Result:
         content_type, body = request
         started = time.perf_counter()
         data: Any = item.payload if item.payload is not None else body
@@ -304,7 +315,14 @@ class Scorer:
             log.debug("the model's traceback:\n%s", trace)
             text = json.dumps({"error_code": exc.error_code, "message": client_safe(message)})
         except Exception as exc:
-            log.error("model raised while scoring:\n%s", traceback.format_exc())
+            # The event's own line first (the model's exception, one line), then its traceback.
+            log.error(
+                "model raised while scoring%s: %s: %s\n%s",
+                _crid(item),
+                type(exc).__name__,
+                one_line(str(exc))[:500],
+                traceback.format_exc(),
+            )
             message = client_safe(f"Model error: {type(exc).__name__}: {exc}")
             status, text = 500, json.dumps({"error_code": "INTERNAL_ERROR", "message": message})
         elapsed = (time.perf_counter() - started) * 1000

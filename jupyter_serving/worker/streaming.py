@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from jupyter_serving.worker import protocol, traces
+from jupyter_serving.worker import protocol, request_log, traces
 
 log = logging.getLogger("jupyter_serving.worker")
 
@@ -186,10 +186,12 @@ class Stream:
         loop: asyncio.AbstractEventLoop,
         client_request_id: str | None,
         on_done: Callable[[], None] = lambda: None,
+        request_id: str = "",
     ) -> None:
         self.emit = emit
         self.loop = loop
         self.client_request_id = client_request_id
+        self.request_id = request_id  # the server's: named by the log lines the stream's thread writes
         self.on_done = on_done
         self.cancelled = threading.Event()
         self.return_trace = False  # databricks_options.return_trace: a last chunk carries the trace
@@ -204,6 +206,7 @@ class Stream:
         assembler = Assembler()
         generator: Any = None
         before = traces.last_id()
+        request_log.scoring(self.request_id)  # a pool thread of its own: reset in the finally below
         try:
             generator = chunks()
             for chunk in generator:
@@ -225,6 +228,7 @@ class Stream:
                     generator.close()  # GeneratorExit reaches the model here, on the thread that ran it
                 except Exception:
                     log.exception("closing the model's stream failed")
+            request_log.scoring(None)
         usage = assembler.usage if isinstance(assembler.usage, dict) else None
         trace = traces.take(before)
         if trace is not None and self.return_trace and status == 200:
@@ -292,22 +296,33 @@ class Streams:
             if not writer.is_closing():
                 writer.write(protocol.encode(request_id, code, meta, body))
 
+        def done() -> None:
+            self.active.pop(key, None)
+
         key = (id(writer), request_id)
-        stream = self.start(frame.meta, frame.body, emit, lambda: self.active.pop(key, None))
+        content_type, server_id = protocol.split_request_meta(frame.meta)
+        stream = self.start(content_type.encode(), frame.body, emit, done, server_id)
         if stream is not None:
             self.active[key] = stream
 
     def start(
-        self, content_type: bytes, body: bytes, emit: Emit, on_done: Callable[[], Any] = lambda: None
+        self,
+        content_type: bytes,
+        body: bytes,
+        emit: Emit,
+        on_done: Callable[[], Any] = lambda: None,
+        request_id: str = "",
     ) -> Stream | None:
-        """Start one stream on the pool (None: refused at once, the refusal already emitted)."""
+        """Start one stream on the pool (None: refused at once, the refusal already emitted).
+        `request_id`: the server's id of the request, named by the stream's log lines."""
         refusal, payload = parse_request(self.streaming, content_type, body)
         if refusal is not None:
             emit(refusal[0], b"{}", refusal[1])
             return None
         assert payload is not None
         crid = payload.get("client_request_id")
-        stream = Stream(emit, asyncio.get_running_loop(), crid if isinstance(crid, str) else None, on_done)
+        client_id = crid if isinstance(crid, str) else None
+        stream = Stream(emit, asyncio.get_running_loop(), client_id, on_done, request_id)
         stream.return_trace = traces.wants_trace(payload)
         model = self.model
         self.executor.submit(stream.run, lambda: model.predict_stream(*stream_input(model, payload)))

@@ -20,6 +20,10 @@ def test_requests_and_failures_are_logged_with_databricks_columns(
     )
 
 
+def test_a_failed_requests_id_leads_to_its_log_lines(serving_server: ServingServer) -> None:
+    scenarios.a_failed_requests_id_leads_to_its_log_lines(serving_server)
+
+
 def test_every_acknowledged_request_lands_exactly_once(serving_server: ServingServer) -> None:
     """Concurrent clients with capture on: each answered request is one row, none lost or doubled."""
     scenarios.every_acknowledged_request_lands_exactly_once(serving_server)

@@ -84,6 +84,11 @@ def test_capture_loses_no_row(ray_server: ServingServer) -> None:
     scenarios.every_acknowledged_request_lands_exactly_once(ray_server)
 
 
+def test_a_failed_requests_id_leads_to_its_log_lines(ray_server: ServingServer) -> None:
+    # The model's own `logging` lines go to the Ray worker's stderr, not Serve's replica log.
+    scenarios.a_failed_requests_id_leads_to_its_log_lines(ray_server, model_lines=False)
+
+
 def test_replicas_of_one_entity_run_on_both_nodes(ray_server: ServingServer) -> None:
     two = {"served_entities": [{"entity_name": "iris-lr", "entity_version": "1", **SIZE_8}]}
     ray_server.create_ready("ray-nodes", two)

@@ -134,6 +134,10 @@ def test_error_mid_stream_is_an_error_event_and_is_recorded(server: ServingServe
     assert error["error_code"] == "INTERNAL_ERROR" and "agent failed after 2 chunks" in error["message"]
     row = table_row(server, "agent", request_id)
     assert row["status_code"] == 500 and "agent failed after 2 chunks" in row["response"]
+    # The replica's one line for the failure names the request, as its row does.
+    logs = server.api("GET", "api/2.0/serving-endpoints/agent/served-models/agent-echo-1/logs").json()["logs"]
+    line = [line for line in logs.splitlines() if f"request_id={request_id} " in line]
+    assert len(line) == 1 and "model raised during a stream" in line[0], line
 
 
 def test_streamed_request_is_one_row_with_the_assembled_response(server: ServingServer) -> None:

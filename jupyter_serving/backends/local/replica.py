@@ -301,7 +301,9 @@ class Replica:
     def usable(self) -> bool:
         return not (self.draining or self.broken)
 
-    async def invoke(self, content_type: str, body: bytes, timeout_s: float) -> ScoringReply:
+    async def invoke(
+        self, content_type: str, body: bytes, timeout_s: float, server_request_id: str = ""
+    ) -> ScoringReply:
         if self.broken or self._writer is None or self._writer.is_closing():
             raise InternalError(f"The replica {self.label} is not connected.")
         request_id = next(self._ids) & 0xFFFFFFFF
@@ -313,7 +315,8 @@ class Replica:
         # callbacks, which is a measurable share of the server's CPU per request.
         deadline = loop.call_later(timeout_s, _expire, fut)
         try:
-            self._writer.write(protocol.encode(request_id, protocol.INVOKE, content_type.encode(), body))
+            meta = protocol.request_meta(content_type, server_request_id)
+            self._writer.write(protocol.encode(request_id, protocol.INVOKE, meta, body))
             return await fut
         except _Expired:
             raise DeadlineExceeded(
@@ -325,14 +328,15 @@ class Replica:
             self._pending.pop(request_id, None)
             self.inflight -= 1
 
-    def open_stream(self, content_type: str, body: bytes) -> ReplicaStream:
+    def open_stream(self, content_type: str, body: bytes, server_request_id: str = "") -> ReplicaStream:
         """Send a streaming request; its frames arrive on the returned stream."""
         if self.broken or self._writer is None or self._writer.is_closing():
             raise InternalError(f"The replica {self.label} is not connected.")
         request_id = next(self._ids) & 0xFFFFFFFF
         stream = self._streams[request_id] = ReplicaStream(self, request_id)
         self.inflight += 1
-        self._writer.write(protocol.encode(request_id, protocol.STREAM, content_type.encode(), body))
+        meta = protocol.request_meta(content_type, server_request_id)
+        self._writer.write(protocol.encode(request_id, protocol.STREAM, meta, body))
         return stream
 
     def _stream_done(self, stream: ReplicaStream, cancel: bool) -> None:

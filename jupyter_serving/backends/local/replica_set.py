@@ -380,12 +380,12 @@ class ReplicaSet:
         started = time.perf_counter()
         replica = await self.acquire(timeout_s)
         remaining = timeout_s - (time.perf_counter() - started)
-        return await replica.invoke(request.content_type, request.body, remaining)
+        return await replica.invoke(request.content_type, request.body, remaining, request.request_id)
 
     async def invoke_stream(self, request: ScoringRequest, timeout_s: float) -> ReplicaStream:
         """A stream holds its replica (one unit of its concurrency) until it ends or is closed."""
         replica = await self.acquire(timeout_s)
-        return replica.open_stream(request.content_type, request.body)
+        return replica.open_stream(request.content_type, request.body, request.request_id)
 
     async def acquire(self, timeout_s: float) -> Replica:
         """A replica for one request. Scales up when demand exceeds capacity; with no replica ready

@@ -154,7 +154,7 @@ class RayDeployment:
                 self._idle.set()
 
     async def _call(self, request: ScoringRequest, timeout_s: float) -> ScoringReply:
-        response = self.handle.remote(request.content_type, request.body)
+        response = self.handle.remote(request.content_type, request.body, request.request_id)
         try:
             status, body, ms, crid, batch = await asyncio.wait_for(_result(response), timeout_s)
         except TimeoutError:
@@ -179,7 +179,7 @@ class RayDeployment:
         self.inflight += 1
         self._idle.clear()
         generator = self.handle.options(stream=True, method_name="stream").remote(
-            request.content_type, request.body
+            request.content_type, request.body, request.request_id
         )
         return RayStream(self, generator)
 

@@ -35,6 +35,7 @@ class ServedModel:
 
         self.label = label
         os.environ.setdefault("MLFLOW_USE_BATCH_SPAN_PROCESSOR", "false")  # see worker/__main__.main
+        _name_requests_in_the_log()
         log.info("%s: replica starting on node %s", label, _node_id())
         self.scorer = load_scorer(model_uri, fast_path=fast_path, log=log)
         # Per served entity through its environment_vars (runtime_env), as in a local worker.
@@ -48,12 +49,14 @@ class ServedModel:
 
         self.streams = Streams(self.scorer.model, int(os.environ.get("JUPYTER_SERVING_MAX_STREAMS", "16")))
 
-    async def stream(self, content_type: str, body: bytes) -> Any:
+    async def stream(self, content_type: str, body: bytes, request_id: str = "") -> Any:
         """A streaming request, through Serve's streaming handle: SSE bytes as the model yields
         them, then one final (status, meta, body). The model runs as in a local worker
         (`worker/streaming.py`); Serve cancelling this generator (the client left) stops it."""
         queue: asyncio.Queue[tuple[int, bytes, bytes]] = asyncio.Queue()
-        stream = self.streams.start(content_type.encode(), body, lambda *out: queue.put_nowait(out))
+        stream = self.streams.start(
+            content_type.encode(), body, lambda *out: queue.put_nowait(out), request_id=request_id
+        )
         try:
             while True:
                 code, meta, data = await queue.get()
@@ -68,21 +71,44 @@ class ServedModel:
             if stream is not None:
                 stream.cancelled.set()  # a no-op after the end; GeneratorExit for the model before it
 
-    async def __call__(self, content_type: str, body: bytes) -> Reply:
-        return await self._score((content_type, body))
+    async def __call__(self, content_type: str, body: bytes, request_id: str = "") -> Reply:
+        return await self._score((content_type, body, request_id))
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
-    async def _score(self, requests: list[tuple[str, bytes]]) -> list[Reply]:
+    async def _score(self, batch: list[tuple[str, bytes, str]]) -> list[Reply]:
         started = time.perf_counter()
+        requests = [(content_type, body) for content_type, body, _ in batch]
+        ids = [request_id for _, _, request_id in batch]
         if self.inline:  # fast models: a thread handoff would cost more than the predict
-            results = score_batch(self.scorer, requests)
+            results = score_batch(self.scorer, requests, ids)
         else:  # slow ones score off the loop, so Serve's health checks and queue probes get answers
-            results = await asyncio.to_thread(score_batch, self.scorer, requests)
+            results = await asyncio.to_thread(score_batch, self.scorer, requests, ids)
         self.inline = time.perf_counter() - started < INLINE_BUDGET_S
         return [(r.status, r.body, r.execution_ms, r.client_request_id, r.batch) for r in results]
 
     def node(self) -> str:
         return _node_id()
+
+
+def _name_requests_in_the_log() -> None:
+    """Lines written while a request is scored name the server's request id (worker/request_log.py),
+    and the scorer's own lines (logger jupyter_serving.worker) go to the replica's log through
+    Serve's logger, as its load lines do, rather than to the Ray worker's stderr file."""
+    from jupyter_serving.worker.request_log import RequestIdFilter
+
+    if not any(isinstance(f, RequestIdFilter) for f in log.filters):
+        log.addFilter(RequestIdFilter())
+    worker_log = logging.getLogger("jupyter_serving.worker")
+    if not any(isinstance(h, _ToServe) for h in worker_log.handlers):
+        worker_log.addHandler(_ToServe())
+        worker_log.propagate = False
+
+
+class _ToServe(logging.Handler):
+    """Hands a record to Serve's logger, whose filters and handlers write the replica's log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.handle(record)
 
 
 def _node_id() -> str:
