@@ -11,14 +11,29 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 from scenarios import CAPTURE
 from serving_support import ServingServer, entity, eventually
 
 VERDICT = "api/2.0/jupyter-serving/endpoints/{}/verdict"
 SHADOW = "api/2.0/jupyter-serving/endpoints/{}/shadow"
+SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "server" / "openapi.yaml").read_text())
+REGISTRY = Registry().with_resource("urn:spec", DRAFT202012.create_resource(SPEC))
+
+
+def documented(body: dict[str, Any], schema: str) -> dict[str, Any]:
+    """`body`, checked against its schema in server/openapi.yaml."""
+    validator = Draft202012Validator({"$ref": f"urn:spec#/components/schemas/{schema}"}, registry=REGISTRY)
+    errors = [e.message for e in validator.iter_errors(body)]
+    assert not errors, errors
+    return body
 
 
 def flaky_config(percents: dict[str, int], split: dict[str, int], capture: bool = False) -> dict[str, Any]:
@@ -59,7 +74,7 @@ def test_verdict_route_says_no_data_then_finds_the_failing_entity(
 
     empty = server.api("GET", route)
     assert empty.status_code == 200, empty.text
-    body = empty.json()
+    body = documented(empty.json(), "LiveVerdict")
     assert body["control"] == "current" and body["alpha"] == 0.05 and "always-valid" in body["method"]
     assert [c["verdict"] for c in body["comparisons"]] == ["no_data"]
 
@@ -77,7 +92,7 @@ def test_verdict_route_says_no_data_then_finds_the_failing_entity(
     statuses = send(server, "ab", 400, seed=5)
     assert 200 in statuses and any(s >= 400 for s in statuses)
     found = eventually(
-        lambda: server.api("GET", route).json()["comparisons"][0],
+        lambda: documented(server.api("GET", route).json(), "LiveVerdict")["comparisons"][0],
         timeout=60,
         what="the verdict finding the challenger's errors",
         until=lambda c: c["verdict"] != "no_difference_yet" and c["requests"] > 0,
@@ -103,7 +118,10 @@ def test_shadow_comparison_route_counts_and_compares_the_mirrored_requests(
 
     before = server.api("GET", route)
     assert before.status_code == 200, before.text
-    assert before.json()["shadow"] is None and before.json()["counters"]["requests"] == 0
+    assert (
+        documented(before.json(), "ShadowComparison")["shadow"] is None
+        and before.json()["counters"]["requests"] == 0
+    )
     assert server.api("GET", SHADOW.format("no-such") + "/comparison").status_code == 404
 
     assert server.api(
@@ -116,7 +134,7 @@ def test_shadow_comparison_route_counts_and_compares_the_mirrored_requests(
         what="40 mirrored requests in the comparison",
         until=lambda b: b["comparison"] and b["comparison"][0]["requests"] == 40,
     )
-    assert body["shadow"] == {"served_entity_name": "twin", "percentage": 100}
+    assert documented(body, "ShadowComparison")["shadow"] == {"served_entity_name": "twin", "percentage": 100}
     assert body["counters"]["requests"] == 40 and body["counters"]["errors"] == 0
     row = body["comparison"][0]
     assert row["shadow_entity"] == "twin" and row["live_entity"] == "current"
