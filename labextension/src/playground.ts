@@ -77,7 +77,10 @@ export interface JsonSchema {
 export interface ModelInput {
   /** A request the model accepts: one row of placeholder values in the signature's columns. */
   example: string;
-  /** The model takes chat `messages` (an OpenAI-compatible chat model). */
+  /**
+   * The model takes OpenAI-style input: chat `messages` (a chat model or ChatAgent) or a Responses
+   * `input` (a ResponsesAgent), so the OpenAI client can query it.
+   */
   chat: boolean;
 }
 
@@ -153,7 +156,8 @@ export const TOKEN_VARIABLE = 'DATABRICKS_TOKEN';
 /**
  * Ready-to-copy code for querying the endpoint with `body` (the playground's JSON), filled in for
  * this server: curl, the Databricks SDK for Python, MLflow deployments, and the OpenAI client for
- * chat models. The token comes from $DATABRICKS_TOKEN, as on Databricks.
+ * chat models and agents (`responses.create` for a Responses `input`, else `chat.completions`).
+ * The token comes from $DATABRICKS_TOKEN, as on Databricks.
  */
 export function snippets(
   serverUrl: string,
@@ -196,24 +200,39 @@ export function snippets(
     }
   ];
   if (chat) {
-    const messages = payload.messages ?? [{ role: 'user', content: 'Hello!' }];
     out.push({
       id: 'openai',
       title: 'OpenAI client',
-      code: [
-        'import os',
-        '',
-        'from openai import OpenAI',
-        '',
-        `client = OpenAI(api_key=os.environ[${pyLiteral(TOKEN_VARIABLE)}], base_url=${pyLiteral(`${host}/serving-endpoints`)})`,
-        'response = client.chat.completions.create(',
-        `    model=${pyLiteral(endpoint)}, messages=${pyLiteral(messages)}`,
-        ')',
-        'print(response.choices[0].message.content)'
-      ].join('\n')
+      code: openAiSnippet(host, endpoint, payload)
     });
   }
   return out;
+}
+
+function openAiSnippet(host: string, endpoint: string, payload: Record<string, unknown>): string {
+  const hello = [{ role: 'user', content: 'Hello!' }];
+  const call =
+    'input' in payload && !('messages' in payload)
+      ? [
+          'response = client.responses.create(',
+          `    model=${pyLiteral(endpoint)}, input=${pyLiteral(payload.input ?? hello)}`,
+          ')',
+          'print(response.output_text)'
+        ]
+      : [
+          'response = client.chat.completions.create(',
+          `    model=${pyLiteral(endpoint)}, messages=${pyLiteral(payload.messages ?? hello)}`,
+          ')',
+          'print(response.choices[0].message.content)'
+        ];
+  return [
+    'import os',
+    '',
+    'from openai import OpenAI',
+    '',
+    `client = OpenAI(api_key=os.environ[${pyLiteral(TOKEN_VARIABLE)}], base_url=${pyLiteral(`${host}/serving-endpoints`)})`,
+    ...call
+  ].join('\n');
 }
 
 function sdkSnippet(host: string, endpoint: string, payload: Record<string, unknown>): string {

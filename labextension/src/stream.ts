@@ -267,7 +267,7 @@ export function streamingInput(doc: OpenApiDoc): { example: string; chat: boolea
   const columns = Object.keys(records?.properties ?? {});
   const hello = [{ role: 'user', content: 'Hello!' }];
   if (columns.includes('input')) {
-    return { example: JSON.stringify({ input: hello }, null, 2), chat: false };
+    return { example: JSON.stringify({ input: hello }, null, 2), chat: true }; // OpenAI Responses
   }
   if (columns.includes('messages')) {
     return { example: JSON.stringify({ messages: hello }, null, 2), chat: true };

@@ -236,6 +236,17 @@ describe('the query tab: example from the signature, snippets', () => {
       /DataframeSplitInput\.from_dict\(\{"columns": \["it's"\], "data": \[\[True, None\]\]\}\)/
     );
     assert.equal(snippets('http://h/', 'chat', '{"messages": []}', true).at(-1)?.id, 'openai');
+    const agent = snippets(
+      'http://h/',
+      'agent',
+      '{"input": [{"role": "user", "content": "hi"}]}',
+      true
+    );
+    assert.match(
+      agent.at(-1)!.code,
+      /client\.responses\.create\(\n {4}model="agent", input=\[\{"role": "user", "content": "hi"\}\]/
+    );
+    assert.match(agent.at(-1)!.code, /base_url="http:\/\/h\/serving-endpoints"/);
     assert.equal(pyLiteral({ a: [1, 2.5, 'x', false] }), '{"a": [1, 2.5, "x", False]}');
   });
 

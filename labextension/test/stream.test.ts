@@ -176,6 +176,7 @@ describe('streamingInput', () => {
   it('offers streaming to agents, chat and completion models only', () => {
     const agent = streamingInput(doc(['input', 'custom_inputs']));
     assert.deepEqual(JSON.parse(agent!.example), { input: [{ role: 'user', content: 'Hello!' }] });
+    assert.equal(agent!.chat, true); // a ResponsesAgent answers the OpenAI client's responses.create
     assert.equal(streamingInput(doc(['messages', 'temperature']))?.chat, true);
     assert.deepEqual(JSON.parse(streamingInput(doc(['prompt']))!.example), { prompt: 'Hello!' });
     assert.equal(streamingInput(doc(['x', 'y'])), null);

@@ -6,7 +6,9 @@
 // Environment: LAB_URL (with trailing slash), LAB_TOKEN, ARTIFACTS, CHROMIUM_PATH, ENDPOINT,
 // STOP_MARKER (the file the agent writes when the stream it was writing is closed by Stop).
 
-import { LAB_URL, TOKEN, need, openFlow } from './flow.mjs';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ARTIFACTS, LAB_URL, TOKEN, need, openFlow } from './flow.mjs';
 
 const NAME = need('ENDPOINT');
 const STOP_MARKER = need('STOP_MARKER');
@@ -79,6 +81,14 @@ await run(async () => {
     if (!(await main.locator('input[name="stream"]').isChecked())) {
       throw new Error('streaming should be on by default for an agent');
     }
+    // An agent answers the OpenAI client: its snippet, exactly as shown, for test_page_stream.py
+    // to run (the token is read from the environment).
+    await main.locator('button[name="snippet-openai"]').click();
+    const code = await main.locator('pre.jp-serving-snippet[data-snippet="openai"]').textContent();
+    if (code.includes(TOKEN)) {
+      throw new Error('the OpenAI snippet prints the token');
+    }
+    writeFileSync(join(ARTIFACTS, 'snippet-openai.txt'), code);
   });
 
   await step('stream-grows', async () => {

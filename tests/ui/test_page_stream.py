@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,5 +58,19 @@ def test_query_tab_streams_agent(
         assert "ok   " in result.stdout and "FAIL" not in result.stdout, report
         # Stop in the browser reached the model through Jupyter's server: its generator was closed.
         eventually(stopped.exists, 30, 0.05, "Stop closing the agent's stream")
+        run_openai_snippet(lab, artifacts)
     finally:
         lab.api("DELETE", f"api/2.0/serving-endpoints/{ENDPOINT}")
+
+
+def run_openai_snippet(lab: Lab, artifacts: Path) -> None:
+    """The Query tab's OpenAI-client snippet for the agent, run as printed with the real `openai`
+    package, the token only in the environment: it prints the agent's answer to the pre-filled
+    question."""
+    code = (artifacts / "snippet-openai.txt").read_text()
+    assert lab.token not in code and "client.responses.create(" in code, code
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "OPENAI_"))}
+    env["DATABRICKS_TOKEN"] = lab.token
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "echo: Hello!", out.stdout
