@@ -4,6 +4,8 @@ text/plain and text/html are read back as a user would see them."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,30 @@ def test_magics_render_readable_text_under_nbclient(
     form = mime(outputs[4], "text/plain")
     assert form.startswith("Create-endpoint form: it needs a widget front end")
     assert "%%serve create" in form
+
+
+@pytest.mark.timeout(300)
+def test_magics_read_well_in_an_nbconvert_export(
+    iris_endpoint: str, server_env: dict[str, str], clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`jupyter nbconvert --execute --to markdown`, as a notebook is rendered for a reader without a
+    widget front end: the listing and the monitor are their readable tables, not a widget's repr."""
+    cells = ["%load_ext jupyter_serving", "%serve list", f"%serve monitor {iris_endpoint} --interval 3600"]
+    path = tmp_path / "magics.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
+    done = subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to", "markdown", "--execute", str(path)],
+        env={**clean_env, **server_env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (tmp_path / "magics.md").read_text()
+    assert "EndpointMonitor(" not in text and "HTML(" not in text and "VBox(" not in text
+    assert "Served entity" in text and "Traffic" in text  # the listing's and the monitor's headers
+    assert text.count(iris_endpoint) >= 2 and "Ready" in text and "100%" in text
 
 
 def test_list_text_shows_every_entity_with_its_share() -> None:
