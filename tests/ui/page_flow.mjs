@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { LAB_URL, TOKEN, need, openFlow } from './flow.mjs';
 
 const NAME = need('ENDPOINT');
+const FAILED_ID = need('FAILED_REQUEST_ID'); // x-request-id of a request test_page.py saw fail
 const SETTLE_MS = 180000;
 
 // 1600x1000: the size of the screenshots in docs/screenshots.
@@ -112,6 +113,19 @@ await run(async () => {
     const split = await lastValues('Traffic split');
     if (split['iris-lr-1'] !== 50 || split['iris-lr-2'] !== 50) {
       throw new Error(`traffic chart should show 50/50, got ${JSON.stringify(split)}`);
+    }
+    // Each entity's card says whether it scales to zero, as configured (test_page.py: v2 only).
+    for (const [served, want] of [
+      ['iris-lr-1', 'off'],
+      ['iris-lr-2', 'on']
+    ]) {
+      const card = main.locator(
+        `.jp-serving-entity-card[data-served="${served}"] .jp-serving-card-scale-to-zero`
+      );
+      const shown = `${await card.getAttribute('data-scale-to-zero')} / ${await card.textContent()}`;
+      if (shown !== `${want} / Scale to zero: ${want}`) {
+        throw new Error(`${served}'s card should read "Scale to zero: ${want}", got ${shown}`);
+      }
     }
   });
 
@@ -223,6 +237,14 @@ await run(async () => {
     if (!/Latency p50\/p95 iris-lr-1:/.test(verdict2)) {
       throw new Error(`verdict does not compare iris-lr-1 against iris-lr-2: ${verdict2}`);
     }
+    // A row's request id links to its log lines: the Logs tab, on the row's entity, filtered to it.
+    const row = main.locator('tr[data-row]').first();
+    const id = await row.locator('button[name="row-logs"]').getAttribute('data-request-id');
+    const served = (await row.locator('td').nth(1).textContent()).trim();
+    await row.locator('button[name="row-logs"]').click();
+    await main.locator(`pre.jp-serving-logs[data-filter="${id}"]`).waitFor();
+    await main.locator(`button[name="logs-${served}"].jp-mod-current`).waitFor();
+    await tab('table');
   });
 
   await step('logs-tab', async () => {
@@ -243,6 +265,17 @@ await run(async () => {
     if (!lines.length || lines.some(line => !/loading model/i.test(line))) {
       throw new Error(`the filter let other lines through: ${JSON.stringify(lines.slice(0, 5))}`);
     }
+    // A failed request's id (its x-request-id, its row's databricks_request_id) finds its log line.
+    await main.locator('input[name="logs-filter"]').fill(FAILED_ID);
+    await page.waitForFunction(
+      id =>
+        (
+          document.querySelector('#jupyter-serving-page pre.jp-serving-logs')?.textContent ?? ''
+        ).includes(`request_id=${id} invocation failed (400`),
+      FAILED_ID,
+      { timeout: 60000 }
+    );
+    await shot('logs-request-id');
     await main.locator('input[name="logs-filter"]').fill('');
   });
 

@@ -28,7 +28,9 @@ LOAD_LIMIT_S = 420.0  # the load stops with the browser script, or at this bound
 
 def ab_config() -> dict[str, object]:
     return {
-        "served_entities": [entity("iris-lr", 1), entity("iris-lr", 2)],
+        # v2 may scale to zero (after the default 30 min idle: never during the test), v1 may not:
+        # the Overview cards must say which.
+        "served_entities": [entity("iris-lr", 1), entity("iris-lr", 2, scale_to_zero_enabled=True)],
         "traffic_config": {
             "routes": [
                 {"served_model_name": "iris-lr-1", "traffic_percentage": 50},
@@ -65,6 +67,13 @@ def test_page_flow(lab: Lab, browser_tools: tuple[str, str], request: pytest.Fix
     loader = threading.Thread(target=load, args=(lab, stop, answered), daemon=True)
     try:
         wait_ready(lab, ENDPOINT)
+        # One request the model refuses (a 400): the flow finds its log line by its request id.
+        failed = lab.api(
+            "POST",
+            f"serving-endpoints/{ENDPOINT}/served-models/iris-lr-1/invocations",
+            json={"dataframe_records": [{"petal": 1.0}], "client_request_id": "page-bad-1"},
+        )
+        assert failed.status_code == 400, failed.text
         loader.start()
         env = {
             **os.environ,
@@ -73,6 +82,7 @@ def test_page_flow(lab: Lab, browser_tools: tuple[str, str], request: pytest.Fix
             "ARTIFACTS": str(artifacts),
             "CHROMIUM_PATH": chromium,
             "ENDPOINT": ENDPOINT,
+            "FAILED_REQUEST_ID": failed.headers["x-request-id"],
         }
         result = subprocess.run([node, str(UI_DIR / "page_flow.mjs")], cwd=UI_DIR, env=env, capture_output=True,
                                 text=True, timeout=540)  # fmt: skip

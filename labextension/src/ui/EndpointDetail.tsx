@@ -85,6 +85,8 @@ export function EndpointDetail(props: EndpointDetailProps): JSX.Element {
   const [history, setHistory] = React.useState<History | null>(null);
   const [events, setEvents] = React.useState<ServingEvent[]>([]);
   const [error, setError] = React.useState<string | null>(null);
+  // A row's "logs" link: the Logs tab opens on its served entity, filtered to its request id.
+  const [logQuery, setLogQuery] = React.useState<LogQuery | null>(null);
   const historyRef = React.useRef<History | null>(null);
   const eventsRef = React.useRef<ServingEvent[]>([]);
 
@@ -196,7 +198,10 @@ export function EndpointDetail(props: EndpointDetailProps): JSX.Element {
             name={`tab-${tab}`}
             aria-selected={props.tab === tab}
             className={`jp-serving-tab${props.tab === tab ? ' jp-mod-current' : ''}`}
-            onClick={() => props.onTab(tab)}
+            onClick={() => {
+              setLogQuery(null); // the tab bar opens the Logs tab unfiltered
+              props.onTab(tab);
+            }}
           >
             {TAB_LABELS[tab]}
             {tab === 'events' && events.some(e => e.severity === 'ERROR') ? (
@@ -239,10 +244,19 @@ export function EndpointDetail(props: EndpointDetailProps): JSX.Element {
             endpoint={endpoint}
             name={props.name}
             isVisible={props.services.isVisible}
+            initial={logQuery}
           />
         )}
         {props.tab === 'table' && (
-          <TableView client={client} name={props.name} isVisible={props.services.isVisible} />
+          <TableView
+            client={client}
+            name={props.name}
+            isVisible={props.services.isVisible}
+            onLogs={query => {
+              setLogQuery(query);
+              props.onTab('logs');
+            }}
+          />
         )}
         {props.tab === 'query' &&
           (endpoint ? (
@@ -367,7 +381,14 @@ function Overview({
           '% of one core, all replicas',
           v => `${v.toFixed(v < 10 ? 1 : 0)}%`
         )}
-        {chart('Memory', 'memory_bytes', 'MiB PSS (shared pages split), all replicas', v => v.toFixed(0), {}, mib)}
+        {chart(
+          'Memory',
+          'memory_bytes',
+          'MiB PSS (shared pages split), all replicas',
+          v => v.toFixed(0),
+          {},
+          mib
+        )}
         {chart('Queued requests', 'queued_requests', 'waiting for a replica', v => v.toFixed(0), {
           integer: true
         })}
@@ -402,7 +423,12 @@ function EntitySummary({ endpoint }: { endpoint: Endpoint | null }): JSX.Element
           <div className="jp-serving-card-value-small">
             {e.entity_name ?? e.model_name} v{e.entity_version ?? e.model_version} ·{' '}
             {e.workload_type ?? 'CPU'} {e.workload_size ?? ''}
-            {e.scale_to_zero_enabled ? ' · scale to zero' : ''}
+          </div>
+          <div
+            className="jp-serving-hint jp-serving-card-scale-to-zero"
+            data-scale-to-zero={e.scale_to_zero_enabled ? 'on' : 'off'}
+          >
+            Scale to zero: {e.scale_to_zero_enabled ? 'on' : 'off'}
           </div>
           <div className="jp-serving-hint">{replicaText(e) ?? ''}</div>
         </div>
@@ -451,11 +477,18 @@ function EventsView({ events }: { events: ServingEvent[] }): JSX.Element {
 }
 
 // ---------------------------------------------------------------- logs
+/** What the Logs tab opens on: a served entity's log filtered to one request's id. */
+interface LogQuery {
+  served: string;
+  filter: string;
+}
+
 function LogsView(props: {
   client: ServingClient;
   endpoint: Endpoint | null;
   name: string;
   isVisible: () => boolean;
+  initial?: LogQuery | null;
 }): JSX.Element {
   const names = [
     ...new Set(
@@ -464,7 +497,7 @@ function LogsView(props: {
         .map(e => e.name ?? e.entity_name)
     )
   ];
-  const [served, setServed] = React.useState<string | null>(null);
+  const [served, setServed] = React.useState<string | null>(props.initial?.served ?? null);
   const [text, setText] = React.useState<string | null>(null);
   const [error, setError] = React.useState<string | null>(null);
   const current = served ?? names[0] ?? null;
@@ -480,7 +513,7 @@ function LogsView(props: {
     }
   };
   const [follow, setFollow] = React.useState(true);
-  const [filter, setFilter] = React.useState('');
+  const [filter, setFilter] = React.useState(props.initial?.filter ?? '');
   const pre = React.useRef<HTMLPreElement>(null);
   React.useEffect(() => void load(), [current]);
   // Follow: re-read the log while the tab is open, like `tail -f`.
@@ -514,7 +547,7 @@ function LogsView(props: {
           className="jp-mod-styled jp-serving-logs-filter"
           name="logs-filter"
           type="search"
-          placeholder="Filter lines (e.g. WARNING or a client_request_id)"
+          placeholder="Filter lines (e.g. WARNING, a request id or a client_request_id)"
           value={filter}
           onChange={e => setFilter(e.target.value)}
         />
@@ -544,6 +577,7 @@ function TableView(props: {
   client: ServingClient;
   name: string;
   isVisible: () => boolean;
+  onLogs: (query: LogQuery) => void;
 }): JSX.Element {
   const [view, setView] = React.useState<InferenceTableView | null>(null);
   const [error, setError] = React.useState<string | null>(null);
@@ -655,6 +689,9 @@ function TableView(props: {
                 <th className="jp-serving-num">Latency</th>
                 <th>Request</th>
                 <th>Response</th>
+                <th title="databricks_request_id; the replica's log lines for it start request_id=<id>">
+                  Request ID
+                </th>
               </tr>
             </thead>
             <tbody>
@@ -669,6 +706,22 @@ function TableView(props: {
                   </td>
                   <td className="jp-serving-code-cell" title={String(r.response ?? '')}>
                     {String(r.response ?? '')}
+                  </td>
+                  <td className="jp-serving-nowrap">
+                    <button
+                      className="jp-serving-link"
+                      name="row-logs"
+                      data-request-id={String(r.databricks_request_id)}
+                      title={`${String(r.databricks_request_id)}: show its log lines`}
+                      onClick={() =>
+                        props.onLogs({
+                          served: String(r.served_entity_name ?? ''),
+                          filter: String(r.databricks_request_id)
+                        })
+                      }
+                    >
+                      <code>{String(r.databricks_request_id).slice(0, 8)}</code> logs
+                    </button>
                   </td>
                 </tr>
               ))}
