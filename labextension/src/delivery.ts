@@ -125,21 +125,33 @@ export function verdictLabel(word: string): string {
   return VERDICT_LABELS[word as VerdictWord] ?? word;
 }
 
-const isRate = (g: GuardInterval): boolean => g.name.startsWith('error_rate');
+/** Differences of two rates (errors, and the quality guard's accuracy): shown as percentages. */
+const isRate = (g: GuardInterval): boolean =>
+  g.name.startsWith('error_rate') || g.name.startsWith('quality_accuracy');
+/** A difference in the label's units (the quality guard's mean absolute error): a plain number. */
+const isDifference = (g: GuardInterval): boolean => g.name.startsWith('quality_mae');
+
+function signed(x: number): string {
+  return `${x > 0 ? '+' : ''}${x.toPrecision(3)}`;
+}
 
 /** A guard's point estimate: a signed percentage for an error-rate difference, a ratio otherwise. */
 export function formatEstimate(g: GuardInterval): string {
   if (g.estimate === null || g.estimate === undefined) {
     return '–';
   }
+  if (isDifference(g)) {
+    return signed(g.estimate);
+  }
   return isRate(g) ? signedPercent(g.estimate) : `${g.estimate.toFixed(2)}×`;
 }
 
 /** "[lower, upper]"; an unbounded end (null) reads ∞ (or −∞ for a rate's lower end). */
 export function formatInterval(g: GuardInterval): string {
-  if (isRate(g)) {
-    const lo = g.lower === null ? '−∞' : signedPercent(g.lower);
-    const hi = g.upper === null ? '∞' : signedPercent(g.upper);
+  if (isRate(g) || isDifference(g)) {
+    const format = isRate(g) ? signedPercent : signed;
+    const lo = g.lower === null ? '−∞' : format(g.lower);
+    const hi = g.upper === null ? '∞' : format(g.upper);
     return `[${lo}, ${hi}]`;
   }
   const lo = g.lower === null ? '0' : g.lower.toFixed(2);
@@ -148,6 +160,9 @@ export function formatInterval(g: GuardInterval): string {
 }
 
 export function formatThreshold(g: GuardInterval): string {
+  if (isDifference(g)) {
+    return signed(g.threshold);
+  }
   return isRate(g) ? signedPercent(g.threshold) : `${g.threshold}×`;
 }
 
@@ -158,7 +173,9 @@ export function guardLabel(g: GuardInterval): string {
   const labels: Record<string, string> = {
     error_rate_increase: 'error rate increase',
     latency_p50_ratio: 'latency p50 ratio',
-    latency_p99_ratio: 'latency p99 ratio'
+    latency_p99_ratio: 'latency p99 ratio',
+    quality_accuracy_decrease: 'accuracy decrease (quality)',
+    quality_mae_increase: 'mean absolute error increase (quality)'
   };
   return labels[g.name] ?? g.name.replace(/_/g, ' ');
 }
@@ -188,6 +205,15 @@ export function intervalBar(
 
 /** The bar's range for a guard: symmetric around "no difference", wide enough for the interval. */
 export function barRange(g: GuardInterval): [number, number] {
+  if (isDifference(g)) {
+    const reach = Math.max(
+      Math.abs(g.lower ?? 0),
+      Math.abs(g.upper ?? 0),
+      Math.abs(g.threshold) * 2,
+      1e-9
+    );
+    return [-reach * 1.15, reach * 1.15];
+  }
   if (isRate(g)) {
     const reach = Math.max(
       0.05,

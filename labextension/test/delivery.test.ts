@@ -57,6 +57,12 @@ describe('guard intervals', () => {
     assert.equal(formatEstimate(p50), '1.02×');
     assert.equal(formatInterval(p50), '[0.80, ∞]');
     assert.equal(formatEstimate({ ...p50, estimate: null }), '–');
+    // The quality guard (when a rollout has one): accuracy as a rate, mean absolute error as a number.
+    const accuracy = { ...rate, name: 'quality_accuracy_decrease', estimate: 0.1 };
+    assert.equal(formatEstimate(accuracy), '+10.00%');
+    const mae = { ...rate, name: 'quality_mae_increase', estimate: 0.25, lower: -0.5, upper: 1.5 };
+    assert.equal(formatEstimate(mae), '+0.250');
+    assert.equal(formatInterval(mae), '[-0.500, +1.50]');
   });
 
   it('places the interval, the estimate and the threshold on a bar', () => {

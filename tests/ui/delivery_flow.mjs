@@ -64,6 +64,7 @@ await run(async () => {
   await step('endpoint-page', async () => {
     await page.goto(`${LAB_URL}lab?token=${TOKEN}`);
     await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
+    await page.locator('#jupyter-serving-panel').waitFor({ state: 'attached' }); // the extension loaded
     const input = await openPalette();
     await input.fill('Open Model Serving Page');
     await page

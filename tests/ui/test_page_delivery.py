@@ -57,7 +57,9 @@ def fails(x: int) -> bool:
 
 def load(lab: Lab, stop: threading.Event, gate: Path, answered: list[tuple[bool, int]]) -> None:
     """About 20 seeded requests a second (a load shape, not synchronisation): inputs the challenger
-    answers until `gate` exists, any input after."""
+    answers until `gate` exists, any input after; then a third of them also go to the challenger
+    itself (bypassing the split), so the Overview's verdict has evidence once the rollback took
+    its traffic away."""
     rng = random.Random(29)
     deadline = time.monotonic() + LOAD_LIMIT_S
     while not stop.is_set() and time.monotonic() < deadline:
@@ -68,6 +70,8 @@ def load(lab: Lab, stop: threading.Event, gate: Path, answered: list[tuple[bool,
         body = {"dataframe_split": {"columns": ["x"], "data": [[float(x)]]}}
         status = lab.api("POST", f"serving-endpoints/{ENDPOINT}/invocations", json=body).status_code
         answered.append((opened, status))
+        if opened and x % 3 == 0:  # evidence on the challenger after its rollback, for the verdict
+            lab.api("POST", f"serving-endpoints/{ENDPOINT}/served-models/challenger/invocations", json=body)
         stop.wait(0.05)
 
 

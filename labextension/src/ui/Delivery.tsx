@@ -381,7 +381,8 @@ function StartRollout(props: {
   const [steps, setSteps] = React.useState('5, 25, 50, 100');
   const [duration, setDuration] = React.useState('60');
   const [problem, setProblem] = React.useState<string | null>(null);
-  const chosen = to || candidates.find(n => !split[n]) || candidates[0] || '';
+  const chosen =
+    (candidates.includes(to) && to) || candidates.find(n => !split[n]) || candidates[0] || '';
   const start = async (): Promise<void> => {
     const parsed = parseSteps(steps);
     const seconds = Number(duration);
@@ -496,7 +497,7 @@ export function ShadowView(props: {
   const current = view?.shadow ?? null;
   const [entity, setEntity] = React.useState('');
   const [percentage, setPercentage] = React.useState('');
-  const chosen = entity || current?.served_entity_name || idle[0] || '';
+  const chosen = (idle.includes(entity) && entity) || current?.served_entity_name || idle[0] || '';
   const share = percentage || String(current?.percentage ?? 20);
   return (
     <div className="jp-serving-shadow-view" data-shadow={current ? current.served_entity_name : ''}>
