@@ -94,7 +94,9 @@ def mirrored(request_id: str, percentage: int) -> bool:
     """Whether the request with this id is mirrored at `percentage`: CRC-32 of the id, mod 100.
 
     Deterministic (no process-salted `hash`), so a share selects the same requests in every run
-    and on every host, and uniform over random request ids (uuid4)."""
+    and on every host, and uniform over random request ids (uuid4). 0 and 100 need no hash."""
+    if percentage >= 100 or percentage <= 0:
+        return percentage >= 100
     return zlib.crc32(request_id.encode()) % 100 < percentage
 
 
@@ -119,6 +121,10 @@ class Mirror:
         self._draining = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._encoders: dict[tuple[Any, ...], RowEncoder] = {}
+        # The queue-full counter's child, looked up on the first drop: a saturated endpoint drops
+        # most mirrored requests, and `labels()` (a lock and a dict) was most of `offer`'s cost.
+        self._queue_full: Any = None
+        self._answered: dict[int, Any] = {}  # shadow_requests' child per status, likewise
         self.stopped = False
 
     def offer(
@@ -128,9 +134,10 @@ class Mirror:
         shadow = self.config.served_entity_name
         if live == shadow or not mirrored(request_id, self.config.percentage):
             return
-        metrics = self.lane.metrics
         if len(self._jobs) >= QUEUE_SIZE or self.stopped:
-            metrics.shadow_dropped.labels(shadow, "queue_full").inc()
+            if self._queue_full is None:
+                self._queue_full = self.lane.metrics.shadow_dropped.labels(shadow, "queue_full")
+            self._queue_full.inc()
             return
         self._jobs.append(_Job(request, request_id, body))
         if self._draining < CONCURRENCY:
@@ -183,7 +190,9 @@ class Mirror:
         else:
             elapsed_ms = reply.execution_ms
             status, response, client_id = reply.status, _response(reply), reply.client_request_id
-        metrics.shadow_requests.labels(shadow, str(status)).inc()
+        if (answered := self._answered.get(status)) is None:
+            answered = self._answered[status] = metrics.shadow_requests.labels(shadow, str(status))
+        answered.inc()
         if status >= 400:
             metrics.shadow_errors.labels(shadow).inc()
         if table.capture_path is None or table.capture_form == AI_GATEWAY:
