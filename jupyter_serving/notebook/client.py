@@ -472,6 +472,19 @@ class Client:
     def _rollout_path(name: str) -> str:
         return f"api/2.0/jupyter-serving/endpoints/{quote(name, safe='')}/rollout"
 
+    def verdict(self, name: str, control: str | None = None, alpha: float = 0.05) -> dict[str, Any]:
+        """The live A/B verdict the page's Overview shows: each entity against `control` (default:
+        most traffic) with the rollout guard's always-valid intervals read as `worse`, `better` or
+        `no_difference_yet`; safe to call as often as you like (docs/API.md)."""
+        params: dict[str, Any] = {"alpha": alpha} | ({"control": control} if control else {})
+        path = f"api/2.0/jupyter-serving/endpoints/{quote(name, safe='')}/verdict"
+        return dict(self._json("GET", path, params=params))
+
+    def shadow_comparison(self, name: str) -> dict[str, Any]:
+        """The shadow view's data: the shadow config (or None), the mirror's counters, and live
+        against shadow on the same requests from the inference table (agreement, errors, latency)."""
+        return dict(self._json("GET", f"{self._shadow_path(name)}/comparison"))
+
     def registered_models(self) -> builtins.list[dict[str, Any]]:
         """Models in the server's MLflow registry, each with its `versions`."""
         return self._json("GET", "api/2.0/jupyter-serving/registered-models").get("registered_models", [])

@@ -22,6 +22,8 @@ from referencing.jsonschema import DRAFT202012
 from scenarios import CAPTURE
 from serving_support import ServingServer, entity, eventually
 
+from jupyter_serving.notebook.client import Client
+
 VERDICT = "api/2.0/jupyter-serving/endpoints/{}/verdict"
 SHADOW = "api/2.0/jupyter-serving/endpoints/{}/shadow"
 SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "server" / "openapi.yaml").read_text())
@@ -107,6 +109,10 @@ def test_verdict_route_says_no_data_then_finds_the_failing_entity(
     flipped = server.api("GET", route + "?control=challenger").json()
     assert flipped["comparisons"][0]["served_entity_name"] == "current"
     assert flipped["comparisons"][0]["verdict"] == "better"
+    # The Python client reads the same answers.
+    client = Client(server.url, token=server.token)
+    assert client.verdict("ab")["comparisons"][0]["verdict"] == "worse"
+    assert client.verdict("ab", control="challenger", alpha=0.01)["alpha"] == 0.01
 
 
 def test_shadow_comparison_route_counts_and_compares_the_mirrored_requests(
@@ -140,3 +146,5 @@ def test_shadow_comparison_route_counts_and_compares_the_mirrored_requests(
     assert row["shadow_entity"] == "twin" and row["live_entity"] == "current"
     assert row["agreement"] == 1.0 and row["live_errors"] == 0 and row["shadow_errors"] == 0
     assert row["agreement_ci_low"] < 1.0 and row["shadow_latency_p50_ms"] is not None
+    client = Client(server.url, token=server.token)
+    assert client.shadow_comparison("mirror")["comparison"][0]["shadow_entity"] == "twin"
