@@ -114,6 +114,23 @@ await run(async () => {
     if (split['iris-lr-1'] !== 50 || split['iris-lr-2'] !== 50) {
       throw new Error(`traffic chart should show 50/50, got ${JSON.stringify(split)}`);
     }
+    // Charts: 4xx apart from 5xx, memory named for what it measures (PSS), a choice of time range.
+    for (const title of ['Client errors', 'Server errors', 'Memory']) {
+      await chart(title).locator('canvas').waitFor();
+    }
+    if (!/PSS/.test(await chart('Memory').locator('figcaption').textContent())) {
+      throw new Error('the memory chart should say it shows PSS');
+    }
+    const ranges = await main.locator('select[name="time-range"] option').allTextContents();
+    if (JSON.stringify(ranges) !== JSON.stringify(['15 min', '1 h', 'all'])) {
+      throw new Error(`time ranges: ${JSON.stringify(ranges)}`);
+    }
+    await main.locator('select[name="time-range"]').selectOption('1 h');
+    await chart('Requests').locator('canvas').waitFor();
+    if (!((await points('Requests')) > 0)) {
+      throw new Error('the 1 h range shows no samples');
+    }
+    await main.locator('select[name="time-range"]').selectOption('15 min');
     // Each entity's card says whether it scales to zero, as configured (test_page.py: v2 only).
     for (const [served, want] of [
       ['iris-lr-1', 'off'],
@@ -163,6 +180,11 @@ await run(async () => {
     await tab('events');
     await waitEvent('UPDATE_SUCCEEDED');
     await waitEvent('ENDPOINT_CREATED');
+    // Times read 24-hour, as everywhere else on the page (no AM/PM).
+    const times = await main.locator('tr[data-event] td:first-child').allTextContents();
+    if (!times.length || times.some(t => !/^\d{2}:\d{2}:\d{2}$/.test(t.trim()))) {
+      throw new Error(`event times should be 24-hour hh:mm:ss: ${JSON.stringify(times)}`);
+    }
   });
 
   await step('failed-deploy-event-and-badge', async () => {

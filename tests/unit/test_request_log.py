@@ -41,3 +41,36 @@ def test_lines_written_while_scoring_name_the_requests_and_none_after() -> None:
     finally:
         request_log.scoring(before)
     assert _line(id_filter, "idle") == "idle"
+
+
+def test_on_ray_the_scorers_lines_reach_serves_replica_log_naming_the_request() -> None:
+    """A Ray Serve replica writes its log through the `ray.serve` logger: the scorer's lines
+    (`jupyter_serving.worker`) are handed to it, and it names the request being scored."""
+    pytest.importorskip("ray.serve")
+    from jupyter_serving.backends.ray import replica
+
+    serve_log, worker_log = logging.getLogger("ray.serve"), logging.getLogger("jupyter_serving.worker")
+    saved = (list(serve_log.filters), list(worker_log.handlers), worker_log.propagate)
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    keep = Keep()
+    serve_log.addHandler(keep)
+    try:
+        replica._name_requests_in_the_log()
+        replica._name_requests_in_the_log()  # a second replica in the process: still one prefix
+        before = request_log.scoring(["r-1"])
+        try:
+            worker_log.warning("invocation failed (%d): %s", 400, "bad input")
+        finally:
+            request_log.scoring(before)
+        serve_log.warning("idle")
+    finally:
+        serve_log.removeHandler(keep)
+        serve_log.filters[:] = saved[0]
+        worker_log.handlers[:] = saved[1]
+        worker_log.propagate = saved[2]
+    assert seen == ["request_id=r-1 invocation failed (400): bad input", "idle"]
