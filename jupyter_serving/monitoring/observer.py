@@ -107,15 +107,22 @@ class Observer:
 
     def _observe(self, name: str, endpoint: Any, timestamp_ms: int, seconds: float) -> None:
         history = self.histories.get(name)
+        before = self._snapshots.get(name)
         if history is None:
             history = self.histories[name] = EndpointHistory(self.capacity)
             self.events.load(name)
             if not self.events.get(name):
                 created = endpoint.record.creation_timestamp or timestamp_ms  # when it happened
                 self.events.append(name, [event(created, "ENDPOINT_CREATED", "Endpoint created.")])
+                if endpoint.record.update.started_ms is not None:
+                    # Created by this server: compare with the endpoint as created (no config, no
+                    # update), so an update that began and ended before this first look is logged
+                    # too; clients read failures from these events (a model that fails to load
+                    # within one sampling interval would otherwise leave no UPDATE_FAILED).
+                    before = Snapshot(created, 0, "NOT_UPDATING", "", None)
         snapshot = self._snapshot(endpoint, timestamp_ms)
         cold = self._cold_since.setdefault(name, {})
-        self.events.append(name, diff(self._snapshots.get(name), snapshot, cold))
+        self.events.append(name, diff(before, snapshot, cold))
         self._snapshots[name] = snapshot
         history.record(timestamp_ms, seconds, self._readings(endpoint), _split(endpoint))
 

@@ -25,7 +25,7 @@ from jupyter_serving.notebook.client import (
     parse_metrics,
     served_entities,
 )
-from jupyter_serving.notebook.health import health, transitions
+from jupyter_serving.notebook.health import HealthNotices
 from jupyter_serving.notebook.magics import (
     badge,
     endpoint_status,
@@ -463,7 +463,7 @@ class EndpointMonitor(w.VBox):
         self._charts = charts
         self.notice = w.HTML()  # failure / recovery notifications, newest first
         self.notifications: list[tuple[str, str]] = []
-        self._health: dict[str, str] | None = None
+        self._notices = HealthNotices(name)  # reads the server's events (see notebook.health)
         self.refreshes = 0
         self._previous: tuple[float, dict[str, EntityCounters]] | None = None
         self._status = "not read yet"  # what the text form shows, kept beside the widgets' HTML
@@ -516,7 +516,7 @@ class EndpointMonitor(w.VBox):
         self._previous = (now, counters)
         label, tone = endpoint_status(endpoint)
         self._status = label
-        self._notify(endpoint)
+        self._notify()
         self.header.value = f"<b>{_escape(self.name)}</b> {badge(label, tone)}"
         self.table.value = self._render_entities(endpoint, counters, before, seconds)
         if self._charts:
@@ -538,11 +538,14 @@ class EndpointMonitor(w.VBox):
         self._events = events
         self.events.value = _render_events(events)
 
-    def _notify(self, endpoint: Mapping[str, Any]) -> None:
-        """Announce failures and recoveries once each (see notebook.health)."""
-        now = health(endpoint)
-        fresh = transitions(self.name, self._health, now)
-        self._health = now
+    def _notify(self) -> None:
+        """Announce failures and recoveries once each, as the server's events report them (see
+        notebook.health); a server without the events route announces none."""
+        try:
+            events = self.client.events(self.name, self._notices.since_ms)
+        except ServingClientError:
+            return
+        fresh = self._notices.read(events)
         if not fresh:
             return
         self.notifications = fresh[::-1] + self.notifications

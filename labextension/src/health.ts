@@ -1,65 +1,82 @@
 /**
- * Failure and recovery of an endpoint and its served entities between two polls (the same rules as
- * jupyter_serving/notebook/health.py), so the panel notifies once per change, not on every refresh.
+ * Failure and recovery notices of one endpoint, read from the server's events
+ * (`GET .../endpoints/{name}/events`, derived by the server in monitoring/events.py). The same rules
+ * as jupyter_serving/notebook/health.py, so the panel notifies once per change, not on every poll:
+ *
+ *   UPDATE_FAILED -> the endpoint has failed; DEPLOYMENT_FAILED -> its served entity has failed;
+ *   UPDATE_SUCCEEDED / ENTITY_READY after that failure -> it has recovered.
+ *
+ * The first read (the whole log) announces only what is still failed at its end.
  */
 
-import type { Endpoint } from './types';
+import type { ServingEvent } from './history';
 
-export type Health = 'failed' | 'ok' | 'other';
-const ENTITY_FAILED = new Set(['DEPLOYMENT_FAILED', 'DEPLOYMENT_ABORTED']);
-
-/** '' -> the endpoint's health; '<served entity>' -> that entity's. */
-export function health(endpoint: Endpoint): Map<string, Health> {
-  const out = new Map<string, Health>();
-  for (const config of [endpoint.config, endpoint.pending_config]) {
-    for (const e of config?.served_entities ?? []) {
-      if (!e.name) {
-        continue;
-      }
-      const deployment = e.state?.deployment ?? '';
-      out.set(
-        e.name,
-        ENTITY_FAILED.has(deployment)
-          ? 'failed'
-          : deployment === 'DEPLOYMENT_READY'
-            ? 'ok'
-            : 'other'
-      );
-    }
-  }
-  const state = endpoint.state;
-  const entityFailed = [...out.values()].includes('failed') && state?.ready !== 'READY';
-  out.set(
-    '',
-    state?.config_update === 'UPDATE_FAILED' || entityFailed
-      ? 'failed'
-      : state?.ready === 'READY'
-        ? 'ok'
-        : 'other'
-  );
-  return out;
-}
+/** Events are stamped with when a change happened, which can precede its logging: look back. */
+export const LOOKBACK_MS = 60_000;
 
 export interface HealthChange {
   failed: boolean;
   message: string;
 }
 
-/** What failed, or recovered after failing; on the first look, only what is failed already. */
-export function transitions(
-  name: string,
-  before: Map<string, Health> | undefined,
-  after: Map<string, Health>
-): HealthChange[] {
-  const out: HealthChange[] = [];
-  for (const [key, now] of after) {
-    const was = before?.get(key);
-    const what = key ? `Served entity '${key}' of endpoint '${name}'` : `Endpoint '${name}'`;
-    if (now === 'failed' && was !== 'failed') {
-      out.push({ failed: true, message: `${what} has failed` });
-    } else if (before && now === 'ok' && was === 'failed') {
-      out.push({ failed: false, message: `${what} has recovered` });
-    }
+export class HealthNotices {
+  /** '' for the endpoint, else a served entity's name. */
+  readonly failed = new Set<string>();
+  private seen = new Map<string, number>();
+  private latest: number | null = null;
+
+  constructor(readonly name: string) {}
+
+  /** The `since_ms` to ask the events route for next. */
+  get sinceMs(): number {
+    return this.latest === null ? 0 : Math.max(0, this.latest - LOOKBACK_MS);
   }
-  return out;
+
+  /** What failed or recovered among `events` not read before. */
+  read(events: ServingEvent[]): HealthChange[] {
+    const first = this.latest === null;
+    const out: HealthChange[] = [];
+    for (const e of [...events].sort((a, b) => a.timestamp_ms - b.timestamp_ms)) {
+      const key = `${e.timestamp_ms}|${e.type}|${e.served_entity ?? ''}|${e.message}`;
+      if (this.seen.has(key)) {
+        continue;
+      }
+      this.seen.set(key, e.timestamp_ms);
+      this.latest = Math.max(this.latest ?? e.timestamp_ms, e.timestamp_ms);
+      out.push(...this.apply(e));
+    }
+    const latest = (this.latest ??= 0);
+    for (const [key, t] of this.seen) {
+      if (t < latest - LOOKBACK_MS) {
+        this.seen.delete(key);
+      }
+    }
+    if (first) {
+      return [...this.failed]
+        .sort()
+        .map(key => ({ failed: true, message: `${this.what(key)} has failed` }));
+    }
+    return out;
+  }
+
+  private apply(e: ServingEvent): HealthChange[] {
+    const update = e.type === 'UPDATE_FAILED' || e.type === 'UPDATE_SUCCEEDED';
+    const key = update ? '' : e.served_entity;
+    if (key === undefined || (update && e.served_entity)) {
+      return [];
+    }
+    if ((e.type === 'UPDATE_FAILED' || e.type === 'DEPLOYMENT_FAILED') && !this.failed.has(key)) {
+      this.failed.add(key);
+      return [{ failed: true, message: `${this.what(key)} has failed` }];
+    }
+    if ((e.type === 'UPDATE_SUCCEEDED' || e.type === 'ENTITY_READY') && this.failed.has(key)) {
+      this.failed.delete(key);
+      return [{ failed: false, message: `${this.what(key)} has recovered` }];
+    }
+    return [];
+  }
+
+  private what(key: string): string {
+    return key ? `Served entity '${key}' of endpoint '${this.name}'` : `Endpoint '${this.name}'`;
+  }
 }

@@ -267,6 +267,12 @@ await run(async () => {
       .first()
       .waitFor({ timeout: READY_TIMEOUT_MS });
     await broken.locator('.jp-serving-badge[data-badge="NOT_READY"]').waitFor();
+    // The panel announces the failure once, read from the server's events (UPDATE_FAILED), not
+    // derived from the endpoint's state by the panel itself (labextension/src/health.ts).
+    await page
+      .getByText(`Endpoint '${NAME}-broken' has failed`)
+      .first()
+      .waitFor({ timeout: READY_TIMEOUT_MS });
     await shot('failed-badge-shown');
     await broken.locator('button[name="delete"]').click();
     await page.locator('.jp-Dialog button.jp-mod-warn').click();

@@ -141,48 +141,85 @@ def test_endpoint_openapi_has_one_path_per_served_entity_typed_from_the_signatur
     assert b["oneOf"][0]["properties"]["instances"]["items"] == {"type": "array", "items": {"type": "number"}}
 
 
-def test_health_transitions_fire_once_on_failure_and_on_recovery() -> None:
-    from jupyter_serving.notebook.health import health, transitions
+def _event(t: int, kind: str, served: str | None = None, message: str = "") -> dict:
+    """An event as `GET .../events` returns it (monitoring.events.event)."""
+    item: dict = {"timestamp_ms": t, "type": kind, "severity": "INFO", "message": message or kind}
+    if served is not None:
+        item["served_entity"] = served
+    return item
 
-    def endpoint(update: str, ready: str, deployment: str) -> dict:
-        entity = {"name": "m-1", "state": {"deployment": deployment}}
-        return {"state": {"ready": ready, "config_update": update}, "config": {"served_entities": [entity]}}
 
-    ok = health(endpoint("NOT_UPDATING", "READY", "DEPLOYMENT_READY"))
-    failed = health(endpoint("NOT_UPDATING", "NOT_READY", "DEPLOYMENT_FAILED"))
-    assert transitions("ep", None, ok) == []
-    assert transitions("ep", ok, failed) == [
-        ("bad", "Served entity 'm-1' of endpoint 'ep' has failed"),
+def test_health_notices_fire_once_on_failure_and_on_recovery_from_the_servers_events() -> None:
+    from jupyter_serving.notebook.health import LOOKBACK_MS, HealthNotices
+
+    notices = HealthNotices("ep")
+    assert notices.since_ms == 0
+    # The first read is the whole log: a failure that recovered before anyone looked is not news.
+    history = [_event(1000, "DEPLOYMENT_FAILED", "m-0"), _event(2000, "ENTITY_READY", "m-0")]
+    assert notices.read(history) == []
+    assert notices.since_ms == 0  # looks back a minute from the newest event
+    failed = [_event(70_000, "UPDATE_FAILED"), _event(71_000, "DEPLOYMENT_FAILED", "m-1")]
+    assert notices.read(history + failed) == [
         ("bad", "Endpoint 'ep' has failed"),
+        ("bad", "Served entity 'm-1' of endpoint 'ep' has failed"),
     ]
-    assert transitions("ep", failed, failed) == []
-    assert transitions("ep", failed, ok) == [
-        ("ok", "Served entity 'm-1' of endpoint 'ep' has recovered"),
+    assert notices.since_ms == 71_000 - LOOKBACK_MS
+    assert notices.read(failed) == []  # read again (the look-back): announced once
+    again = [_event(72_000, "DEPLOYMENT_FAILED", "m-1", "crashed again")]
+    assert notices.read(again) == []  # still failed: no second notice
+    recovered = [_event(80_000, "UPDATE_SUCCEEDED"), _event(81_000, "ENTITY_READY", "m-1")]
+    assert notices.read(recovered) == [
         ("ok", "Endpoint 'ep' has recovered"),
+        ("ok", "Served entity 'm-1' of endpoint 'ep' has recovered"),
     ]
+    # Events that are neither (scaling, progress, replica crashes that recover) say nothing.
+    assert notices.read([_event(90_000, "SCALED_UP", "m-1"), _event(90_000, "REPLICA_CRASHED", "m-1")]) == []
+
+
+def test_health_notices_first_read_announces_what_is_failed_now() -> None:
+    from jupyter_serving.notebook.health import HealthNotices
+
+    notices = HealthNotices("ep")
+    assert notices.read([_event(5, "UPDATE_FAILED"), _event(6, "DEPLOYMENT_FAILED", "m-1")]) == [
+        ("bad", "Endpoint 'ep' has failed"),
+        ("bad", "Served entity 'm-1' of endpoint 'ep' has failed"),
+    ]
+    assert notices.read([]) == []
 
 
 class _Polled:
-    """A double of our own `Client` interface: the endpoint as successive GETs return it."""
+    """A double of our own `Client` interface: the endpoint's events as successive reads return
+    them (each read adds the next batch to the server's log, answered after `since_ms`)."""
 
-    def __init__(self, states: list[str]) -> None:
-        self.states = states
+    def __init__(self, batches: list[list[dict]]) -> None:
+        self.batches = batches
+        self.log: list[dict] = []
 
     def get(self, name: str) -> dict:
-        deployment = self.states.pop(0) if len(self.states) > 1 else self.states[0]
-        ready = "READY" if deployment == "DEPLOYMENT_READY" else "NOT_READY"
-        entity = {"name": "m-1", "state": {"deployment": deployment}, "local": {}}
+        entity = {"name": "m-1", "state": {"deployment": "DEPLOYMENT_READY"}, "local": {}}
         config = {"served_entities": [entity], "traffic_config": {"routes": []}}
-        return {"name": name, "state": {"ready": ready, "config_update": "NOT_UPDATING"}, "config": config}
+        return {"name": name, "state": {"ready": "READY", "config_update": "NOT_UPDATING"}, "config": config}
 
     def metrics(self, name: str) -> str:
         return ""
+
+    def events(self, name: str, since_ms: int = 0) -> list[dict]:
+        if self.batches:
+            self.log += self.batches.pop(0)
+        return [e for e in self.log if e["timestamp_ms"] > since_ms]
 
 
 def test_endpoint_monitor_shows_a_notification_when_an_endpoint_fails_and_recovers() -> None:
     from jupyter_serving.notebook.widgets import EndpointMonitor
 
-    client = _Polled(["DEPLOYMENT_READY", "DEPLOYMENT_FAILED", "DEPLOYMENT_FAILED", "DEPLOYMENT_READY"])
+    client = _Polled(
+        [
+            [_event(1000, "UPDATE_SUCCEEDED")],
+            [_event(2000, "UPDATE_FAILED"), _event(2000, "DEPLOYMENT_FAILED", "m-1")],
+            [],
+            [_event(3000, "UPDATE_SUCCEEDED")],
+        ]
+    )
     monitor = EndpointMonitor(client, "ep", start=False, charts=False)  # type: ignore[arg-type]
     assert monitor.notifications == [] and monitor.notice.value == ""
     monitor.refresh()

@@ -351,6 +351,24 @@ def test_endpoint_created_event_carries_the_creation_time(tmp_path) -> None:
     assert (created["type"], created["timestamp_ms"]) == ("ENDPOINT_CREATED", 1_234)
 
 
+def test_an_update_that_fails_before_the_first_look_is_still_an_event(tmp_path) -> None:
+    """A new endpoint whose model failed to load within one sampling interval: the notebook monitor
+    and the JupyterLab panel announce the failure from this UPDATE_FAILED (notebook/health.py)."""
+    config = parse_config({"served_entities": [{"name": "a", "entity_name": "m", "entity_version": "1"}]})
+    record = EndpointRecord("ep", "id", "me", 1_000, 1_000)
+    record.begin_update(config, 1_000)
+    record.fail_update("Failed to load the model.")
+    manager = _Manager()
+    manager.endpoints["ep"] = Endpoint(record, DataPlane(lambda: None, 1.0))
+    observer = Observer(manager, tmp_path / "events", 2.0, 60.0, 50)
+    observer.tick()
+    events = observer.events.get("ep")
+    assert [e["type"] for e in events] == ["ENDPOINT_CREATED", "UPDATE_STARTED", "UPDATE_FAILED"]
+    assert events[2]["message"] == "Config update failed: Failed to load the model."
+    observer.tick()
+    assert len(observer.events.get("ep")) == 3  # once
+
+
 def test_memory_sums_pss_where_the_backend_reads_it_else_rss(tmp_path) -> None:
     observer = Observer(_Manager(), tmp_path / "events", 2.0, 60.0, 50)
     usage = (ProcessUsage(1, 0.0, 1000, 400), ProcessUsage(2, 0.0, 1000, None))

@@ -8,7 +8,7 @@ import * as React from 'react';
 import type { ServingClient } from '../client';
 import { errorMessage } from '../errors';
 import { emptyForm, EndpointForm, fromEndpoint, toConfig, toCreateRequest } from '../form';
-import { type Health, health, transitions } from '../health';
+import { HealthNotices } from '../health';
 import { createCell, updateCell } from '../notebook';
 import { Refresher } from '../refresher';
 import type { Endpoint, RegisteredModel } from '../types';
@@ -41,7 +41,7 @@ export function PanelView({ services }: { services: PanelServices }): JSX.Elemen
   const [models, setModels] = React.useState<RegisteredModel[] | null>(null);
   const [modelsError, setModelsError] = React.useState<string | null>(null);
   const refresher = React.useRef<Refresher | null>(null);
-  const healths = React.useRef(new Map<string, Map<string, Health>>());
+  const notices = React.useRef(new Map<string, HealthNotices>());
 
   React.useEffect(() => {
     const r = new Refresher(
@@ -50,7 +50,7 @@ export function PanelView({ services }: { services: PanelServices }): JSX.Elemen
       ({ endpoints, error }) => {
         if (endpoints) {
           setEndpoints(endpoints);
-          notifyHealth(endpoints, healths.current);
+          void notifyHealth(client, endpoints, notices.current);
         }
         setLoadError(error ? errorMessage(error) : null);
       }
@@ -188,17 +188,42 @@ export function PanelView({ services }: { services: PanelServices }): JSX.Elemen
   );
 }
 
-/** A JupyterLab notification when an endpoint or served entity fails or recovers (once per change). */
-function notifyHealth(endpoints: Endpoint[], previous: Map<string, Map<string, Health>>): void {
-  for (const endpoint of endpoints) {
-    const now = health(endpoint);
-    for (const change of transitions(endpoint.name, previous.get(endpoint.name), now)) {
-      if (change.failed) {
-        Notification.error(change.message, { autoClose: false });
-      } else {
-        Notification.success(change.message, { autoClose: 5000 });
-      }
+/**
+ * A JupyterLab notification when an endpoint or served entity fails or recovers (once per change),
+ * as the server's events report it (see ../health.ts); a failed read of one endpoint's events
+ * announces nothing for it this time.
+ */
+async function notifyHealth(
+  client: ServingClient,
+  endpoints: Endpoint[],
+  notices: Map<string, HealthNotices>
+): Promise<void> {
+  const names = new Set(endpoints.map(e => e.name));
+  for (const name of [...notices.keys()]) {
+    if (!names.has(name)) {
+      notices.delete(name); // deleted: a new endpoint of that name starts with a first read
     }
-    previous.set(endpoint.name, now);
   }
+  await Promise.all(
+    endpoints.map(async ({ name }) => {
+      let watch = notices.get(name);
+      if (!watch) {
+        watch = new HealthNotices(name);
+        notices.set(name, watch);
+      }
+      let events;
+      try {
+        events = await client.events(name, watch.sinceMs);
+      } catch {
+        return;
+      }
+      for (const change of watch.read(events)) {
+        if (change.failed) {
+          Notification.error(change.message, { autoClose: false });
+        } else {
+          Notification.success(change.message, { autoClose: 5000 });
+        }
+      }
+    })
+  );
 }
