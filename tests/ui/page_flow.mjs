@@ -346,6 +346,41 @@ await run(async () => {
     await chart('Requests').locator('canvas').waitFor();
   });
 
+  await step('notebook-button-inserts-in-view', async () => {
+    // A long notebook is open (test_page.py wrote long.ipynb, scrolled to its top): the page's
+    // Notebook button appends the %%serve cell to it and scrolls it into view.
+    const input = await openPalette();
+    await input.fill('Open from Path');
+    await page.locator('.lm-CommandPalette-item', { hasText: 'Open from Path' }).first().click();
+    await page.locator('.jp-Dialog input').fill('long.ipynb');
+    await page.locator('.jp-Dialog button.jp-mod-accept').click();
+    const notebook = page.locator('.jp-NotebookPanel:visible');
+    await notebook.locator('.jp-Cell', { hasText: 'cell_59' }).waitFor({ state: 'attached' });
+    await page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab', { hasText: 'Model Serving' }).click();
+    await main.locator('button[name="open-in-notebook"]').click();
+    const cell = notebook.locator('.jp-Cell', { hasText: '%%serve' }).last();
+    await cell.waitFor();
+    await page.waitForFunction(() => {
+      const panel = [...document.querySelectorAll('.jp-NotebookPanel')].find(
+        p => p.offsetParent !== null
+      );
+      const scroller = panel?.querySelector('.jp-WindowedPanel-outer');
+      const cells = [...(panel?.querySelectorAll('.jp-Cell') ?? [])].filter(c =>
+        c.textContent.includes('%%serve')
+      );
+      const last = cells.at(-1);
+      if (!scroller || !last) {
+        return false;
+      }
+      const view = scroller.getBoundingClientRect();
+      const box = last.getBoundingClientRect();
+      return box.top >= view.top - 1 && box.top < view.bottom;
+    });
+    await shot('notebook-cell-in-view');
+    await page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab', { hasText: 'Model Serving' }).click();
+    await main.locator('.jp-serving-detail').waitFor();
+  });
+
   await step('back-to-the-table', async () => {
     await main.locator('.jp-serving-breadcrumbs a').click();
     await main

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 from lab_support import ARTIFACTS, UI_DIR, Lab
 from serving_support import entity, iris_split
@@ -57,8 +58,17 @@ def load(lab: Lab, stop: threading.Event, answered: list[int]) -> None:
         stop.wait(0.05)
 
 
+def write_long_notebook(path: Path) -> None:
+    """A notebook taller than the screen, for the Notebook button to append its cell to."""
+    cells = [nbformat.v4.new_code_cell(f"cell_{i} = {i}") for i in range(60)]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
 def test_page_flow(lab: Lab, browser_tools: tuple[str, str], request: pytest.FixtureRequest) -> None:
     node, chromium = browser_tools
+    write_long_notebook(lab.root / "long.ipynb")
     artifacts = ARTIFACTS / request.node.name
     shutil.rmtree(artifacts, ignore_errors=True)
     created = lab.api("POST", "api/2.0/serving-endpoints", json={"name": ENDPOINT, "config": ab_config()})
