@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from benchmarks import run as base
 from benchmarks import scenarios as sc
 from jupyter_serving.notebook.client import parse_metrics
@@ -85,6 +87,21 @@ def drain(server: sc.Ours, timeout_s: float = 30.0) -> None:
         last = now
 
 
+def renice_shadow(server: sc.Ours, nice: int) -> list[int]:
+    """Experiment: lower the CPU priority of the shadow entity's replica processes (those writing
+    its log, logs/<endpoint>/mirror.log); the pids changed."""
+    assert server.proc is not None
+    changed = []
+    for proc in psutil.Process(server.proc.pid).children(recursive=True):
+        try:
+            if any(f.path.endswith(f"/{NAME}/mirror.log") for f in proc.open_files()):
+                proc.nice(nice)
+                changed.append(proc.pid)
+        except psutil.Error:
+            continue
+    return changed
+
+
 def measure(server: sc.Ours, target: base.Target, plan: base.Plan, clients: int) -> dict[str, Any]:
     assert server.proc is not None
     before = shadow_counts(server)
@@ -100,7 +117,7 @@ def measure(server: sc.Ours, target: base.Target, plan: base.Plan, clients: int)
     return result
 
 
-def cost(root: Path, plan: base.Plan, rounds: int) -> dict[int, dict[str, Any]]:
+def cost(root: Path, plan: base.Plan, rounds: int, nice: int = 0) -> dict[int, dict[str, Any]]:
     env, _ = base.register_model(root)
     runs: dict[int, dict[str, list[dict[str, Any]]]] = {c: {"off": [], "on": []} for c in plan.clients}
     with sc.ours_server(root, env, "shadow-cost", []) as server:
@@ -109,6 +126,8 @@ def cost(root: Path, plan: base.Plan, rounds: int) -> dict[int, dict[str, Any]]:
         server.api.wait_ready(NAME)
         target = server.target(NAME)
         sc.references(target, server.session)
+        if nice:
+            print(f"  shadow replicas at nice {nice}: pids {renice_shadow(server, nice)}", flush=True)
         current = False
         for round_no in range(rounds):
             for clients in plan.clients:
@@ -240,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="measured seconds per run (default 10, quick 2)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per run (default 2, quick 0.5)")
     parser.add_argument("--out", type=Path, help="write the JSON results here")
+    parser.add_argument(
+        "--nice-shadow", type=int, default=0, help="experiment: run the shadow's replicas at this nice value"
+    )
     parser.add_argument("--clients", default=",".join(map(str, LEVELS)), help="client levels (default 16,2)")
     args = parser.parse_args(argv)
     warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 2.0)
@@ -249,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = base.Plan(levels, warmup, duration, args.quick)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="jsbench-shadow-") as tmp:
-        result = cost(Path(tmp), plan, rounds)
-    report = {"meta": {**base.machine_meta(plan, load_before), "rounds": rounds}, "result": result}
+        result = cost(Path(tmp), plan, rounds, args.nice_shadow)
+    meta = {**base.machine_meta(plan, load_before), "rounds": rounds, "nice_shadow": args.nice_shadow}
+    report = {"meta": meta, "result": result}
     print(markdown(report))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2, default=str))
