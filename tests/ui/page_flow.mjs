@@ -114,6 +114,17 @@ await run(async () => {
     if (split['iris-lr-1'] !== 50 || split['iris-lr-2'] !== 50) {
       throw new Error(`traffic chart should show 50/50, got ${JSON.stringify(split)}`);
     }
+    // Equal series stay apart (each entity its own dash pattern), and the time axis has labels.
+    const dashes = JSON.parse(await chart('Requests').getAttribute('data-dashes'));
+    if (dashes.length !== 2 || JSON.stringify(dashes[0]) === JSON.stringify(dashes[1])) {
+      throw new Error(`the two entities' lines should differ in dash: ${JSON.stringify(dashes)}`);
+    }
+    const xLabels = Number(
+      await chart('Requests').locator('.jp-serving-chart-canvas').getAttribute('data-x-labels')
+    );
+    if (!(xLabels >= 2)) {
+      throw new Error(`the time axis should have several labels, got ${xLabels}`);
+    }
     // Charts: 4xx apart from 5xx, memory named for what it measures (PSS), a choice of time range.
     for (const title of ['Client errors', 'Server errors', 'Memory']) {
       await chart(title).locator('canvas').waitFor();
