@@ -16,7 +16,7 @@ import pytest
 import scenarios
 from agent_models import streaming_scenario
 from ray_cluster import RAY_ENV, RAY_MISSING, RayCluster
-from scenarios import FAST_TIMERS, local
+from scenarios import FAST_TIMERS, local, wait_local
 from serving_support import MlflowEnv, ServingServer, entity, eventually, iris_split
 
 pytestmark = [
@@ -78,6 +78,33 @@ def test_scale_to_zero_then_a_burst_of_first_requests(ray_server: ServingServer)
     scenarios.scale_to_zero_then_a_burst_of_first_requests_all_succeed(ray_server)
 
 
+def test_scale_from_zero_is_answered_by_a_warm_preimported_host(ray_server: ServingServer) -> None:
+    """Scale from zero on Ray (backends/ray/warm.py): the requests that find the entity at zero
+    replicas are answered by a warm actor that had MLflow imported before it was given the model,
+    while Serve starts its own replica, which then serves. How fast: benchmarks/ray_bench.py."""
+    ray_server.create_ready(
+        "ray-warm", {"served_entities": [entity("iris-lr", 1, scale_to_zero_enabled=True)]}
+    )
+    ready = wait_local(
+        ray_server,
+        "ray-warm",
+        "iris-lr-1",
+        lambda i: i["replicas"] == 0 and i["ray"]["warm_host"] == "ready",
+        180,
+    )
+    assert ready["ray"]["warm_starts"] == 0
+    answers = [ray_server.invoke("ray-warm", iris_split()) for _ in range(3)]
+    assert [(a.status_code, a.json()) for a in answers] == [(200, {"predictions": [0, 2, 1]})] * 3
+    info = local(ray_server, "ray-warm", "iris-lr-1")
+    assert (info["cold_starts"], info["ray"]["warm_starts"]) == (1, 1)
+    assert info["ray"]["warm_start"]["preimported"] is True  # MLflow was imported before the model came
+    # Serve's replica starts meanwhile and takes over; the pool has a fresh warm host for next time.
+    wait_local(ray_server, "ray-warm", "iris-lr-1", lambda i: i["replicas"] == 1, 180)
+    assert ray_server.invoke("ray-warm", iris_split()).status_code == 200
+    assert local(ray_server, "ray-warm", "iris-lr-1")["ray"]["warm_starts"] == 1
+    ray_server.delete("ray-warm")
+
+
 def test_capture_loses_no_row(ray_server: ServingServer) -> None:
     scenarios.requests_and_failures_are_logged_with_databricks_columns(ray_server)
     ray_server.delete("cap-ep")
@@ -101,6 +128,11 @@ def test_replicas_of_one_entity_run_on_both_nodes(ray_server: ServingServer) -> 
     )
     assert info["replicas"] == 2 and info["min_replicas"] == 2
     assert all(ray_server.invoke("ray-nodes", iris_split()).status_code == 200 for _ in range(20))
+    # Logs of replicas on every node: each replica's file is read by a task on the node that ran it
+    # (backends/ray/logs.py) and headed by that node, so both nodes' load lines are there.
+    logs = ray_server.api("GET", "api/2.0/serving-endpoints/ray-nodes/served-models/iris-lr-1/logs").json()
+    read_on = {part[:12] for part in logs["logs"].split("==> node ")[1:] if "model loaded" in part}
+    assert read_on == {node[:12] for node in info["ray"]["nodes"]}
     ray_server.delete("ray-nodes")
 
 

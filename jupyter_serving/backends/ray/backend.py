@@ -18,7 +18,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,7 @@ from jupyter_serving.settings import ServingSettings
 
 if TYPE_CHECKING:
     from jupyter_serving.backends.ray.deployment import RayDeployment
+    from jupyter_serving.backends.ray.warm import WarmPool
 
 log = logging.getLogger("jupyter_serving")
 
@@ -109,6 +110,7 @@ class RayBackend:
         self._refreshing: asyncio.Future[dict[str, AppSnapshot]] | None = None
         self._ray: Any = None
         self._serve: Any = None
+        self._warm: WarmPool | None = None
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -161,6 +163,8 @@ class RayBackend:
         self._executor.shutdown(wait=False)
 
     def _disconnect(self) -> None:
+        if self._warm is not None:
+            self._warm.stop()
         self._ray.shutdown()  # a private cluster stops with it; a shared one keeps running
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
@@ -173,6 +177,14 @@ class RayBackend:
         self.deployments.add(deployment)
         self.app_names.setdefault((spec.endpoint, spec.entity.name), []).append(deployment.app)
         return deployment
+
+    def warm_pool(self) -> WarmPool:
+        """The warm, pre-imported hosts that answer cold starts (warm.py), made on first use."""
+        if self._warm is None:
+            from jupyter_serving.backends.ray.warm import WarmPool
+
+            self._warm = WarmPool(self._ray)
+        return self._warm
 
     # ----------------------------------------------------------------- Serve's blocking calls
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
@@ -273,16 +285,24 @@ class RayBackend:
         env[REPLICA_PUSH_ENV] = self.push_s
         return env
 
-    def logs(self, endpoint: str, served: str, *, build: bool = False) -> str:
+    def logs(self, endpoint: str, served: str, *, build: bool = False) -> str | Awaitable[str]:
         if build:
             return self.build_logs.get((endpoint, served), "")
-        if self.logs_dir is None:
+        return self._replica_logs(endpoint, served)
+
+    async def _replica_logs(self, endpoint: str, served: str) -> str:
+        """The entity's replica logs read on the nodes that ran them (backends/ray/logs.py)."""
+        from jupyter_serving.backends.ray import logs as ray_logs
+
+        apps = set(self.app_names.get((endpoint, served), []))
+        if self._ray is None or not apps:
             return ""
-        parts = []
-        for app in self.app_names.get((endpoint, served), []):
-            for path in sorted((self.logs_dir / "serve").glob(f"replica_{app}_{DEPLOYMENT_NAME}_*.log")):
-                parts.append(f"==> {path.name} <==\n{_tail(path)}")
-        return "\n".join(parts)
+        # All states: a replica Serve scaled away or replaced keeps its log, on its node.
+        actors = await asyncio.to_thread(self._ray._private.state.actors)
+        files = ray_logs.replica_logs(actors, apps, DEPLOYMENT_NAME)
+        if not files:
+            return ""
+        return await asyncio.to_thread(ray_logs.collect, self._ray, files, LOG_TAIL_BYTES)
 
 
 def _packages(manager: str, load_uri: str | None) -> tuple[tuple[str, ...] | None, str]:

@@ -71,6 +71,13 @@ class RayDeployment:
         self._submitted: Future[Any] | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._last: AppSnapshot | None = None
+        # Scale from zero through a warm, pre-imported host (warm.py): its environment's key in the
+        # backend's pool, the host bridging the cold start in progress, and what the last one reported.
+        self.warm_key: str | None = None
+        self.warm_starts = 0
+        self.warm_start: dict[str, Any] | None = None
+        self._bridge: asyncio.Task[_Bridge | None] | None = None
+        self._wake: Any = None
 
     @property
     def name(self) -> str:
@@ -86,6 +93,7 @@ class RayDeployment:
         self._options = opts.deployment_options(
             self.policy, self.entity.workload_type, self.backend.sizing, env
         )
+        self._ensure_warm()
         if self.stopping:
             raise asyncio.CancelledError
         self.deployment.note("Submitting the Ray Serve application.")
@@ -146,6 +154,8 @@ class RayDeployment:
         self.queued += cold
         self._idle.clear()
         try:
+            if cold and (bridge := await self._bridge_host()) is not None:
+                return await bridge.call(self, request, timeout_s)
             return await self._call(request, timeout_s)
         finally:
             self.inflight -= 1
@@ -183,6 +193,60 @@ class RayDeployment:
         )
         return RayStream(self, generator)
 
+    # ----------------------------------------------------------------- cold starts through a warm host
+    def _ensure_warm(self) -> None:
+        """An entity that scales to zero keeps a warm host of its Python environment ready: its
+        runtime_env with the server's variables only (the entity's are set when it is taken)."""
+        if not self.policy.scale_to_zero or self._options is None:
+            return
+        env = {**self._options["ray_actor_options"]["runtime_env"], "env_vars": self.backend._replica_env()}
+        self.warm_key = self.backend.warm_pool().ensure(env)
+
+    async def _bridge_host(self) -> _Bridge | None:
+        """The host answering this cold start (one for all its requests), or None to wait for Serve."""
+        if self._bridge is None:
+            self._bridge = asyncio.ensure_future(self._open_bridge())
+        return await asyncio.shield(self._bridge)
+
+    async def _open_bridge(self) -> _Bridge | None:
+        pool = self.backend.warm_pool()
+        host = pool.take(self.warm_key) if self.warm_key is not None else None
+        if host is None:
+            return None
+        # One call waiting in Serve's handle makes Serve start its replica, as a cold request would.
+        self._wake = self.handle.node.remote()
+        settings = self.backend.settings
+        label = f"{self.endpoint}/{self.entity.name}"
+        model = self.load_uri or self.entity.model_uri
+        try:
+            info = await host.load.remote(
+                model, label, self.spec.environment(), settings.fast_path, settings.max_batch_size
+            )
+        except Exception as exc:  # the model does not load there: Serve's replica will say why
+            log.warning("%s: the warm Ray host could not load the model: %s", label, _first_line(exc))
+            pool.kill(host)
+            return None
+        self.warm_starts += 1
+        self.warm_start = info
+        self.deployment.note(
+            "Cold start: a warm, pre-imported Ray actor answers while Ray Serve starts a replica."
+        )
+        return _Bridge(host)
+
+    def _release_bridge(self) -> asyncio.Future[None] | None:
+        """Serve's replica runs: new requests go there; the host is killed once its own are done."""
+        bridge, self._bridge, self._wake = self._bridge, None, None
+        if bridge is None:
+            return None
+        return asyncio.ensure_future(self._close_bridge(bridge))
+
+    async def _close_bridge(self, opening: asyncio.Task[_Bridge | None]) -> None:
+        with contextlib.suppress(Exception):
+            bridge = await opening
+            if bridge is not None:
+                await bridge.idle.wait()
+                self.backend.warm_pool().kill(bridge.host)
+
     def _stream_done(self) -> None:
         self.inflight -= 1
         if not self.inflight:
@@ -206,6 +270,7 @@ class RayDeployment:
         if app is None:
             return
         if app.running:
+            self._release_bridge()
             if self._cold:
                 self._cold = False
                 self.deployment.note("")
@@ -224,6 +289,7 @@ class RayDeployment:
             return
         self.policy = policy
         self._options = {**self._options, "autoscaling_config": opts.autoscaling_config(policy)}
+        self._ensure_warm()
         self._submitted = self.backend.submit(self._run, self._options)
 
     def abort(self, message: str) -> None:
@@ -240,6 +306,8 @@ class RayDeployment:
     async def _stop(self, drain_timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), drain_timeout_s)
+        if (closing := self._release_bridge()) is not None:
+            await closing
         if self._submitted is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(self._submitted)
@@ -269,9 +337,48 @@ class RayDeployment:
                     "status": app.status if app is not None else None,
                     "replica_states": dict(app.replica_states) if app is not None else {},
                     "nodes": sorted(set(app.nodes)) if app is not None else [],
+                    # Cold starts answered by a warm, pre-imported host, and what the last one said
+                    # (preimported: MLflow was imported before the model was given to it).
+                    "warm_starts": self.warm_starts,
+                    "warm_start": self.warm_start,
+                    "warm_host": self.backend.warm_pool().state(self.warm_key) if self.warm_key else None,
                 },
             },
         )
+
+
+class _Bridge:
+    """A warm host serving one cold start, and the requests it has in flight."""
+
+    def __init__(self, host: Any) -> None:
+        self.host = host
+        self.inflight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def call(
+        self, deployment: RayDeployment, request: ScoringRequest, timeout_s: float
+    ) -> ScoringReply:
+        self.inflight += 1
+        self.idle.clear()
+        ref = self.host.score.remote(request.content_type, request.body)
+        try:
+            status, body, ms, crid, batch = await asyncio.wait_for(_result(ref), timeout_s)
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                import ray
+
+                ray.cancel(ref)
+            raise DeadlineExceeded(f"The model did not answer within {timeout_s:g} s.") from None
+        except ray_errors.RayError as exc:
+            raise InternalError(
+                f"The warm Ray host serving '{deployment.name}' failed: {_first_line(exc)}"
+            ) from None
+        finally:
+            self.inflight -= 1
+            if not self.inflight:
+                self.idle.set()
+        return ScoringReply(status, body, ms, crid, batch)
 
 
 class RayStream:
