@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import random
+import signal
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -199,13 +200,37 @@ def test_the_quality_guard_rolls_back_a_disagreeing_challenger_and_not_an_equal_
     assert server.delete("graded").status_code == 200
 
     # An equal challenger (both ~80 % accurate on noisy labels) is not rolled back: the rollout
-    # holds at 50 % until each arm has 60 labelled answers, then reaches 100 %.
+    # holds at 50 % until each arm has 60 labelled answers, then reaches 100 %. On the way it is
+    # paused and the server restarted: the labels joined so far are found again.
     server.create_ready("even", graded_config(0))
     labels = root / "main" / "default" / "even_labels"
+    route = ROLLOUT.format("even")
     guard = {"quality": {"labels_path": str(labels), "min_labels": 60, "poll_interval_s": 0.5}}
+    body = {"to": "challenger", "steps": [50, 100], "step_duration_s": 1, "guard": guard}
+    assert server.api("PUT", route, json=body).status_code == 200
+    assert server.api("POST", route + "/pause").json()["state"] == "PAUSED"  # long before 60 labels
+
+    def labeled(state: dict[str, Any]) -> int:
+        return min(arm.get("labeled", 0) for arm in state["requests"].values()) if state["requests"] else 0
+
     with labelled_traffic(server, "even", labels, noisy, seed=6):
-        body = {"to": "challenger", "steps": [50, 100], "step_duration_s": 1, "guard": guard}
-        assert server.api("PUT", ROLLOUT.format("even"), json=body).status_code == 200
+        before = eventually(
+            lambda: rollout(server, "even"),
+            timeout=120,
+            interval=0.2,
+            what="labels joined for both arms while paused",
+            until=lambda r: labeled(r) >= 10,
+        )
+    assert before["state"] == "PAUSED" and before["step"] == 50
+    server.stop(signal.SIGTERM)
+    server = start_server("--capture-flush-s", "0.2", state_dir=server.state_dir)
+    after = rollout(server, "even")
+    assert after["state"] == "PAUSED" and after["step"] == 50, after
+    assert labeled(after) >= labeled(before)  # the saved counts, until the join reads the tables again
+    eventually(lambda: labeled(rollout(server, "even")), until=lambda n: n >= labeled(before))
+
+    assert server.api("POST", route + "/resume").json()["state"] == "RUNNING"
+    with labelled_traffic(server, "even", labels, noisy, seed=7):
         done = eventually(
             lambda: rollout(server, "even"),
             timeout=180,
@@ -214,7 +239,7 @@ def test_the_quality_guard_rolls_back_a_disagreeing_challenger_and_not_an_equal_
             until=lambda r: r["state"] != "RUNNING",
         )
     assert done["state"] == "SUCCEEDED", (done["reason"], done["estimate"], done["requests"])
-    assert done["requests"]["challenger"]["labeled"] >= 60 and done["requests"]["control"]["labeled"] >= 60
+    assert labeled(done) >= 60
     assessed = quality_guard(done)
     assert not assessed["breached"] and assessed["lower"] <= 0 <= assessed["upper"], assessed
     assert split(server, "even") == {"current": 0, "challenger": 100}
