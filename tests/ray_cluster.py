@@ -38,6 +38,9 @@ RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 class RayCluster:
     temp_dir: str
     address: str = ""
+    # Serve's HTTP proxy ports: the head's (the servers' --ray-http-port) and the other node's (two
+    # proxies on one machine need two ports: RAY_SERVE_WORKER_PROXY_HTTP_PORT, read on that node).
+    proxy_ports: tuple[int, int] = (0, 0)
 
     def start(self) -> RayCluster:
         port = _free_port()
@@ -46,8 +49,32 @@ class RayCluster:
             "start", "--head", "--port", str(port), "--temp-dir", self.temp_dir,
             "--include-dashboard", "false", "--ray-client-server-port", str(_free_port()), *_node_options(),
         )  # fmt: skip
-        self._ray("start", "--address", self.address, *_node_options())
+        self.proxy_ports = (_free_port(), _free_port())
+        worker_env = {"RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(self.proxy_ports[1])}
+        self._ray("start", "--address", self.address, *_node_options(), env=worker_env)
         return self
+
+    @property
+    def proxy_flags(self) -> list[str]:
+        """A server's flags for this cluster's proxies (the head's port; see `proxy_ports`)."""
+        return ["--ray-http-host", "127.0.0.1", "--ray-http-port", str(self.proxy_ports[0])]
+
+    def driver(self, code: str) -> str:
+        """Run Python `code` as a driver of this cluster (`ray` and `serve` imported, connected) in a
+        process of its own, so the test process never joins the cluster; its last line of output."""
+        prelude = (
+            "import json, ray; from ray import serve; "
+            f"ray.init(address={self.address!r}, log_to_driver=False, logging_level='ERROR', namespace='serve')\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", prelude + code],
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+            check=True,
+            env={**os.environ, **RAY_ENV},
+        )
+        return done.stdout.strip().splitlines()[-1]
 
     def stop(self) -> None:
         """Kill this cluster's processes (and their children) and wait for them to go."""
@@ -77,8 +104,10 @@ class RayCluster:
         )
         return list(json.loads(done.stdout.strip().splitlines()[-1]))
 
-    def _ray(self, *args: str) -> None:
-        env = {**os.environ, **RAY_ENV}
+    def _ray(self, *args: str, env: dict[str, str] | None = None) -> None:
+        # A raylet waits this long (default 15 s, as a file) for its agents' ports; a loaded 2-core
+        # machine can take longer to import them (seen at load 15+: "Timed out waiting for file").
+        env = {**os.environ, **RAY_ENV, "RAY_agent_register_timeout_ms": "120000", **(env or {})}
         done = subprocess.run([RAY, *args], env=env, timeout=START_TIMEOUT_S, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(

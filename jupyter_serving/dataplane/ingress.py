@@ -104,12 +104,20 @@ class Ingress:
 
             self.listener = DataPlaneListener(self)
             self.listener.listen(self.settings.data_plane_port, self.settings.data_plane_host)
+            # A backend with a data plane of its own (Ray's proxies) shares the token key with it.
+            if (attach := getattr(self.manager.backend, "attach_ingress", None)) is not None:
+                attach(self)
 
     def stop(self) -> None:
         if self.listener is not None:
             self.listener.close()
 
     def endpoint_url(self, name: str) -> str | None:
+        """Where clients query `name` directly: the backend's own data plane where it has one (the
+        Ray backend's proxies), else this server's route-optimized listener."""
+        backend_url = getattr(self.manager.backend, "endpoint_url", None)
+        if backend_url is not None and (url := backend_url(name)) is not None:
+            return str(url)
         if self.listener is None:
             return None
         return f"{self.listener.url}/serving-endpoints/{name}/invocations"

@@ -40,7 +40,7 @@ def ray_server(
     server = ServingServer(
         tmp_path_factory.mktemp("ray") / "state",
         {**mlflow_env.env, **RAY_ENV},
-        [*RAY_FLAGS, "--ray-address", ray_cluster.address, *FAST_TIMERS],
+        [*RAY_FLAGS, "--ray-address", ray_cluster.address, *ray_cluster.proxy_flags, *FAST_TIMERS],
         startup_timeout=180,
     ).start()
     yield server

@@ -34,6 +34,7 @@ from jupyter_serving.backends.ray.options import (
     runtime_env,
     server_prefix,
 )
+from jupyter_serving.backends.ray.publish import IngressPublisher
 from jupyter_serving.backends.ray.settings import RayBackendSettings
 from jupyter_serving.environments import requirements as reqs
 from jupyter_serving.environments.cache import AUTO, LOCAL, MANAGERS, entity_manager
@@ -54,6 +55,8 @@ LOG_TAIL_BYTES = 64 * 1024
 FORWARDED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 HANDLE_PUSH_ENV = "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S"
 REPLICA_PUSH_ENV = "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S"
+NONCE_LEN = 6  # the random tail of an app name (RayDeployment): what differs between restarts
+ADOPT_WAIT_S = 300.0  # at most this long, stale apps wait for the restores that may adopt them
 T = TypeVar("T")
 
 
@@ -111,6 +114,13 @@ class RayBackend:
         self._ray: Any = None
         self._serve: Any = None
         self._warm: WarmPool | None = None
+        self.serve_status: Any = None  # the last poll's serve.status()
+        # Apps a killed predecessor left: adopted by the deployments a restore asks for again (no
+        # replica restart, no cold start); the rest are deleted once restores are over.
+        self.adoptable: set[str] = set()
+        self._started_at = 0.0
+        self.manager: Any = None  # the EndpointManager, once the server's data plane attaches
+        self.publisher: IngressPublisher | None = IngressPublisher(self) if self.own.ray_ingress else None
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -122,10 +132,10 @@ class RayBackend:
         os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
         self._ray, self._serve = await asyncio.to_thread(import_ray)
         await self.call(self._connect)
-        stale = await self.call(self._stale_apps)
-        for name in stale:  # a killed predecessor's apps: the store redeploys what is still wanted
-            log.warning("deleting Ray Serve application %s left by an earlier server", name)
-        await asyncio.gather(*(self.delete_app(name) for name in stale))
+        # A killed predecessor's apps: a restore adopts what its store still wants (see `adopt`).
+        self.adoptable = set(await self.call(self._stale_apps))
+        self._started_at = time.monotonic()
+        await self.refresh()
         self._poller = asyncio.get_running_loop().create_task(self._poll_loop())
 
     def _connect(self) -> None:
@@ -147,8 +157,10 @@ class RayBackend:
                 if "token" in str(exc).lower() or "auth" in type(exc).__name__.lower():
                     raise RuntimeError(f"{exc}\n{TOKEN_HINT}") from exc
                 raise
-        # No HTTP proxy of Serve's own: this server is the ingress (see the module docstring).
-        serve.start(proxy_location="Disabled")
+        if self.publisher is not None:  # every endpoint's ingress, behind Serve's proxy on every node
+            serve.start(proxy_location="EveryNode", http_options=self.publisher.connect())
+        else:  # no HTTP proxy of Serve's own: this server is the only ingress
+            serve.start(proxy_location="Disabled")
         self.logs_dir = _logs_dir(ray)
         log.info("jupyter-serving: Ray backend on %s (%s)", address, ray.get_runtime_context().gcs_address)
 
@@ -157,6 +169,9 @@ class RayBackend:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
+        if self.publisher is not None:  # first: no proxy routes to the apps deleted next
+            with contextlib.suppress(Exception):
+                await self.publisher.stop()
         await asyncio.gather(*(d.stop(drain_timeout_s=5.0) for d in list(self.deployments)))
         if self._ray is not None:
             await self.call(self._disconnect)
@@ -210,12 +225,15 @@ class RayBackend:
         while True:
             try:
                 await self.refresh()
+                if self.publisher is not None:
+                    await self.publisher.reconcile(self.serve_status)
+                await self._sweep_stale()
             except Exception as exc:  # the cluster restarting, a controller failover: keep polling
                 log.warning("could not read Ray Serve's status: %r", exc)
             await asyncio.sleep(POLL_S)
 
     def _read_status(self) -> dict[str, AppSnapshot]:
-        status = self._serve.status()
+        status = self.serve_status = self._serve.status()
         nodes = self._replica_nodes()
         out: dict[str, AppSnapshot] = {}
         for name, app in status.applications.items():
@@ -249,6 +267,53 @@ class RayBackend:
                 app = name.removeprefix("SERVE_REPLICA::").split("#")[0]
                 out.setdefault(app, []).append(actor.get("Address", {}).get("NodeID", ""))
         return out
+
+    # ----------------------------------------------------------------- restarts: adopt, then sweep
+    def adopt(self, deployment: RayDeployment) -> str | None:
+        """The running application a killed predecessor left for this same entity runtime (same
+        endpoint, entity and runtime key), which `deployment` takes over instead of starting one."""
+        stem = deployment.app[:-NONCE_LEN]
+        for name in sorted(self.adoptable):
+            app = self.apps.get(name)
+            if name[:-NONCE_LEN] == stem and app is not None and app.status == "RUNNING":
+                self.adoptable.discard(name)
+                names = self.app_names.setdefault((deployment.endpoint, deployment.entity.name), [])
+                names.append(name)
+                log.warning("adopting Ray Serve application %s left by an earlier server", name)
+                return name
+        return None
+
+    async def _sweep_stale(self) -> None:
+        """Delete what no restore adopted, once restores are over (or after ADOPT_WAIT_S)."""
+        if not self.adoptable:
+            return
+        manager = self.manager
+        restoring = manager is None or any(
+            e.restoring is not None and not e.restoring.done() for e in manager.list()
+        )
+        if restoring and time.monotonic() - self._started_at < ADOPT_WAIT_S:
+            return
+        stale, self.adoptable = sorted(self.adoptable), set()
+        for name in stale:
+            log.warning("deleting Ray Serve application %s left by an earlier server", name)
+        await asyncio.gather(*(self.delete_app(name) for name in stale))
+
+    # ----------------------------------------------------------------- the data plane on Ray
+    def attach_ingress(self, ingress: Any) -> None:
+        """Called by the server's `Ingress` when it starts: tokens it mints are signed with the
+        cluster's key (the proxies verify them), and the publisher reads the endpoints."""
+        self.manager = ingress.manager
+        if self.publisher is not None:
+            self.publisher.attach(ingress)
+
+    def endpoint_url(self, name: str) -> str | None:
+        """Where clients query an endpoint: the Ray proxies, when every endpoint has an ingress."""
+        return self.publisher.endpoint_url(name) if self.publisher is not None else None
+
+    async def released(self, app: str) -> None:
+        """Before an entity's application is deleted: no ingress routes to it any more."""
+        if self.publisher is not None:
+            await self.publisher.released(app)
 
     def _stale_apps(self) -> list[str]:
         return [name for name in self._serve.status().applications if name.startswith(self.prefix)]

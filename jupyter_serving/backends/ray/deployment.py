@@ -96,8 +96,13 @@ class RayDeployment:
         self._ensure_warm()
         if self.stopping:
             raise asyncio.CancelledError
-        self.deployment.note("Submitting the Ray Serve application.")
-        self._submitted = self.backend.submit(self._run, self._options)
+        if (adopted := self.backend.adopt(self)) is not None:  # a restart: what the last server left
+            self.app = adopted
+            self._submitted = Future()
+            self._submitted.set_result(None)
+        else:
+            self.deployment.note("Submitting the Ray Serve application.")
+            self._submitted = self.backend.submit(self._run, self._options)
         try:
             await asyncio.wrap_future(self._submitted)
         except Exception as exc:
@@ -312,6 +317,7 @@ class RayDeployment:
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(self._submitted)
             try:
+                await self.backend.released(self.app)  # no Ray proxy routes to it any more
                 await self.backend.delete_app(self.app)
             except Exception as exc:
                 log.error("could not delete Ray Serve application %s: %r", self.app, exc)

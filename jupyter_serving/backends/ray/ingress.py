@@ -1,0 +1,525 @@
+"""The data plane on Ray: one endpoint's ingress, a Serve deployment behind Serve's HTTP proxies.
+
+On the Ray backend every endpoint also gets an application of two deployments:
+
+    Ingress  one replica per node (`max_replicas_per_node` 1), served by Serve's HTTP proxy of every
+             node at `/serving-endpoints/<name>`: token check, routing, capture, the answer
+    Limits   one replica: the endpoint's AI Gateway rate-limit counters, shared by every Ingress
+
+so queries reach the model without this server in their path, and go on while it restarts. The
+Ingress runs the local data plane's own code: `dataplane.ingress.Ingress` (content type, usage rows)
+over `dataplane.invoke.DataPlane` (traffic split, sticky routing keys, direct queries, the
+inference-table row made durable before the answer), `dataplane.router.RoutingTable`,
+`identity.tokens.TokenSigner` and `errors`. What differs is only what they stand on: the endpoint
+is a snapshot the server publishes as the deployment's `user_config` (`reconfigure`, applied by
+Serve in place, without restarting replicas), its served entities are Serve handles to their
+applications, and the inference-table rows go through a capture service of the replica's own,
+which spools on its node's disk and commits to the endpoint's Delta table at the catalog location.
+
+The token key is read from Ray's internal KV (`KV_NAMESPACE`), where the server put it: the
+Ingress verifies data-plane tokens without calling the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import unquote
+
+from jupyter_serving.backends.base import Retired, ScoringReply, ScoringRequest
+from jupyter_serving.errors import (
+    DeadlineExceeded,
+    EndpointNotFound,
+    FeatureDisabled,
+    InternalError,
+    PayloadTooLarge,
+    PermissionDenied,
+    RequestLimitExceeded,
+    ServingError,
+    TemporarilyUnavailable,
+    Unauthenticated,
+)
+
+log = logging.getLogger("ray.serve")  # Serve writes this logger into the replica's own log file
+
+KV_NAMESPACE = "jupyter_serving"
+INGRESS_DEPLOYMENT = "Ingress"
+LIMITS_DEPLOYMENT = "Limits"
+# The code version of both deployments: a new user_config (a new routing snapshot) is then applied
+# in place by `reconfigure`, and a restarted server that publishes the same snapshot changes nothing.
+CODE_VERSION = "ingress-1"
+NEVER_COMPACT = 1 << 30  # the server's own capture service compacts the tables; proxies only append
+_ROUTE = re.compile(r"/serving-endpoints/([^/]+)(?:/served-models/([^/]+))?/invocations/?")
+ROUTING_KEY_HEADER = "x-serving-routing-key"
+
+
+def signing_key_name(prefix: str) -> bytes:
+    return f"{prefix}signing-key".encode()
+
+
+# ----------------------------------------------------------------- what the server publishes
+def ingress_config(
+    *,
+    endpoint: str,
+    endpoint_id: str,
+    config_version: int,
+    routes: list[tuple[str, int]],
+    entities: dict[str, dict[str, Any]],
+    capture_path: str | None,
+    capture_form: str,
+    ai_gateway: dict[str, Any] | None,
+    auto_capture_config: dict[str, Any] | None,
+    catalog_root: str,
+    spool_root: str,
+    key_name: str,
+    request_timeout_s: float,
+    max_request_bytes: int,
+    rate_limit_window_s: float,
+    queue_limit: int,
+) -> dict[str, Any]:
+    """One endpoint's snapshot for its Ingress (JSON: Serve ships it as `user_config`).
+
+    `entities`: served entity name -> {"app": its Serve application, "entity_name",
+    "entity_version"}. Built by the server from the endpoint's routing table and record."""
+    return {
+        "endpoint": endpoint,
+        "endpoint_id": endpoint_id,
+        "config_version": config_version,
+        "routes": [[name, pct] for name, pct in routes],
+        "entities": entities,
+        "capture_path": capture_path,
+        "capture_form": capture_form,
+        "ai_gateway": ai_gateway or {},
+        "auto_capture_config": auto_capture_config,
+        "catalog_root": catalog_root,
+        "spool_root": spool_root,
+        "key_name": key_name,
+        "request_timeout_s": request_timeout_s,
+        "max_request_bytes": max_request_bytes,
+        "rate_limit_window_s": rate_limit_window_s,
+        "queue_limit": queue_limit,
+    }
+
+
+# ----------------------------------------------------------------- the snapshot as the data plane sees it
+@dataclass(frozen=True)
+class _Entity:
+    name: str
+    entity_name: str
+    entity_version: str | None
+
+
+class HandleDeployment:
+    """A served entity as `DataPlane` sees a `Deployment`: invoke through its Serve handle, with the
+    same errors as the server's `RayDeployment` (503 when Serve's queue is full, 504, 500)."""
+
+    def __init__(self, name: str, info: dict[str, Any], queue_limit: int) -> None:
+        from ray import serve
+
+        from jupyter_serving.backends.ray.options import DEPLOYMENT_NAME
+
+        self.entity = _Entity(name, str(info.get("entity_name") or ""), info.get("entity_version"))
+        self.key = str(info["app"])
+        self.app = str(info["app"])
+        self.queue_limit = queue_limit
+        self.handle = serve.get_deployment_handle(DEPLOYMENT_NAME, self.app)
+        self.retired = False
+
+    @property
+    def name(self) -> str:
+        return self.entity.name
+
+    async def invoke(self, request: ScoringRequest, timeout_s: float) -> ScoringReply:
+        from ray import exceptions as ray_errors
+        from ray.serve import exceptions as serve_errors
+
+        if self.retired:
+            raise Retired(self.name)
+        request_id = getattr(request, "request_id", "")  # named in the replica's log lines
+        args = (
+            (request.content_type, request.body, request_id)
+            if request_id
+            else (request.content_type, request.body)
+        )
+        response = self.handle.remote(*args)
+        try:
+            status, body, ms, crid, batch = await asyncio.wait_for(_result(response), timeout_s)
+        except TimeoutError:
+            response.cancel()
+            raise DeadlineExceeded(f"The model did not answer within {timeout_s:g} s.") from None
+        except serve_errors.BackPressureError:
+            raise TemporarilyUnavailable(
+                f"Served entity '{self.name}' has {self.queue_limit} requests waiting for a replica; "
+                "retry shortly.",
+                headers={"Retry-After": "1"},
+            ) from None
+        except (ray_errors.RayError, serve_errors.RequestCancelledError, ValueError) as exc:
+            if self.retired:  # its application was deleted after this request chose it
+                raise Retired(self.name) from None
+            raise InternalError(f"The Ray replica serving '{self.name}' failed: {_first_line(exc)}") from None
+        return ScoringReply(status, body, ms, crid, batch)
+
+    async def invoke_stream(self, request: ScoringRequest, timeout_s: float) -> Any:
+        raise FeatureDisabled(
+            "Streamed answers are not served by the Ray proxies yet; query the server's "
+            "/serving-endpoints/<name>/invocations route for a stream."
+        )
+
+
+class _Metrics:
+    """The ingress keeps no per-entity metrics of its own (the server's panel shows its own route)."""
+
+    def observe(self, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class _Capture:
+    auto_capture_config: dict[str, Any] | None
+
+
+@dataclass
+class _Record:
+    id: str
+    name: str
+    config_version: int
+    ai_gateway: dict[str, Any]
+    config: _Capture
+
+
+@dataclass
+class _Endpoint:
+    name: str
+    record: _Record
+    routing: Any  # RoutingTable
+    metrics: _Metrics = field(default_factory=_Metrics)
+    shadow: None = None
+    deploying: bool = False
+
+    def __post_init__(self) -> None:
+        self.settled = asyncio.Event()
+        self.settled.set()
+
+
+@dataclass
+class _Settings:
+    rate_limit_window_s: float
+    catalog_path: Path
+
+
+class _Manager:
+    """What `dataplane.ingress.Ingress` reads of an `EndpointManager`."""
+
+    def __init__(self, settings: _Settings, endpoint: _Endpoint, dataplane: Any, capture: Any) -> None:
+        self.settings = settings
+        self.endpoint = endpoint
+        self.dataplane = dataplane
+        self.capture = capture
+
+    def get(self, name: str) -> _Endpoint:
+        return self.endpoint
+
+
+# ----------------------------------------------------------------- the Serve deployments
+class EndpointLimits:
+    """The endpoint's rate-limit counters (`dataplane.limits.RateLimiter`), one replica for every
+    proxy: exact across nodes, for one actor call per request on endpoints that have limits."""
+
+    def __init__(self) -> None:
+        from jupyter_serving.dataplane.limits import RateLimiter
+
+        self.limiter = RateLimiter()
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        self.limiter.window_s = float(config.get("window_s", 60.0))
+
+    def admit(self, endpoint: str, limits: list[dict[str, Any]], principal: str) -> str | None:
+        """None if admitted, else the Retry-After value."""
+        wait = self.limiter.admit(endpoint, limits, principal)
+        return None if wait is None else self.limiter.retry_after(wait)
+
+
+class EndpointIngress:
+    """One endpoint's data plane on one node, behind that node's Serve HTTP proxy."""
+
+    def __init__(self, limits: Any) -> None:
+        self.limits = limits
+        self.config: dict[str, Any] = {}
+        self.ingress: Any = None  # dataplane.ingress.Ingress over this snapshot
+        self.signer: Any = None
+        self.capture: Any = None
+        self.endpoint: _Endpoint | None = None
+        self.dataplane: Any = None  # dataplane.invoke.DataPlane, with this endpoint's one lane
+        self._entities: dict[str, HandleDeployment] = {}
+        self._lock = asyncio.Lock()
+        self.node = _node_id()
+        log.info("ingress replica starting on node %s", self.node)
+
+    async def reconfigure(self, config: dict[str, Any]) -> None:
+        """A new snapshot of the endpoint (Serve calls this in place): routing swaps in one step."""
+        async with self._lock:
+            await self._apply(config)
+
+    async def _apply(self, config: dict[str, Any]) -> None:
+        from jupyter_serving.dataplane.ingress import Ingress
+        from jupyter_serving.dataplane.invoke import DataPlane
+        from jupyter_serving.dataplane.router import RoutingTable
+        from jupyter_serving.identity.tokens import TokenSigner
+
+        if self.capture is None and (config.get("capture_path") or _usage_tracked(config)):
+            await self._start_capture(Path(config["spool_root"]))
+        if self.signer is None or config["key_name"] != self.config.get("key_name"):
+            self.signer = TokenSigner(await asyncio.to_thread(_read_key, config["key_name"]))
+        queue_limit = int(config.get("queue_limit", 256))
+        entities: dict[str, HandleDeployment] = {}
+        for name, info in config["entities"].items():
+            old = self._entities.get(name)
+            entities[name] = (
+                old
+                if old is not None and old.app == info["app"]
+                else HandleDeployment(name, info, queue_limit)
+            )
+        routes = tuple((str(name), int(pct)) for name, pct in config["routes"])
+        capture_path = Path(config["capture_path"]) if config.get("capture_path") else None
+        table = RoutingTable(
+            int(config["config_version"]), cast(Any, entities), routes, capture_path,
+            str(config.get("capture_form") or "legacy"), random.Random(),
+        )  # fmt: skip
+        gateway = {k: v for k, v in (config.get("ai_gateway") or {}).items() if k != "rate_limits"}
+        record = _Record(
+            str(config["endpoint_id"]), str(config["endpoint"]), int(config["config_version"]), gateway,
+            _Capture(config.get("auto_capture_config")),
+        )  # fmt: skip
+        # One endpoint object for the replica's life: a request whose entity was retired meanwhile is
+        # routed again on the table that replaced it (DataPlane reads `routing` again on Retired).
+        if (endpoint := self.endpoint) is None:
+            endpoint = self.endpoint = _Endpoint(str(config["endpoint"]), record, table)
+        endpoint.record, endpoint.routing = record, table
+        capture = self.capture
+        # Likewise one data plane and one lane (what DataPlane keeps per endpoint, and reads `routing`
+        # from again on Retired). Its table is installed before any request, so none is ever held
+        # (`unroutable` is never asked); it keeps no metrics of its own (`_Metrics`).
+        if (dataplane := self.dataplane) is None:
+            dataplane = self.dataplane = DataPlane(lambda: self.capture, float(config["request_timeout_s"]))
+            lane = dataplane.open_lane(endpoint.name, tuple, lambda: InternalError("No routing table."))
+            lane.metrics = cast(Any, _Metrics())
+            lane.settled.set()
+        dataplane.request_timeout_s = float(config["request_timeout_s"])
+        dataplane.lanes[endpoint.name].routing = table
+        settings = _Settings(float(config["rate_limit_window_s"]), Path(config["catalog_root"]))
+        ingress = Ingress(cast(Any, _Manager(settings, endpoint, dataplane, capture)), dataplane)
+        ingress.signer = self.signer
+        for name, old in self._entities.items():
+            if entities.get(name) is not old:
+                old.retired = True  # requests that chose it are routed once more (as on the server)
+        self.config, self._entities, self.ingress = config, entities, ingress
+
+    async def _start_capture(self, spool_root: Path) -> None:
+        """This replica's capture service (capture/service.py): a spool of its own on this node, so
+        a row is durable before its answer; first, spools that replicas killed earlier left."""
+        from jupyter_serving.capture import InferenceCapture
+
+        spool_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(drain_orphans, spool_root)
+        spool = spool_root / f"{self.node[:12]}-{os.getpid()}-{int(time.time())}"
+        capture = InferenceCapture(
+            spool, flush_interval_s=0.5, compact_every_commits=NEVER_COMPACT, log_path=spool / "service.log"
+        )
+        spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await capture.start()
+        self.capture = capture
+
+    async def __call__(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        from jupyter_serving.dataplane.ingress import scoring_content_type, wants_stream
+
+        request_id = _request_id()
+        try:
+            name, served, principal, body = await self._check(request)
+            ingress = self.ingress
+            if ingress is None:
+                raise TemporarilyUnavailable(
+                    "The endpoint's ingress is starting.", headers={"Retry-After": "1"}
+                )
+            content_type = request.headers.get("content-type")
+            scoring_content_type(content_type)  # 415 before counting against a rate limit, as locally
+            limits = (self.config.get("ai_gateway") or {}).get("rate_limits")
+            if limits and (retry := await self.limits.admit.remote(name, limits, principal)) is not None:
+                raise RequestLimitExceeded(
+                    f"Endpoint '{name}' is over its rate limit for {principal}; retry after the window "
+                    "renews.",
+                    headers={"Retry-After": retry},
+                )
+            call = ingress.open_stream if wants_stream(body) else ingress.invoke
+            result = await call(
+                name, served, content_type, body, request.headers.get(ROUTING_KEY_HEADER), request_id,
+                principal,
+            )  # fmt: skip
+        except ServingError as exc:
+            if exc.http_status >= 500:
+                log.warning("%d %s: %s", exc.http_status, request.url.path, exc.message)
+            body = _error_body(exc)
+            return Response(body, exc.http_status, dict(exc.headers), media_type="application/json")
+        headers = {"served-model-name": result.served_entity}
+        return Response(result.body, result.status, headers, media_type="application/json")
+
+    async def _check(self, request: Any) -> tuple[str, str | None, str, bytes]:
+        """(endpoint, direct served entity, principal, body) of an allowed request, as the server's
+        route-optimized listener checks it (dataplane/listener.py)."""
+        from jupyter_serving.identity.tokens import endpoint_scope
+
+        path = request.scope.get("path", "")
+        if not path.startswith("/serving-endpoints/"):
+            path = request.scope.get("root_path", "") + path
+        route = _ROUTE.fullmatch(path)
+        if route is None or unquote(route[1]) != self.config.get("endpoint"):
+            raise EndpointNotFound(f"No API found for '{request.method} {path}' on the Ray proxy.")
+        if request.method != "POST":
+            raise _MethodNotAllowed(f"{request.method} is not supported on {path}; invocations take POST.")
+        name, served = unquote(route[1]), route[2] and unquote(route[2])
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() != "bearer ":
+            raise Unauthenticated(
+                "The Ray proxy takes only an OAuth token for this endpoint from /oidc/v1/token."
+            )
+        claims = self.signer.verify(auth[7:].strip()) if self.signer is not None else None
+        if claims is None:
+            raise Unauthenticated("The token is invalid or expired; get a new one from /oidc/v1/token.")
+        if claims["scope"] != endpoint_scope(name):
+            raise PermissionDenied(f"The token does not grant querying endpoint '{name}'.")
+        body = await request.body()
+        limit = int(self.config.get("max_request_bytes", 0))
+        if limit and len(body) > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+        return name, served, str(claims["sub"]), body
+
+    def node_id(self) -> str:
+        return self.node
+
+    def stats(self) -> dict[str, Any]:
+        """For tests and benchmarks: where this replica runs and what its capture has spooled."""
+        return {"node": self.node, "pid": os.getpid(), "capture_pid": getattr(self.capture, "pid", None)}
+
+
+class _MethodNotAllowed(ServingError):
+    error_code = "BAD_REQUEST"
+    http_status = 405
+
+
+def _usage_tracked(config: dict[str, Any]) -> bool:
+    return bool(((config.get("ai_gateway") or {}).get("usage_tracking_config") or {}).get("enabled"))
+
+
+def _read_key(name: str) -> bytes:
+    from ray.experimental import internal_kv
+
+    key = internal_kv._internal_kv_get(name.encode(), namespace=KV_NAMESPACE)
+    if not key:
+        raise RuntimeError(f"the data-plane token key {name} is not in Ray's internal KV")
+    return bytes(key)
+
+
+def drain_orphans(spool_root: Path) -> int:
+    """Commit the spools of ingress replicas that are gone (killed, their node restarted): a spool
+    whose lock nobody holds is committed by a one-shot capture service (its stdin a pipe at its
+    end) and removed. A killed replica's own service usually did that already, on its pipe's end."""
+    drained = 0
+    for spool in sorted(p for p in spool_root.iterdir() if p.is_dir()):
+        lock = spool / "service.lock"
+        if not lock.exists():
+            continue
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # a live replica's
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        done = subprocess.run(
+            [sys.executable, "-m", "jupyter_serving.capture.service", str(spool),
+             "--compact-every-commits", str(NEVER_COMPACT)],
+            input=b"", capture_output=True, timeout=600, check=False,  # a pipe at its end: commit, exit
+        )  # fmt: skip
+        if done.returncode == 0 and not list(spool.glob("quarantine/*")):
+            shutil.rmtree(spool, ignore_errors=True)
+            drained += 1
+        else:
+            log.warning("could not drain the spool %s: %s", spool, done.stderr[-500:])
+    return drained
+
+
+def run_ingress(app: str, route_prefix: str, config: dict[str, Any], replicas: int) -> None:
+    """Submit (or update in place) one endpoint's ingress application without waiting for it."""
+    import warnings
+
+    from ray import serve
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        limits = serve.deployment(EndpointLimits).options(  # type: ignore[attr-defined]
+            name=LIMITS_DEPLOYMENT,
+            num_replicas=1,
+            ray_actor_options={"num_cpus": 0},
+            user_config={"window_s": config["rate_limit_window_s"]},
+        )
+        limits._version = CODE_VERSION
+        ingress = serve.deployment(EndpointIngress).options(  # type: ignore[attr-defined]
+            name=INGRESS_DEPLOYMENT,
+            num_replicas=max(1, replicas),
+            max_replicas_per_node=1,
+            ray_actor_options={"num_cpus": 0},
+            user_config=config,
+            max_ongoing_requests=1024,
+        )
+        ingress._version = CODE_VERSION
+        serve._run(ingress.bind(limits.bind()), name=app, route_prefix=route_prefix, _blocking=False)
+
+
+def _error_body(exc: ServingError) -> bytes:
+    import json
+
+    return json.dumps(exc.to_json()).encode()
+
+
+def _request_id() -> str:
+    """Serve's id of this request: its proxy answers it as `x-request-id`, and the inference table's
+    databricks_request_id is the same value, as on the server's routes."""
+    import uuid
+
+    try:
+        from ray.serve.context import _get_serve_request_context
+
+        return _get_serve_request_context().request_id or uuid.uuid4().hex
+    except Exception:
+        return uuid.uuid4().hex
+
+
+def _node_id() -> str:
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())
+
+
+async def _result(response: Any) -> Any:
+    return await response
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:500]
+
+
+__all__ = ["EndpointIngress", "EndpointLimits", "ingress_config", "run_ingress", "signing_key_name"]
