@@ -474,8 +474,6 @@ class ProgressiveDelivery:
                 state["updated_ms"] = now_ms()
                 save(self.manager, endpoint)
         except asyncio.CancelledError:
-            if quality is not None:
-                quality.cancel()
             raise
         except Exception:  # a controller bug must not take serving down: hold the split, say why
             log.exception("rollout of endpoint %s failed", endpoint.name)
@@ -486,6 +484,9 @@ class ProgressiveDelivery:
                 )
                 self._note(endpoint, state, "ROLLOUT_PAUSED", state["reason"], ERROR)
                 save(self.manager, endpoint)
+        finally:  # a join still running in its thread is not waited for: its counts have no reader
+            if quality is not None:
+                quality.cancel()
 
     def _join(
         self, endpoint: Endpoint, state: dict[str, Any], config: QualityConfig
