@@ -63,7 +63,8 @@ await run(async () => {
     // ServerConnection then sends it as a header; the second load blanks it, as JupyterHub does, so
     // the rest of the session runs on the cookie alone and every POST/PUT/DELETE of the panel must
     // carry the X-XSRFToken header to succeed.
-    await page.goto(`${LAB_URL}lab?token=${TOKEN}`);
+    // `reset`: the default layout (the Launcher), whatever an earlier flow on this Lab left open.
+    await page.goto(`${LAB_URL}lab?reset&token=${TOKEN}`);
     await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
     await page.route(
       url => url.pathname.endsWith('/lab'),
@@ -90,7 +91,7 @@ await run(async () => {
     const input = page.locator('.lm-CommandPalette-input');
     // Shortcuts are bound once the keyboard settings load, which can lag behind the splash screen.
     for (let attempt = 1; attempt <= 10 && !(await input.isVisible()); attempt++) {
-      await page.locator('.jp-LauncherCard').first().hover();
+      await page.locator('#jp-main-dock-panel').hover();
       await page.locator('#jp-main-dock-panel .lm-TabBar').first().click();
       await page.keyboard.press('Control+Shift+C');
       await input

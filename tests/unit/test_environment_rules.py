@@ -114,6 +114,7 @@ def test_workers_import_only_the_worker_of_our_package(tmp_path: Path) -> None:
         "jupyter_serving.worker.batcher",
         "jupyter_serving.worker.linear",
         "jupyter_serving.worker.protocol",
+        "jupyter_serving.worker.request_log",
         "jupyter_serving.worker.scoring",
         "jupyter_serving.worker.streaming",
         "jupyter_serving.worker.traces",

@@ -29,6 +29,7 @@ def test_the_worker_imports_only_its_own_modules() -> None:
         "jupyter_serving.worker.batcher",
         "jupyter_serving.worker.linear",
         "jupyter_serving.worker.protocol",
+        "jupyter_serving.worker.request_log",
         "jupyter_serving.worker.scoring",
         "jupyter_serving.worker.streaming",
         "jupyter_serving.worker.traces",
