@@ -252,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 s warm-up + 5 s per run")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    parser.add_argument(
+        "--ray-address",
+        default="",
+        help="use this running cluster (no other Serve app on it; Serve is shut down at the end) "
+        "instead of starting one: starting a cluster can time out on a loaded machine",
+    )
     args = parser.parse_args(argv)
     plan = Plan((CLIENTS,), 2.0 if args.quick else 5.0, 5.0 if args.quick else 15.0, args.quick)
     load_before = os.getloadavg()[0]
@@ -260,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env, expected = register_model(root)
         report["local"] = bench_server(root, "local", env, (), plan)
-        address, temp = start_cluster(root)
+        address, temp = (args.ray_address, "") if args.ray_address else start_cluster(root)
         try:
             ray_args = ("--backend", "ray", "--ray-address", address, "--env-manager", "local", *ZERO_TIMERS)
             ray_args += ("--ray-http-port", str(free_port()))
@@ -269,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
             serve_shutdown(address)  # the hand-written run starts Serve afresh, with its HTTP proxy
             report["handwritten"] = bench_handwritten(root, env, address, plan)
         finally:
-            stop_cluster(address, temp)
+            if temp:
+                stop_cluster(address, temp)
+            else:
+                serve_shutdown(address)
         runs = ("local", "ray_backend", "ray_proxy", "handwritten")
         assert all(report[k]["predictions"] == expected for k in runs)
     finally:

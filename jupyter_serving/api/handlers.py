@@ -354,16 +354,16 @@ class CancelUpdateHandler(ServingHandler):
 
 class LogsHandler(ServingHandler):
     @web.authenticated
-    def get(self, name: str, served: str) -> None:
+    async def get(self, name: str, served: str) -> None:
         self.endpoint(name, CAN_VIEW)
-        self.write_json({"logs": self.manager.logs(name, served)})
+        self.write_json({"logs": await self.manager.logs(name, served)})
 
 
 class BuildLogsHandler(ServingHandler):
     @web.authenticated
-    def get(self, name: str, served: str) -> None:
+    async def get(self, name: str, served: str) -> None:
         self.endpoint(name, CAN_VIEW)
-        self.write_json({"logs": self.manager.build_logs(name, served)})
+        self.write_json({"logs": await self.manager.build_logs(name, served)})
 
 
 class MetricsHandler(ServingHandler):

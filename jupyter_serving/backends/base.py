@@ -22,7 +22,7 @@ that `stop()` will not stop, and `stop()` itself runs to completion even if its 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -199,7 +199,10 @@ class ExecutionBackend(Protocol):
 
     def deployment(self, spec: DeploymentSpec) -> Deployment: ...
 
-    def logs(self, endpoint: str, served: str, *, build: bool = False) -> str: ...
+    def logs(self, endpoint: str, served: str, *, build: bool = False) -> str | Awaitable[str]:
+        """The tail of the entity's replica logs (or its build log). A backend whose replicas run on
+        other machines may return an awaitable: reading them there must not block the event loop."""
+        ...
 
 
 def backend_class(name: str) -> Any:

@@ -252,17 +252,18 @@ class EndpointManager:
         # Requests already routed to them are answered first (the drain), as when an update retires one.
         await asyncio.gather(*(d.stop(drain_timeout_s=self.drain_timeout_s) for d in endpoint.deployments()))
 
-    def build_logs(self, name: str, served: str) -> str:
+    async def build_logs(self, name: str, served: str) -> str:
         """How the entity's Python environment was chosen, and its build output."""
-        return self.logs(name, served, build=True)
+        return await self.logs(name, served, build=True)
 
-    def logs(self, name: str, served: str, *, build: bool = False) -> str:
+    async def logs(self, name: str, served: str, *, build: bool = False) -> str:
         endpoint = self.get(name)
         record = endpoint.record
         known = {e.name for cfg in (record.config, record.pending) if cfg for e in cfg.served_entities}
         if served not in known:
             raise ResourceDoesNotExist(f"Served entity '{served}' does not exist in endpoint '{name}'.")
-        return self.backend.logs(name, served, build=build)
+        logs = self.backend.logs(name, served, build=build)
+        return logs if isinstance(logs, str) else await logs  # the Ray backend reads other nodes' logs
 
     # ----------------------------------------------------------------- rollouts
     def _begin_update(self, endpoint: Endpoint, config: EndpointConfig) -> None:

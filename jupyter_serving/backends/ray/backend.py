@@ -159,6 +159,8 @@ class RayBackend:
                 raise
         if self.publisher is not None:  # every endpoint's ingress, behind Serve's proxy on every node
             serve.start(proxy_location="EveryNode", http_options=self.publisher.connect())
+            # Serve already running on a shared cluster keeps the HTTP options it started with.
+            self.publisher.serving_at(serve.context._get_global_client().http_config)
         else:  # no HTTP proxy of Serve's own: this server is the only ingress
             serve.start(proxy_location="Disabled")
         self.logs_dir = _logs_dir(ray)

@@ -367,7 +367,7 @@ class _Bridge:
     ) -> ScoringReply:
         self.inflight += 1
         self.idle.clear()
-        ref = self.host.score.remote(request.content_type, request.body)
+        ref = self.host.score.remote(request.content_type, request.body, request.request_id)
         try:
             status, body, ms, crid, batch = await asyncio.wait_for(_result(ref), timeout_s)
         except TimeoutError:

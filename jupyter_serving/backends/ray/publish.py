@@ -18,6 +18,7 @@ Nothing here is on the server's request path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -61,6 +62,7 @@ class IngressPublisher:
         self._host = own.ray_http_host or (
             "127.0.0.1" if own.ray_address.strip() in ("", "local") else "0.0.0.0"
         )
+        self._port = own.ray_http_port
         self._base_url = own.ray_ingress_url.rstrip("/")
         self._node_ip = "127.0.0.1"
 
@@ -83,6 +85,12 @@ class IngressPublisher:
         self._node_ip = ray.util.get_node_ip_address()
         return {"host": self._host, "port": self.backend.own.ray_http_port}
 
+    def serving_at(self, http: Any) -> None:
+        """Where Serve's proxies really listen (`HTTPOptions`): a Serve another server started on the
+        cluster keeps its own host and port, whatever ours asked for."""
+        with contextlib.suppress(Exception):
+            self._host, self._port = str(http.host), int(http.port)
+
     def _count_nodes(self) -> int:
         return sum(1 for node in self.backend._ray.nodes() if node.get("Alive"))
 
@@ -98,7 +106,7 @@ class IngressPublisher:
         base = self._base_url
         if not base:
             host = self._node_ip if self._host in ("0.0.0.0", "::") else self._host
-            base = f"http://{host}:{self.backend.own.ray_http_port}"
+            base = f"http://{host}:{self._port}"
         return f"{base}/serving-endpoints/{name}/invocations"
 
     def app_name(self, endpoint: str) -> str:
