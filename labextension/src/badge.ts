@@ -92,9 +92,7 @@ export function principalText(endpoint: Endpoint): string | null {
     return null;
   }
   const level = endpoint.permission_level;
-  const readable = level
-    ? level.charAt(0) + level.slice(1).toLowerCase().replace(/_/g, ' ')
-    : null;
+  const readable = level ? level.charAt(0) + level.slice(1).toLowerCase().replace(/_/g, ' ') : null;
   return `Created by ${endpoint.creator}` + (readable ? ` · you: ${readable}` : '');
 }
 

@@ -116,13 +116,16 @@ describe('replicaText', () => {
 });
 
 describe('principalText', () => {
-  it('names the creator and the caller\'s own level', () => {
+  it("names the creator and the caller's own level", () => {
     const e = endpoint('READY', 'NOT_UPDATING', { creator: 'app1', permission_level: 'CAN_QUERY' });
     assert.equal(principalText(e), 'Created by app1 · you: Can query');
   });
 
   it('shows the creator alone when the level is not known, and nothing without a creator', () => {
-    assert.equal(principalText(endpoint('READY', 'NOT_UPDATING', { creator: 'root' })), 'Created by root');
+    assert.equal(
+      principalText(endpoint('READY', 'NOT_UPDATING', { creator: 'root' })),
+      'Created by root'
+    );
     assert.equal(principalText(endpoint('READY', 'NOT_UPDATING')), null);
   });
 });

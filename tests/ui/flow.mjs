@@ -68,7 +68,9 @@ export async function openFlow({ viewport, logConsole = msg => msg.type() === 'e
 
   /** An extra screenshot inside the current step: NN-name.png. */
   async function shot(name) {
-    await page.screenshot({ path: join(ARTIFACTS, `${String(stepNo).padStart(2, '0')}-${name}.png`) });
+    await page.screenshot({
+      path: join(ARTIFACTS, `${String(stepNo).padStart(2, '0')}-${name}.png`)
+    });
   }
 
   /** Run the flow's steps; write browser.log and exit 0, or 1 after the first failed step. */
