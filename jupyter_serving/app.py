@@ -23,7 +23,7 @@ from jupyter_server.serverapp import ServerApp
 from traitlets import Bool, Unicode, default
 from traitlets.config import Configurable
 
-from jupyter_serving.api.auth import AUTHORITY_KEY, Authority
+from jupyter_serving.api.auth import AUTHORITY_KEY
 from jupyter_serving.api.handlers import INGRESS_KEY, MANAGER_KEY, OBSERVER_KEY, default_handlers
 from jupyter_serving.api.rollout_handlers import PROGRESSIVE_KEY
 from jupyter_serving.compose import Serving, compose
@@ -64,7 +64,7 @@ class ServingApp(ExtensionApp):
         self.settings[OBSERVER_KEY] = self.observer
         self.settings[PROGRESSIVE_KEY] = self.progressive
         self.settings[INGRESS_KEY] = self.ingress
-        self.authority = Authority(self.serving_settings.state_path, self.serving_settings.owner_name)
+        self.authority = serving.authority
         self.settings[AUTHORITY_KEY] = self.authority
 
     def initialize_handlers(self) -> None:
@@ -101,7 +101,6 @@ class ServingApp(ExtensionApp):
         if self.freezer is not None:
             self.freezer.uninstall()
         await self.serving.stop()  # progressive delivery before the manager: its stored state resumes
-        self.authority.close()
 
     def current_activity(self) -> list[str] | None:
         """Endpoints keep `shutdown_no_activity_timeout` from stopping a server that serves them."""

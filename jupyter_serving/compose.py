@@ -5,6 +5,7 @@
              -> manager (control plane: store, rollouts; opens and closes lanes with its endpoints)
              -> observer (events, history), progressive delivery, ingress (AI Gateway policy, tokens,
                 route-optimized listener)
+    settings -> authority (who is calling: identity store, permissions, grants; opened on first use)
 
 No part builds another: each receives what it uses here, so a host (`app.ServingApp`, a test) can
 swap one (an in-process backend, a held capture) and the rest is wired the same way. `Serving`
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jupyter_serving.api.auth import Authority
 from jupyter_serving.backends.base import ExecutionBackend, build_backend
 from jupyter_serving.capture import InferenceCapture
 from jupyter_serving.control.manager import EndpointManager
@@ -39,6 +41,7 @@ class Serving:
     observer: Observer
     progressive: ProgressiveDelivery
     ingress: Ingress
+    authority: Authority
 
     async def start(self) -> None:
         """The manager first (it loads the stored endpoints and starts the backend and capture; if it
@@ -57,6 +60,7 @@ class Serving:
         await self.progressive.stop()
         self.ingress.stop()
         await self.manager.stop()
+        self.authority.close()  # last: a request still being answered may check a permission
 
 
 def compose(
@@ -90,4 +94,7 @@ def compose(
     )
     progressive = ProgressiveDelivery(manager, lambda: observer.events)
     ingress = Ingress(manager, dataplane)
-    return Serving(settings, backend, registry, capture, dataplane, manager, observer, progressive, ingress)
+    authority = Authority(settings.state_path, settings.owner_name)
+    return Serving(
+        settings, backend, registry, capture, dataplane, manager, observer, progressive, ingress, authority
+    )
