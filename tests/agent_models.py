@@ -90,14 +90,16 @@ def table_row(server: ServingServer, endpoint: str, request_id: str) -> Any:
     return eventually(row, 60, 0.1, f"the row of {request_id}", until=lambda r: r is not None)
 
 
-def leave_mid_stream(server: ServingServer, name: str, payload: dict[str, Any]) -> str:
+def leave_mid_stream(
+    server: ServingServer, name: str, payload: dict[str, Any], base_url: str = "", token: str = ""
+) -> str:
     """Send a streaming request on a raw socket, read until the first chunk, and hang up; returns
-    the request id."""
-    host, port = server.url.split("//")[1].rstrip("/").split(":")
+    the request id. `base_url`/`token`: another place that answers the route (a Ray proxy)."""
+    host, port = (base_url or server.url).split("//")[1].rstrip("/").split(":")
     body = json.dumps({**payload, "stream": True}).encode()
     head = (
         f"POST /serving-endpoints/{name}/invocations HTTP/1.1\r\n"
-        f"Host: {host}\r\nAuthorization: Bearer {server.token}\r\n"
+        f"Host: {host}\r\nAuthorization: Bearer {token or server.token}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     with socket.create_connection((host, int(port)), timeout=60) as client:

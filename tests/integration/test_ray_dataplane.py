@@ -19,9 +19,11 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import requests
+from agent_models import QUESTION, leave_mid_stream, register_agents, sse_events, stream, table_row
 from ray_cluster import RAY_ENV, RAY_MISSING, RayCluster, start_cluster
 from scenarios import AB, CAPTURE, FAST_TIMERS, wait_rows
 from serving_support import MlflowEnv, ServingServer, entity, eventually, iris_split
@@ -36,6 +38,7 @@ pytestmark = [
 ]
 
 EP = "rdp"
+AGENT_EP = "rdp-agent"
 RAY_FLAGS = (
     "--backend", "ray",
     "--env-manager", "local",
@@ -236,6 +239,50 @@ def test_tokens_are_checked_without_the_server_and_rate_limits_hold_across_proxi
         return all(plane.query(plane.proxies[i % 2], token).status_code == 200 for i in range(5))
 
     eventually(five_pass, 120, 0.2, "the rate limits lifted on the proxies", until=bool)
+
+
+def test_an_agent_streams_through_each_proxy_as_through_the_server(plane: Plane, tmp_path: Path) -> None:
+    """`"stream": true` through Serve's proxies: the same Server-Sent Events as the server's route,
+    chunk by chunk, the assembled answer in the endpoint's table, and a client that hangs up
+    stopping the model's generator (GeneratorExit in the agent, a 499 row)."""
+    server = plane.server
+    register_agents()
+    capture = {"catalog_name": "main", "schema_name": "default", "enabled": True}
+    created = server.create(
+        AGENT_EP, {"served_entities": [entity("agent-echo", 1)], "auto_capture_config": capture},
+        route_optimized=True,
+    )  # fmt: skip
+    assert created.status_code == 200, created.text
+    assert server.wait_settled(AGENT_EP)["state"]["ready"] == "READY"
+    expected = stream(server, AGENT_EP, QUESTION)  # the server's own route
+    assert expected[-1] == (None, "[DONE]") and len(expected) > 2
+    token = plane.token(endpoint=AGENT_EP)
+    auth = {"Authorization": f"Bearer {token}"}
+    path = f"/serving-endpoints/{AGENT_EP}/invocations"
+    for proxy in plane.proxies:  # the ingress comes up at the poll after the endpoint
+        eventually(lambda p=proxy: requests.post(p + path, json=QUESTION, headers=auth, timeout=60), 180, 0.5,
+                   f"the agent's ingress answering on {proxy}", until=lambda r: r.status_code == 200)  # fmt: skip
+        with requests.post(proxy + path, json={**QUESTION, "stream": True}, headers=auth, stream=True,
+                           timeout=60) as response:  # fmt: skip
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["served-model-name"] == "agent-echo-1"
+            request_id = response.headers["x-request-id"]
+            events = list(sse_events(response.iter_lines()))
+        assert events == expected, proxy
+        logged = json.loads(table_row(server, AGENT_EP, request_id)["response"])
+        assert logged["output"][0]["content"][0]["text"] == "echo: hello big wide world"
+
+    marker = tmp_path / "closed"
+    leaving = {
+        "input": [{"role": "user", "content": " ".join(f"w{i}" for i in range(50))}],
+        "custom_inputs": {"pause": 0.2, "closed_marker": str(marker)},
+    }
+    left = leave_mid_stream(server, AGENT_EP, leaving, base_url=plane.proxies[1], token=token)
+    eventually(marker.exists, 60, 0.05, "GeneratorExit reaching the agent")
+    assert int(marker.read_text()) < 45  # stopped early, not run to its end
+    assert table_row(server, AGENT_EP, left)["status_code"] == 499
+    assert server.delete(AGENT_EP).json() == {}
 
 
 def test_a_killed_ingress_replica_loses_no_answered_row(plane: Plane) -> None:

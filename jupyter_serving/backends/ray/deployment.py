@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -29,9 +28,9 @@ from jupyter_serving.backends.base import (
     Retired,
     ScoringReply,
     ScoringRequest,
-    StreamEnd,
 )
 from jupyter_serving.backends.ray import options as opts
+from jupyter_serving.backends.ray.stream import RayStream, first_line
 from jupyter_serving.errors import DeadlineExceeded, InternalError, TemporarilyUnavailable
 from jupyter_serving.model.config import ServedEntity
 from jupyter_serving.model.states import ABORTED, FAILED, READY, RECOVERING, DeploymentState
@@ -182,7 +181,7 @@ class RayDeployment:
                 headers={"Retry-After": "1"},
             ) from None
         except (ray_errors.RayError, serve_errors.RequestCancelledError) as exc:
-            raise InternalError(f"The Ray replica serving '{self.name}' failed: {_first_line(exc)}") from None
+            raise InternalError(f"The Ray replica serving '{self.name}' failed: {first_line(exc)}") from None
         return ScoringReply(status, body, ms, crid, batch)
 
     async def invoke_stream(self, request: ScoringRequest, timeout_s: float) -> RayStream:
@@ -196,7 +195,7 @@ class RayDeployment:
         generator = self.handle.options(stream=True, method_name="stream").remote(
             request.content_type, request.body, request.request_id
         )
-        return RayStream(self, generator)
+        return RayStream(self.name, generator, self._stream_done)
 
     # ----------------------------------------------------------------- cold starts through a warm host
     def _ensure_warm(self) -> None:
@@ -228,7 +227,7 @@ class RayDeployment:
                 model, label, self.spec.environment(), settings.fast_path, settings.max_batch_size
             )
         except Exception as exc:  # the model does not load there: Serve's replica will say why
-            log.warning("%s: the warm Ray host could not load the model: %s", label, _first_line(exc))
+            log.warning("%s: the warm Ray host could not load the model: %s", label, first_line(exc))
             pool.kill(host)
             return None
         self.warm_starts += 1
@@ -378,68 +377,13 @@ class _Bridge:
             raise DeadlineExceeded(f"The model did not answer within {timeout_s:g} s.") from None
         except ray_errors.RayError as exc:
             raise InternalError(
-                f"The warm Ray host serving '{deployment.name}' failed: {_first_line(exc)}"
+                f"The warm Ray host serving '{deployment.name}' failed: {first_line(exc)}"
             ) from None
         finally:
             self.inflight -= 1
             if not self.inflight:
                 self.idle.set()
         return ScoringReply(status, body, ms, crid, batch)
-
-
-class RayStream:
-    """`ScoringStream` over a Serve `DeploymentResponseGenerator`: bytes items are SSE chunks, the
-    last item is (status, meta, body); `close` cancels the generator in the replica."""
-
-    def __init__(self, deployment: RayDeployment, generator: Any) -> None:
-        self.deployment = deployment
-        self.generator = generator
-        self.end: StreamEnd | None = None
-
-    async def next(self, timeout_s: float) -> bytes | StreamEnd:
-        if self.end is not None:
-            return self.end
-        try:
-            item = await asyncio.wait_for(self.generator.__anext__(), timeout_s)
-        except TimeoutError:
-            self.close()
-            raise DeadlineExceeded(
-                f"The model sent nothing for {timeout_s:g} s during a stream (inactivity timeout)."
-            ) from None
-        except StopAsyncIteration:
-            return self._finish(
-                StreamEnd(500, _error("The stream ended without its final status."), 0.0, None)
-            )
-        except (ray_errors.RayError, serve_errors.RequestCancelledError) as exc:
-            message = f"The Ray replica serving '{self.deployment.name}' failed: {_first_line(exc)}"
-            return self._finish(StreamEnd(500, _error(message), 0.0, None))
-        if isinstance(item, bytes):
-            return item
-        status, meta, body = item
-        info = json.loads(meta) if meta else {}
-        usage = info.get("usage")
-        end = StreamEnd(
-            status, body, info.get("ms", 0.0), info.get("crid"), info.get("first_ms"),
-            usage if isinstance(usage, dict) else None, info.get("trace"),
-        )  # fmt: skip
-        return self._finish(end)
-
-    def _finish(self, end: StreamEnd) -> StreamEnd:
-        if self.end is None:
-            self.end = end
-            self.deployment._stream_done()
-        return self.end
-
-    def close(self) -> None:
-        if self.end is None:
-            self.generator.cancel()
-            self._finish(
-                StreamEnd(499, _error("The client disconnected during the stream.", "CANCELLED"), 0.0, None)
-            )
-
-
-def _error(message: str, code: str = "INTERNAL_ERROR") -> bytes:
-    return json.dumps({"error_code": code, "message": message}).encode()
 
 
 async def _result(response: Any) -> Any:
@@ -449,11 +393,6 @@ async def _result(response: Any) -> Any:
 def _progress(app: AppSnapshot) -> str:
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(app.replica_states.items())) or "none yet"
     return f"Ray Serve is deploying the model (replicas: {states})."
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else type(exc).__name__)[:500]
 
 
 __all__ = ["RayDeployment"]

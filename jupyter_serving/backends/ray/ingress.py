@@ -18,6 +18,10 @@ which spools on its node's disk and commits to the endpoint's Delta table at the
 
 The token key is read from Ray's internal KV (`KV_NAMESPACE`), where the server put it: the
 Ingress verifies data-plane tokens without calling the server.
+
+A request with `"stream": true` is answered as Server-Sent Events through Serve's proxy, chunk by
+chunk as the model yields them (`stream.RayStream` over the entity's streaming handle), with the
+same row rule as on the server: the assembled answer is durable before `data: [DONE]`.
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ from typing import Any, cast
 from urllib.parse import unquote
 
 from jupyter_serving.backends.base import Retired, ScoringReply, ScoringRequest
+from jupyter_serving.backends.ray.stream import RayStream, first_line
 from jupyter_serving.errors import (
     DeadlineExceeded,
     EndpointNotFound,
-    FeatureDisabled,
     InternalError,
     PayloadTooLarge,
     PermissionDenied,
@@ -167,14 +171,17 @@ class HandleDeployment:
         except (ray_errors.RayError, serve_errors.RequestCancelledError, ValueError) as exc:
             if self.retired:  # its application was deleted after this request chose it
                 raise Retired(self.name) from None
-            raise InternalError(f"The Ray replica serving '{self.name}' failed: {_first_line(exc)}") from None
+            raise InternalError(f"The Ray replica serving '{self.name}' failed: {first_line(exc)}") from None
         return ScoringReply(status, body, ms, crid, batch)
 
-    async def invoke_stream(self, request: ScoringRequest, timeout_s: float) -> Any:
-        raise FeatureDisabled(
-            "Streamed answers are not served by the Ray proxies yet; query the server's "
-            "/serving-endpoints/<name>/invocations route for a stream."
+    async def invoke_stream(self, request: ScoringRequest, timeout_s: float) -> RayStream:
+        """A stream through the entity's Serve streaming handle, read as the server reads one."""
+        if self.retired:
+            raise Retired(self.name)
+        generator = self.handle.options(stream=True, method_name="stream").remote(
+            request.content_type, request.body, getattr(request, "request_id", "")
         )
+        return RayStream(self.name, generator)
 
 
 class _Metrics:
@@ -344,6 +351,7 @@ class EndpointIngress:
         from starlette.responses import Response
 
         from jupyter_serving.dataplane.ingress import scoring_content_type, wants_stream
+        from jupyter_serving.dataplane.invoke import LiveStream
 
         request_id = _request_id()
         try:
@@ -373,6 +381,11 @@ class EndpointIngress:
             body = _error_body(exc)
             return Response(body, exc.http_status, dict(exc.headers), media_type="application/json")
         headers = {"served-model-name": result.served_entity}
+        if isinstance(result, LiveStream):
+            from starlette.responses import StreamingResponse
+
+            headers["Cache-Control"] = "no-cache"
+            return StreamingResponse(_sse(result), 200, headers, media_type="text/event-stream")
         return Response(result.body, result.status, headers, media_type="application/json")
 
     async def _check(self, request: Any) -> tuple[str, str | None, str, bytes]:
@@ -488,6 +501,24 @@ def run_ingress(app: str, route_prefix: str, config: dict[str, Any], replicas: i
         serve._run(ingress.bind(limits.bind()), name=app, route_prefix=route_prefix, _blocking=False)
 
 
+_CLOSING: set[asyncio.Task[None]] = set()  # streams a client left, finishing their rows
+
+
+async def _sse(live: Any) -> Any:
+    """The stream's bytes as Serve's proxy sends them on. A client that leaves makes Serve stop this
+    generator: the model's generator is then cancelled and the row recorded (499) in a task of its
+    own, since a cancelled generator cannot await."""
+    try:
+        async for part in live:
+            yield part
+    finally:
+        if live.end is None:
+            live.stream.close()
+            task = asyncio.get_running_loop().create_task(live.aclose())
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
+
+
 def _error_body(exc: ServingError) -> bytes:
     import json
 
@@ -515,11 +546,6 @@ def _node_id() -> str:
 
 async def _result(response: Any) -> Any:
     return await response
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else type(exc).__name__)[:500]
 
 
 __all__ = ["EndpointIngress", "EndpointLimits", "ingress_config", "run_ingress", "signing_key_name"]
