@@ -44,6 +44,10 @@ from benchmarks.run import (
     wait_for_answer,
 )
 
+# Unauthenticated clusters, as the test suite's (tests/ray_cluster.py): a token left in ~/.ray by an
+# earlier run must not make the servers' connection fail.
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
 CLIENTS = 16
 TARGET_OVERHEAD = 0.10
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -95,7 +99,7 @@ def start_cluster(root: Path) -> tuple[str, str]:
     ]  # explicit: Ray waits only 15 s for agents to report ports it has to discover
     cmd = [RAY, "start", "--head", "--port", str(port), "--temp-dir", temp, "--include-dashboard", "false"]
     cmd += ["--node-ip-address", HOST, "--disable-usage-stats", *ports]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, **RAY_ENV}  # hermetic: unauthenticated, whatever ~/.ray holds (as the tests)
     subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
     return f"{HOST}:{port}", temp
 
@@ -265,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"load_average_before": load_before, "cpus": os.cpu_count()}
     try:
         env, expected = register_model(root)
+        env = {**env, **RAY_ENV}  # the servers and the hand-written driver join that cluster
         report["local"] = bench_server(root, "local", env, (), plan)
         address, temp = (args.ray_address, "") if args.ray_address else start_cluster(root)
         try:

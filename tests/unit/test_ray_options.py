@@ -147,3 +147,17 @@ def test_a_private_cluster_keeps_its_auth_token_in_its_own_folder(
     monkeypatch.delenv("RAY_AUTH_TOKEN_PATH")
     private_auth(str(private))
     assert os.environ["RAY_AUTH_MODE"] == "disabled" and "RAY_AUTH_TOKEN_PATH" not in os.environ
+
+
+def test_a_refused_connection_says_how_to_fix_a_token_mismatch() -> None:
+    """Ray reports a token mismatch only in its log; its exception is a bare "Failed to connect".
+    (Seen for real: a cluster started while ~/.ray/auth_token existed refused a server started with
+    RAY_AUTH_MODE=disabled.)"""
+    from jupyter_serving.backends.ray.backend import connect_error
+
+    refused = connect_error(ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:60833"))
+    assert isinstance(refused, RuntimeError)
+    assert "InvalidAuthToken" in str(refused) and "RAY_AUTH_MODE=disabled" in str(refused)
+    assert "RAY_AUTH_TOKEN_PATH" in str(connect_error(RuntimeError("Authentication token is missing")))
+    other = ValueError("ray_address must be host:port")
+    assert connect_error(other) is other

@@ -154,9 +154,7 @@ class RayBackend:
             try:
                 ray.init(address=address, **options)
             except Exception as exc:
-                if "token" in str(exc).lower() or "auth" in type(exc).__name__.lower():
-                    raise RuntimeError(f"{exc}\n{TOKEN_HINT}") from exc
-                raise
+                raise connect_error(exc) from exc
         if self.publisher is not None:  # every endpoint's ingress, behind Serve's proxy on every node
             serve.start(proxy_location="EveryNode", http_options=self.publisher.connect())
             # Serve already running on a shared cluster keeps the HTTP options it started with.
@@ -404,6 +402,21 @@ def _tail(path: Path) -> str:
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
         return f.read().decode("utf-8", errors="replace")
+
+
+def connect_error(exc: BaseException) -> BaseException:
+    """What a failed `ray.init` says at start-up. A token mismatch shows only in Ray's own log lines
+    (`InvalidAuthToken`); the exception is a bare "Failed to connect to Ray cluster", so that one
+    names the likely fix too."""
+    text = str(exc)
+    if "token" in text.lower() or "auth" in type(exc).__name__.lower():
+        return RuntimeError(f"{text}\n{TOKEN_HINT}")
+    if "failed to connect" in text.lower():
+        return RuntimeError(
+            f"{text}\nIs a Ray cluster running at ray_address? If Ray logged 'InvalidAuthToken' above: "
+            f"{TOKEN_HINT}"
+        )
+    return exc
 
 
 TOKEN_HINT = (
