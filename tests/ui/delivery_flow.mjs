@@ -62,7 +62,7 @@ async function timelineTypes() {
 
 await run(async () => {
   await step('endpoint-page', async () => {
-    await page.goto(`${LAB_URL}lab?token=${TOKEN}`);
+    await page.goto(`${LAB_URL}lab?reset&token=${TOKEN}`); // reset: no layout an earlier flow on this Lab left
     await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
     await page.locator('#jupyter-serving-panel').waitFor({ state: 'attached' }); // the extension loaded
     const input = await openPalette();

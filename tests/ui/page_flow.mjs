@@ -59,7 +59,7 @@ async function edit(change) {
 
 await run(async () => {
   await step('lab-loaded', async () => {
-    await page.goto(`${LAB_URL}lab?token=${TOKEN}`);
+    await page.goto(`${LAB_URL}lab?reset&token=${TOKEN}`); // reset: no layout an earlier flow on this Lab left
     await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
     await sidebar.waitFor({ state: 'attached' });
   });

@@ -58,7 +58,7 @@ async function partialWhileStreaming() {
 
 await run(async () => {
   await step('lab-loaded', async () => {
-    await page.goto(`${LAB_URL}lab?token=${TOKEN}`);
+    await page.goto(`${LAB_URL}lab?reset&token=${TOKEN}`); // reset: no layout an earlier flow on this Lab left
     await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
   });
 
