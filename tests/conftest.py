@@ -13,6 +13,25 @@ from jupyter_serving.promotion.models import environ
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
+# The modules that need a Ray cluster run one after the other on one xdist worker, sharing its
+# session cluster (`ray_cluster`): two clusters at once on a 2-core machine made both slow.
+RAY_MODULES = ("test_ray_backend.py", "test_ray_dataplane.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`--dist loadfile` with the Ray modules as one unit of work (xdist's scheduler, one scope more)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class OneRayCluster(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "ray-cluster" if Path(scope).name in RAY_MODULES else scope
+
+    return OneRayCluster(config, log)
+
 
 @pytest.fixture(scope="session")
 def mlflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowEnv]:
@@ -54,7 +73,7 @@ def ray_cluster() -> Iterator[RayCluster]:
     its processes are killed at the end whatever happens."""
     if RAY_MISSING:
         pytest.skip(RAY_MISSING)
-    cluster = start_cluster()
+    cluster = start_cluster(attempts=6)  # a node's fixed 30 s start-up wait can pass under load
     try:
         yield cluster
     finally:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 from agent_models import QUESTION, leave_mid_stream, register_agents, sse_events, stream, table_row
-from ray_cluster import RAY_ENV, RAY_MISSING, RayCluster, start_cluster
+from ray_cluster import RAY_ENV, RAY_MISSING, RayCluster
 from scenarios import AB, CAPTURE, FAST_TIMERS, wait_rows
 from serving_support import MlflowEnv, ServingServer, entity, eventually, iris_split
 
@@ -38,7 +38,7 @@ pytestmark = [
 ]
 
 EP = "rdp"
-AGENT_EP = "rdp-agent"
+AGENT_EP = "agent-dp"  # not named rdp-...: replicas() tells the two endpoints apart by name
 RAY_FLAGS = (
     "--backend", "ray",
     "--env-manager", "local",
@@ -70,24 +70,21 @@ class Plane:
         )  # fmt: skip
 
     def replicas(self) -> list[str]:
-        """Names (with Serve's replica ids) of the live replica actors of this server's applications."""
+        """Names (with Serve's replica ids) of the live replica actors of endpoint EP's applications."""
         code = (
             "names = [a.get('Name') or '' for a in ray._private.state.actors(actor_state_name='ALIVE').values()]\n"
             "print(json.dumps(sorted(n for n in names if n.startswith('SERVE_REPLICA::jsrv'))))"
         )
-        return list(json.loads(self.cluster.driver(code)))
+        return [n for n in json.loads(self.cluster.driver(code)) if f"-{EP}-" in n or f"-{EP}#" in n]
 
 
 @pytest.fixture(scope="module")
-def plane(mlflow_env: MlflowEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
-    # While developing: JUPYTER_SERVING_TEST_RAY=<address>,<head proxy port>,<other proxy port> reuses a
-    # cluster started by hand (python -c 'import ray_cluster; ...'), and leaves it running.
-    reuse = os.environ.get("JUPYTER_SERVING_TEST_RAY", "")
-    if reuse:
-        address, head, other = reuse.split(",")
-        cluster = RayCluster("", address, (int(head), int(other)))
-    else:  # a node's 30 s start-up wait (fixed in Ray) can pass under load: more tries
-        cluster = start_cluster(attempts=6)
+def plane(
+    ray_cluster: RayCluster, mlflow_env: MlflowEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Plane]:
+    """This module's server on the session's two-node cluster (tests/conftest.py), which it shares
+    with test_ray_backend.py: the two modules run one after the other on one xdist worker."""
+    cluster = ray_cluster
     server: ServingServer | None = None
     plane: Plane | None = None
     try:
@@ -113,8 +110,6 @@ def plane(mlflow_env: MlflowEnv, tmp_path_factory: pytest.TempPathFactory) -> It
             server = plane.server
         if server is not None:
             server.stop()
-        if not reuse:
-            cluster.stop()
 
 
 def _ready_on_both_proxies(plane: Plane, token: str) -> None:
@@ -129,7 +124,7 @@ def _ingress_on_every_node(plane: Plane) -> list[str]:
     Serve after a back-off; either proxy answers meanwhile, through the other node's replica)."""
 
     def ingresses() -> list[str]:
-        return [n for n in plane.replicas() if "#Ingress#" in n]
+        return [n for n in plane.replicas() if f"-{EP}#Ingress#" in n]  # this endpoint's only
 
     return eventually(ingresses, 180, 0.5, "an ingress replica on each node", until=lambda r: len(r) == 2)
 
@@ -253,6 +248,14 @@ def test_an_agent_streams_through_each_proxy_as_through_the_server(plane: Plane,
         route_optimized=True,
     )  # fmt: skip
     assert created.status_code == 200, created.text
+    try:
+        _stream_through_each_proxy(plane, tmp_path)
+    finally:  # the next tests count this server's replicas: leave none of this endpoint's
+        server.delete(AGENT_EP)
+
+
+def _stream_through_each_proxy(plane: Plane, tmp_path: Path) -> None:
+    server = plane.server
     assert server.wait_settled(AGENT_EP)["state"]["ready"] == "READY"
     expected = stream(server, AGENT_EP, QUESTION)  # the server's own route
     assert expected[-1] == (None, "[DONE]") and len(expected) > 2
@@ -282,7 +285,6 @@ def test_an_agent_streams_through_each_proxy_as_through_the_server(plane: Plane,
     eventually(marker.exists, 60, 0.05, "GeneratorExit reaching the agent")
     assert int(marker.read_text()) < 45  # stopped early, not run to its end
     assert table_row(server, AGENT_EP, left)["status_code"] == 499
-    assert server.delete(AGENT_EP).json() == {}
 
 
 def test_a_killed_ingress_replica_loses_no_answered_row(plane: Plane) -> None:

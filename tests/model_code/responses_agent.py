@@ -48,9 +48,10 @@ class EchoAgent(ResponsesAgent):
                 delta = word if i == 0 else " " + word
                 yield ResponsesAgentStreamEvent(**self.create_text_delta(delta=delta, item_id="msg-1"))
         except GeneratorExit:
-            if custom.get("closed_marker"):
-                with open(custom["closed_marker"], "w") as marker:
+            if custom.get("closed_marker"):  # written whole, then renamed: a test sees it complete
+                with open(custom["closed_marker"] + ".tmp", "w") as marker:
                     marker.write(str(i))
+                os.replace(custom["closed_marker"] + ".tmp", custom["closed_marker"])
             raise
         item = self.create_text_output_item(text=" ".join(words), id="msg-1")
         yield ResponsesAgentStreamEvent(type="response.output_item.done", item=item)
