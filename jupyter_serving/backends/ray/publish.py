@@ -83,7 +83,7 @@ class IngressPublisher:
         self.key = bytes(key)
         ray = self.backend._ray
         self._node_ip = ray.util.get_node_ip_address()
-        return {"host": self._host, "port": self.backend.own.ray_http_port}
+        return {"host": self._host, "port": self._port}
 
     def serving_at(self, http: Any) -> None:
         """Where Serve's proxies really listen (`HTTPOptions`): a Serve another server started on the
