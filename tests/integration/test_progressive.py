@@ -7,30 +7,15 @@ entity's environment_vars), so the failing challenger's share is exact; inputs a
 
 from __future__ import annotations
 
-import random
 import signal
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import requests
-import yaml
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.serving import ServingEndpointAccessControlRequest, ServingEndpointPermissionLevel
-from jsonschema import Draft202012Validator
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
+from rollouts import ROLLOUT, rollout, split, traffic
 from serving_support import ServingServer, entity, eventually
-
-ROLLOUT = "api/2.0/jupyter-serving/endpoints/{}/rollout"
-SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "server" / "openapi.yaml").read_text())
-STATE_SCHEMA = Draft202012Validator(
-    {"$ref": "urn:spec#/components/schemas/RolloutState"},
-    registry=Registry().with_resource("urn:spec", DRAFT202012.create_resource(SPEC)),
-)
 
 
 def ab_config(challenger_percent: int, delays: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
@@ -52,45 +37,6 @@ def ab_config(challenger_percent: int, delays: tuple[float, float] = (0.0, 0.0))
             ]
         },
     }
-
-
-def split(server: ServingServer, name: str) -> dict[str, int]:
-    routes = server.get(name)["config"]["traffic_config"]["routes"]
-    return {r["served_model_name"]: r["traffic_percentage"] for r in routes}
-
-
-@contextmanager
-def traffic(server: ServingServer, name: str, seed: int, clients: int = 6) -> Iterator[list[int]]:
-    """Seeded inputs from `clients` threads until the block ends; yields the list of statuses."""
-    stop = threading.Event()
-    statuses: list[int] = []
-
-    def client(k: int) -> None:
-        rng = random.Random(seed * 1000 + k)
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {server.token}"
-        url = f"{server.url}serving-endpoints/{name}/invocations"
-        while not stop.is_set():
-            body = {"dataframe_split": {"columns": ["x"], "data": [[float(rng.randrange(10**9))]]}}
-            statuses.append(session.post(url, json=body, timeout=60).status_code)
-
-    with ThreadPoolExecutor(clients) as pool:
-        futures = [pool.submit(client, k) for k in range(clients)]
-        try:
-            yield statuses
-        finally:
-            stop.set()
-            for f in futures:
-                f.result()
-
-
-def rollout(server: ServingServer, name: str) -> dict[str, Any]:
-    response = server.api("GET", ROLLOUT.format(name))
-    assert response.status_code == 200, response.text
-    body = response.json()
-    errors = [e.message for e in STATE_SCHEMA.iter_errors(body)]
-    assert not errors, errors  # as server/openapi.yaml documents it
-    return body
 
 
 def events(server: ServingServer, name: str) -> list[str]:

@@ -9,32 +9,19 @@ answers 2x + 1 (tests/model_code/flaky.py); the truth is 2x. Inputs are seeded.
 from __future__ import annotations
 
 import queue
-import random
 import signal
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import requests
-import yaml
 from deltalake import write_deltalake
-from jsonschema import Draft202012Validator
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
+from rollouts import ROLLOUT, rollout, split, traffic
 from scenarios import CAPTURE
 from serving_support import ServingServer, entity, eventually
-
-ROLLOUT = "api/2.0/jupyter-serving/endpoints/{}/rollout"
-SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "server" / "openapi.yaml").read_text())
-STATE_SCHEMA = Draft202012Validator(
-    {"$ref": "urn:spec#/components/schemas/RolloutState"},
-    registry=Registry().with_resource("urn:spec", DRAFT202012.create_resource(SPEC)),
-)
 
 
 def graded_config(wrong_percent: int) -> dict[str, Any]:
@@ -62,49 +49,17 @@ def catalog_root(server: ServingServer, name: str) -> Path:
     return Path(path).parents[2]
 
 
-def split(server: ServingServer, name: str) -> dict[str, int]:
-    routes = server.get(name)["config"]["traffic_config"]["routes"]
-    return {r["served_model_name"]: r["traffic_percentage"] for r in routes}
-
-
-def rollout(server: ServingServer, name: str) -> dict[str, Any]:
-    response = server.api("GET", ROLLOUT.format(name))
-    assert response.status_code == 200, response.text
-    body = dict(response.json())
-    errors = [e.message for e in STATE_SCHEMA.iter_errors(body)]
-    assert not errors, errors  # as server/openapi.yaml documents it
-    return body
-
-
 def quality_guard(state: dict[str, Any]) -> dict[str, Any]:
     return next(g for g in state["estimate"]["guards"] if g["name"].startswith("quality_"))
 
 
 @contextmanager
 def labelled_traffic(
-    server: ServingServer, name: str, labels: Path, truth: Callable[[int], int], seed: int, clients: int = 6
+    server: ServingServer, name: str, labels: Path, truth: Callable[[int], int], seed: int
 ) -> Iterator[list[int]]:
-    """Seeded one-row requests with a client_request_id from `clients` threads until the block ends;
-    one writer appends each answered request's label, `truth(x)`, to the Delta table at `labels`
-    (in batches, as a labelling job would). Yields the answers' statuses."""
-    stop = threading.Event()
-    statuses: list[int] = []
+    """Seeded traffic (rollouts.traffic) while one writer appends each answered request's label,
+    `truth(x)`, to the Delta table at `labels`, in batches as a labelling job would."""
     answered: queue.Queue[tuple[str, int] | None] = queue.Queue()
-
-    def client(k: int) -> None:
-        rng = random.Random(seed * 1000 + k)
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {server.token}"
-        url = f"{server.url}serving-endpoints/{name}/invocations"
-        i = 0
-        while not stop.is_set():
-            x, i = rng.randrange(10**6), i + 1
-            crid = f"{name}-{seed}-{k}-{i}"
-            body = {"dataframe_split": {"columns": ["x"], "data": [[float(x)]]}, "client_request_id": crid}
-            response = session.post(url, json=body, timeout=60)
-            statuses.append(response.status_code)
-            if response.status_code == 200:
-                answered.put((crid, x))
 
     def writer() -> None:
         done = False
@@ -125,16 +80,14 @@ def labelled_traffic(
 
     label_writer = threading.Thread(target=writer)
     label_writer.start()
-    with ThreadPoolExecutor(clients) as pool:
-        futures = [pool.submit(client, k) for k in range(clients)]
-        try:
+    try:
+        with traffic(
+            server, name, seed, span=10**6, answered=lambda crid, x: answered.put((crid, x))
+        ) as statuses:
             yield statuses
-        finally:
-            stop.set()
-            for f in futures:
-                f.result()
-            answered.put(None)
-            label_writer.join(timeout=120)
+    finally:
+        answered.put(None)
+        label_writer.join(timeout=120)
 
 
 def right(x: int) -> int:

@@ -39,6 +39,7 @@ pytestmark = [
 
 EP = "rdp"
 AGENT_EP = "agent-dp"  # not named rdp-...: replicas() tells the two endpoints apart by name
+SOLO_EP = "solo-dp"
 RAY_FLAGS = (
     "--backend", "ray",
     "--env-manager", "local",
@@ -69,13 +70,25 @@ class Plane:
             headers={"Authorization": f"Bearer {token}", **headers}, timeout=60,
         )  # fmt: skip
 
-    def replicas(self) -> list[str]:
-        """Names (with Serve's replica ids) of the live replica actors of endpoint EP's applications."""
+    def replicas(self, of: str = "") -> list[str]:
+        """Names (with Serve's replica ids) of the live replica actors of endpoint EP's applications,
+        or of application `of`."""
         code = (
             "names = [a.get('Name') or '' for a in ray._private.state.actors(actor_state_name='ALIVE').values()]\n"
             "print(json.dumps(sorted(n for n in names if n.startswith('SERVE_REPLICA::jsrv'))))"
         )
-        return [n for n in json.loads(self.cluster.driver(code)) if f"-{EP}-" in n or f"-{EP}#" in n]
+        names = json.loads(self.cluster.driver(code))
+        if of:
+            return [n for n in names if n.startswith(f"SERVE_REPLICA::{of}#")]
+        return [n for n in names if f"-{EP}-" in n or f"-{EP}#" in n]
+
+    def routes(self) -> dict[str, str | None]:
+        """Each Serve application's route prefix, as the controller hands it to the proxies."""
+        code = (
+            "details = serve.context._get_global_client().get_serve_details()\n"
+            "print(json.dumps({n: a.get('route_prefix') for n, a in details['applications'].items()}))"
+        )
+        return dict(json.loads(self.cluster.driver(code)))
 
 
 @pytest.fixture(scope="module")
@@ -262,9 +275,13 @@ def _stream_through_each_proxy(plane: Plane, tmp_path: Path) -> None:
     token = plane.token(endpoint=AGENT_EP)
     auth = {"Authorization": f"Bearer {token}"}
     path = f"/serving-endpoints/{AGENT_EP}/invocations"
-    for proxy in plane.proxies:  # the ingress comes up at the poll after the endpoint
+    # One entity of a route-optimized endpoint: its replica fronts the route (the one-hop path), so
+    # the stream, its row and the hang-up below all go through the ingress code in that replica.
+    eventually(lambda: server.get(AGENT_EP)["config"]["served_entities"][0]["local"]["ray"]["route"], 180, 0.5,
+               "the agent's replica fronting its route", until=lambda r: r == path)  # fmt: skip
+    for proxy in plane.proxies:
         eventually(lambda p=proxy: requests.post(p + path, json=QUESTION, headers=auth, timeout=60), 180, 0.5,
-                   f"the agent's ingress answering on {proxy}", until=lambda r: r.status_code == 200)  # fmt: skip
+                   f"the agent answering on {proxy}", until=lambda r: r.status_code == 200)  # fmt: skip
         with requests.post(proxy + path, json={**QUESTION, "stream": True}, headers=auth, stream=True,
                            timeout=60) as response:  # fmt: skip
             assert response.status_code == 200, response.text
@@ -285,6 +302,106 @@ def _stream_through_each_proxy(plane: Plane, tmp_path: Path) -> None:
     eventually(marker.exists, 60, 0.05, "GeneratorExit reaching the agent")
     assert int(marker.read_text()) < 45  # stopped early, not run to its end
     assert table_row(server, AGENT_EP, left)["status_code"] == 499
+
+
+def test_a_one_entity_endpoint_is_answered_by_its_own_replica_while_its_route_moves(plane: Plane) -> None:
+    """One actor hop: an endpoint whose traffic all goes to one entity (on the nodes' own
+    environment) is served at its invocations route by that entity's application itself, with the
+    same answers, errors and token checks. An update moves the route to the new entity while every
+    query through both proxies is answered, and a split gives it back to the endpoint's ingress."""
+    server = plane.server
+    created = server.create(
+        SOLO_EP, {"served_entities": [entity("iris-lr", 1, name="one")]}, route_optimized=True
+    )
+    assert created.status_code == 200, created.text
+    try:
+        _solo_route_moves(plane)
+    finally:  # the next tests count this server's replicas: leave none of this endpoint's
+        server.delete(SOLO_EP)
+
+
+def _solo_route_moves(plane: Plane) -> None:
+    server = plane.server
+    route = f"/serving-endpoints/{SOLO_EP}/invocations"
+    token = plane.token(endpoint=SOLO_EP)
+
+    def query(
+        proxy: str, payload: object = None, served: str | None = None, tok: str = token
+    ) -> requests.Response:
+        path = (
+            f"/serving-endpoints/{SOLO_EP}" + (f"/served-models/{served}" if served else "") + "/invocations"
+        )
+        return requests.post(proxy + path, json=payload if payload is not None else iris_split(),
+                             headers={"Authorization": f"Bearer {tok}"}, timeout=60)  # fmt: skip
+
+    def app_of(name: str) -> str:
+        entities = server.get(SOLO_EP)["config"]["served_entities"]
+        return str(next(e for e in entities if e["name"] == name)["local"]["ray"]["application"])
+
+    assert server.wait_settled(SOLO_EP)["state"]["ready"] == "READY"
+    one = app_of("one")
+    eventually(plane.routes, 180, 0.5, "the entity's application holding the route",
+               until=lambda r: r.get(one) == route)  # fmt: skip
+    local, bad_local = (
+        server.invoke(SOLO_EP, iris_split()),
+        server.invoke(SOLO_EP, {"dataframe_records": [{"x": 1}]}),
+    )
+    for proxy in plane.proxies:
+        answer = query(proxy)
+        assert (answer.status_code, answer.content) == (local.status_code, local.content)
+        assert answer.headers["served-model-name"] == "one" and answer.headers["x-request-id"]
+        bad = query(proxy, {"dataframe_records": [{"x": 1}]})
+        assert (bad.status_code, bad.json()) == (bad_local.status_code, bad_local.json())
+        refused = query(proxy, tok=plane.token(endpoint=EP))  # another endpoint's token
+        assert (refused.status_code, refused.json()["error_code"]) == (403, "PERMISSION_DENIED")
+        assert query(proxy, served="one").content == local.content  # direct: through the ingress app
+
+    # An update under load through both proxies: the new entity's application takes the route.
+    stop = threading.Event()
+    seen: list[tuple[int, str]] = []
+
+    def load(n: int) -> None:
+        while not stop.is_set():
+            answer = query(plane.proxies[n % 2])
+            seen.append((answer.status_code, answer.headers.get("served-model-name", answer.text)))
+
+    update = {"served_entities": [entity("iris-lr", 1, name="two")]}
+    with ThreadPoolExecutor(2) as pool:
+        clients = [pool.submit(load, n) for n in range(2)]
+        try:
+            response = server.api("PUT", f"api/2.0/serving-endpoints/{SOLO_EP}/config", json=update)
+            assert response.status_code == 200, response.text
+            assert server.wait_settled(SOLO_EP)["state"]["ready"] == "READY"
+            two = app_of("two")
+            eventually(plane.routes, 180, 0.5, "the route moved to the new entity and the old app deleted",
+                       until=lambda r: r.get(two) == route and one not in r)  # fmt: skip
+            count = len(seen)
+            eventually(
+                lambda: len(seen), 60, 0.05, "queries answered after the move", until=lambda n: n > count + 4
+            )
+        finally:
+            stop.set()
+            for client in clients:
+                client.result()
+    assert {status for status, _ in seen} == {200}, Counter(seen)
+    assert {name for _, name in seen} == {"one", "two"} and seen[-1][1] == "two", Counter(seen)
+
+    # A split: no single entity takes all traffic, so the route goes back to the endpoint's ingress,
+    # and "two" (unchanged) keeps its replica: giving the route back restarts nothing.
+    kept = plane.replicas(of=two)
+    assert kept
+    split = {
+        "served_entities": [entity("iris-lr", 1, name="two"), entity("iris-lr", 1, name="three")],
+        "traffic_config": {"routes": [{"served_model_name": "two", "traffic_percentage": 50},
+                                      {"served_model_name": "three", "traffic_percentage": 50}]},
+    }  # fmt: skip
+    response = server.api("PUT", f"api/2.0/serving-endpoints/{SOLO_EP}/config", json=split)
+    assert response.status_code == 200, response.text
+    assert server.wait_settled(SOLO_EP)["state"]["ready"] == "READY"
+    eventually(plane.routes, 180, 0.5, "the route given back", until=lambda r: route not in r.values())
+    assert plane.replicas(of=two) == kept
+    names = {query(plane.proxies[i % 2]).headers["served-model-name"] for i in range(30)}
+    assert names == {"two", "three"}  # 2^-29 that 30 draws of a 50/50 split all land on one side
 
 
 def test_a_killed_ingress_replica_loses_no_answered_row(plane: Plane) -> None:

@@ -77,6 +77,9 @@ class RayDeployment:
         self.warm_start: dict[str, Any] | None = None
         self._bridge: asyncio.Task[_Bridge | None] | None = None
         self._wake: Any = None
+        # The endpoint's invocations route while this entity fronts it (publish.py), else None.
+        self.route: str | None = None
+        self._gone = False  # its application was deleted: nothing may submit it again
 
     @property
     def name(self) -> str:
@@ -101,7 +104,7 @@ class RayDeployment:
             self._submitted.set_result(None)
         else:
             self.deployment.note("Submitting the Ray Serve application.")
-            self._submitted = self.backend.submit(self._run, self._options)
+            self._submitted = self.backend.submit(self._run, self._options, self.route)
         try:
             await asyncio.wrap_future(self._submitted)
         except Exception as exc:
@@ -112,13 +115,35 @@ class RayDeployment:
             raise asyncio.CancelledError
         self.deployment.to(READY, "")
 
-    def _run(self, options: dict[str, Any]) -> None:
+    def _run(self, options: dict[str, Any], route: str | None) -> None:
         from jupyter_serving.backends.ray.replica import run
 
         settings = self.backend.settings
         model = self.load_uri or self.entity.model_uri
         label = f"{self.endpoint}/{self.entity.name}"
-        run(self.app, self.key, options, model, label, settings.fast_path, settings.max_batch_size)
+        run(self.app, self.key, options, route, model, label, settings.fast_path, settings.max_batch_size)
+
+    # ----------------------------------------------------------------- fronting the endpoint's route
+    @property
+    def node_environment(self) -> bool:
+        """Whether its replicas run in the nodes' own Python environment, where the ingress code
+        (and the capture service it starts) can run too."""
+        return self._options is not None and "uv" not in self._options["ray_actor_options"]["runtime_env"]
+
+    def front(self, snapshot: dict[str, Any] | None, ingress_app: str, route: str | None) -> Future[Any]:
+        """Take the endpoint's invocations route with its ingress snapshot (publish.py), or give it
+        back (None). The same code version: Serve applies the new user_config in place."""
+        user_config: dict[str, Any] = {"front": snapshot}
+        if snapshot is not None:
+            user_config["ingress_app"] = ingress_app
+        if self._options is None or self._gone:
+            done: Future[Any] = Future()
+            done.set_result(None)
+            return done
+        self._options = {**self._options, "user_config": user_config}
+        self.route = route
+        self._submitted = self.backend.submit(self._run, self._options, route)
+        return self._submitted
 
     async def _wait_running(self) -> None:
         deadline = time.monotonic() + self.backend.settings.deploy_timeout_s
@@ -294,7 +319,7 @@ class RayDeployment:
         self.policy = policy
         self._options = {**self._options, "autoscaling_config": opts.autoscaling_config(policy)}
         self._ensure_warm()
-        self._submitted = self.backend.submit(self._run, self._options)
+        self._submitted = self.backend.submit(self._run, self._options, self.route)
 
     def abort(self, message: str) -> None:
         if self.deployment.can(ABORTED):
@@ -317,6 +342,7 @@ class RayDeployment:
                 await asyncio.wrap_future(self._submitted)
             try:
                 await self.backend.released(self.app)  # no Ray proxy routes to it any more
+                self._gone = True
                 await self.backend.delete_app(self.app)
             except Exception as exc:
                 log.error("could not delete Ray Serve application %s: %r", self.app, exc)
@@ -342,6 +368,9 @@ class RayDeployment:
                     "status": app.status if app is not None else None,
                     "replica_states": dict(app.replica_states) if app is not None else {},
                     "nodes": sorted(set(app.nodes)) if app is not None else [],
+                    # The endpoint's invocations route on Serve's proxies while this entity fronts it
+                    # (answered by its replicas in one hop, publish.py), else None.
+                    "route": self.route,
                     # Cold starts answered by a warm, pre-imported host, and what the last one said
                     # (preimported: MLflow was imported before the model was given to it).
                     "warm_starts": self.warm_starts,

@@ -27,6 +27,7 @@ same row rule as on the server: the assembled answer is durable before `data: [D
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -66,6 +67,10 @@ CODE_VERSION = "ingress-1"
 NEVER_COMPACT = 1 << 30  # the server's own capture service compacts the tables; proxies only append
 _ROUTE = re.compile(r"/serving-endpoints/([^/]+)(?:/served-models/([^/]+))?/invocations/?")
 ROUTING_KEY_HEADER = "x-serving-routing-key"
+FAST_REPLICA_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+}
 
 
 def signing_key_name(prefix: str) -> bytes:
@@ -124,25 +129,41 @@ class _Entity:
     entity_version: str | None
 
 
-class HandleDeployment:
-    """A served entity as `DataPlane` sees a `Deployment`: invoke through its Serve handle, with the
-    same errors as the server's `RayDeployment` (503 when Serve's queue is full, 504, 500)."""
+class _Target:
+    """A served entity of the snapshot, as `DataPlane` sees a `Deployment`."""
+
+    def __init__(self, name: str, info: dict[str, Any]) -> None:
+        self.entity = _Entity(name, str(info.get("entity_name") or ""), info.get("entity_version"))
+        self.key = self.app = str(info["app"])
+        self.retired = False
+
+    @property
+    def name(self) -> str:
+        return self.entity.name
+
+    async def _reply(self, call: Any, timeout_s: float, cancel: Any = None) -> ScoringReply:
+        """The answer of one scoring call (a coroutine), or the error a deadline gives."""
+        try:
+            status, body, ms, crid, batch = await asyncio.wait_for(call, timeout_s)
+        except TimeoutError:
+            if cancel is not None:
+                cancel()
+            raise DeadlineExceeded(f"The model did not answer within {timeout_s:g} s.") from None
+        return ScoringReply(status, body, ms, crid, batch)
+
+
+class HandleDeployment(_Target):
+    """A served entity invoked through its Serve handle, with the same errors as the server's
+    `RayDeployment` (503 when Serve's queue is full, 504, 500)."""
 
     def __init__(self, name: str, info: dict[str, Any], queue_limit: int) -> None:
         from ray import serve
 
         from jupyter_serving.backends.ray.options import DEPLOYMENT_NAME
 
-        self.entity = _Entity(name, str(info.get("entity_name") or ""), info.get("entity_version"))
-        self.key = str(info["app"])
-        self.app = str(info["app"])
+        super().__init__(name, info)
         self.queue_limit = queue_limit
         self.handle = serve.get_deployment_handle(DEPLOYMENT_NAME, self.app)
-        self.retired = False
-
-    @property
-    def name(self) -> str:
-        return self.entity.name
 
     async def invoke(self, request: ScoringRequest, timeout_s: float) -> ScoringReply:
         from ray import exceptions as ray_errors
@@ -158,10 +179,7 @@ class HandleDeployment:
         )
         response = self.handle.remote(*args)
         try:
-            status, body, ms, crid, batch = await asyncio.wait_for(_result(response), timeout_s)
-        except TimeoutError:
-            response.cancel()
-            raise DeadlineExceeded(f"The model did not answer within {timeout_s:g} s.") from None
+            return await self._reply(_result(response), timeout_s, response.cancel)
         except serve_errors.BackPressureError:
             raise TemporarilyUnavailable(
                 f"Served entity '{self.name}' has {self.queue_limit} requests waiting for a replica; "
@@ -172,7 +190,6 @@ class HandleDeployment:
             if self.retired:  # its application was deleted after this request chose it
                 raise Retired(self.name) from None
             raise InternalError(f"The Ray replica serving '{self.name}' failed: {first_line(exc)}") from None
-        return ScoringReply(status, body, ms, crid, batch)
 
     async def invoke_stream(self, request: ScoringRequest, timeout_s: float) -> RayStream:
         """A stream through the entity's Serve streaming handle, read as the server reads one."""
@@ -182,6 +199,51 @@ class HandleDeployment:
             request.content_type, request.body, getattr(request, "request_id", "")
         )
         return RayStream(self.name, generator)
+
+
+class LocalDeployment(_Target):
+    """The served entity whose replica this ingress runs in (`replica.ServedModel` fronting its
+    endpoint): scored in this process, without an actor hop, with `HandleDeployment`'s errors."""
+
+    def __init__(self, name: str, info: dict[str, Any], model: Any) -> None:
+        super().__init__(name, info)
+        self.model = model
+
+    async def invoke(self, request: ScoringRequest, timeout_s: float) -> ScoringReply:
+        if self.retired:
+            raise Retired(self.name)
+        call = self.model.score(request.content_type, request.body, getattr(request, "request_id", ""))
+        try:
+            return await self._reply(call, timeout_s)
+        except ServingError:
+            raise
+        except Exception as exc:  # the batcher's own failure: score_batch answers model errors itself
+            raise InternalError(f"The Ray replica serving '{self.name}' failed: {first_line(exc)}") from None
+
+    async def invoke_stream(self, request: ScoringRequest, timeout_s: float) -> RayStream:
+        if self.retired:
+            raise Retired(self.name)
+        chunks = self.model.stream(request.content_type, request.body, getattr(request, "request_id", ""))
+        return RayStream(self.name, _LocalGenerator(chunks))
+
+
+class _LocalGenerator:
+    """The replica's own stream generator, read as `RayStream` reads a Serve response generator."""
+
+    def __init__(self, chunks: Any) -> None:
+        self.chunks = chunks
+
+    def __anext__(self) -> Any:
+        return self.chunks.__anext__()
+
+    def cancel(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._close())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    async def _close(self) -> None:
+        with contextlib.suppress(Exception):  # ended already, or closing from its own cancellation
+            await self.chunks.aclose()
 
 
 class _Metrics:
@@ -258,17 +320,21 @@ class EndpointLimits:
 
 
 class EndpointIngress:
-    """One endpoint's data plane on one node, behind that node's Serve HTTP proxy."""
+    """One endpoint's data plane on one node, behind that node's Serve HTTP proxy.
 
-    def __init__(self, limits: Any) -> None:
+    Also run inside a served entity's own replica (`model`: its `replica.ServedModel`) when the
+    endpoint sends all its traffic to that entity: requests for it are then scored in-process."""
+
+    def __init__(self, limits: Any, model: Any = None, app: str = "") -> None:
         self.limits = limits
+        self.model, self.app = model, app
         self.config: dict[str, Any] = {}
         self.ingress: Any = None  # dataplane.ingress.Ingress over this snapshot
         self.signer: Any = None
         self.capture: Any = None
         self.endpoint: _Endpoint | None = None
         self.dataplane: Any = None  # dataplane.invoke.DataPlane, with this endpoint's one lane
-        self._entities: dict[str, HandleDeployment] = {}
+        self._entities: dict[str, HandleDeployment | LocalDeployment] = {}
         self._lock = asyncio.Lock()
         self.node = _node_id()
         log.info("ingress replica starting on node %s", self.node)
@@ -289,14 +355,15 @@ class EndpointIngress:
         if self.signer is None or config["key_name"] != self.config.get("key_name"):
             self.signer = TokenSigner(await asyncio.to_thread(_read_key, config["key_name"]))
         queue_limit = int(config.get("queue_limit", 256))
-        entities: dict[str, HandleDeployment] = {}
+        entities: dict[str, HandleDeployment | LocalDeployment] = {}
         for name, info in config["entities"].items():
             old = self._entities.get(name)
-            entities[name] = (
-                old
-                if old is not None and old.app == info["app"]
-                else HandleDeployment(name, info, queue_limit)
-            )
+            if old is not None and old.app == info["app"]:
+                entities[name] = old
+            elif self.model is not None and info["app"] == self.app:
+                entities[name] = LocalDeployment(name, info, self.model)
+            else:
+                entities[name] = HandleDeployment(name, info, queue_limit)
         routes = tuple((str(name), int(pct)) for name, pct in config["routes"])
         capture_path = Path(config["capture_path"]) if config.get("capture_path") else None
         table = RoutingTable(
@@ -331,6 +398,15 @@ class EndpointIngress:
             if entities.get(name) is not old:
                 old.retired = True  # requests that chose it are routed once more (as on the server)
         self.config, self._entities, self.ingress = config, entities, ingress
+
+    async def close(self) -> None:
+        """No longer this replica's to answer (its entity stopped fronting the endpoint): commit
+        and end its capture service."""
+        async with self._lock:
+            capture, self.capture = self.capture, None
+            self.ingress = None
+        if capture is not None:
+            await capture.stop()
 
     async def _start_capture(self, spool_root: Path) -> None:
         """This replica's capture service (capture/service.py): a spool of its own on this node, so
@@ -493,9 +569,10 @@ def run_ingress(app: str, route_prefix: str, config: dict[str, Any], replicas: i
             name=INGRESS_DEPLOYMENT,
             num_replicas=max(1, replicas),
             max_replicas_per_node=1,
-            ray_actor_options={"num_cpus": 0},
+            ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": dict(FAST_REPLICA_ENV)}},
             user_config=config,
             max_ongoing_requests=1024,
+            logging_config={"enable_access_log": False},
         )
         ingress._version = CODE_VERSION
         serve._run(ingress.bind(limits.bind()), name=app, route_prefix=route_prefix, _blocking=False)

@@ -102,6 +102,9 @@ def deployment_options(
         "max_ongoing_requests": max(policy.concurrency, sizing.max_batch_size),
         "max_queued_requests": sizing.queue_limit,
         "max_constructor_retry_count": CONSTRUCTOR_RETRIES,
+        # A replica's log is what its model writes (as Databricks shows it), not a line per request:
+        # the inference table and the server's metrics count requests.
+        "logging_config": {"enable_access_log": False},
     }
 
 

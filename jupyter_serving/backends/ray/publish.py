@@ -8,9 +8,17 @@
 - every poll of Serve's status (0.5 s), each endpoint's routing table, AI Gateway settings and
   capture target become an ingress snapshot; a changed one is deployed as the ingress deployment's
   `user_config` (applied in place: no replica restart), and an endpoint that is gone loses its app;
+- a route-optimized endpoint that sends all its traffic to one entity running in the nodes' own
+  environment is *fronted* by that entity's application: it takes the route
+  `/serving-endpoints/<name>/invocations` (longer than the ingress app's prefix, so Serve's
+  proxies send it there) with the same snapshot as its user_config, and its replicas run the
+  ingress code themselves (`replica.ServedModel`): one actor hop per query instead of two.
+  Direct `/served-models/...` queries, splits and entities in environments of their own keep
+  going through the ingress app. When the route moves (an update, a split), the old entity gives
+  it back first: meanwhile the ingress app's shorter prefix answers;
 - before an entity's application is deleted (an update retired it), `released` waits until every
-  published snapshot has stopped naming it and Serve reports the ingress reconfigured, so no proxy
-  routes to an application that is going away.
+  published snapshot has stopped naming it, it fronts nothing, and Serve reports the ingress
+  reconfigured, so no proxy routes to an application that is going away.
 
 Nothing here is on the server's request path.
 """
@@ -22,6 +30,7 @@ import contextlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jupyter_serving.backends.ray import ingress as ray_ingress
@@ -29,6 +38,7 @@ from jupyter_serving.backends.ray.options import APP_PREFIX
 
 if TYPE_CHECKING:
     from jupyter_serving.backends.ray.backend import RayBackend
+    from jupyter_serving.backends.ray.deployment import RayDeployment
     from jupyter_serving.control.manager import EndpointManager
     from jupyter_serving.dataplane.ingress import Ingress
 
@@ -38,6 +48,14 @@ SPOOL = "ray-spool"
 RELEASE_TIMEOUT_S = 30.0
 NODES_EVERY_S = 5.0
 ADOPT_WAIT_S = 300.0  # how long stale apps wait for a restore that may adopt them
+
+
+@dataclass(frozen=True)
+class Front:
+    """The entity application holding an endpoint's invocations route, and the snapshot it has."""
+
+    deployment: RayDeployment
+    snapshot: str  # JSON, to compare
 
 
 def ingress_prefix(prefix: str) -> str:
@@ -56,6 +74,7 @@ class IngressPublisher:
         self.published: dict[str, dict[str, Any]] = {}  # app -> snapshot (with "replicas")
         self.pending: set[str] = set()  # apps whose last submit Serve has not reported RUNNING since
         self.status: dict[str, str] = {}  # app -> Serve's status of it
+        self.fronts: dict[str, Front] = {}  # endpoint -> the entity app fronting it
         self._nodes = 1
         self._nodes_read = 0.0
         self._started = time.monotonic()
@@ -142,6 +161,11 @@ class IngressPublisher:
                 await self.backend.call(ray_ingress.run_ingress, app, route, config, replicas)
                 self.published[app] = snapshot
                 self.pending.add(app)
+        for endpoint in manager.list():
+            await self._front(endpoint, wanted.get(self.app_name(endpoint.name)))
+        names = {endpoint.name for endpoint in manager.list()}
+        for name in [name for name in self.fronts if name not in names]:
+            del self.fronts[name]  # its applications are deleted with it
         restoring = any(e.restoring is not None and not e.restoring.done() for e in manager.list())
         settled = not restoring or now - self._started > ADOPT_WAIT_S
         gone = [app for app in apps if app not in wanted and (app in self.published or settled)]
@@ -150,6 +174,45 @@ class IngressPublisher:
             self.published.pop(app, None)
             log.info("deleting the Ray ingress %s (its endpoint is gone)", app)
             await self.backend.call(self.backend._serve.delete, app, _blocking=False)
+
+    async def _front(self, endpoint: Any, snapshot: dict[str, Any] | None) -> None:
+        """Move the endpoint's invocations route to the entity that should front it, if any: the
+        one fronting it now gives it back first (Serve refuses two apps one prefix)."""
+        name = endpoint.name
+        target = self._front_target(endpoint, snapshot)
+        config = None
+        if target is not None and snapshot is not None:
+            config = {k: v for k, v in snapshot.items() if k != "replicas"}
+        wanted = json.dumps(config, sort_keys=True)
+        current = self.fronts.get(name)
+        if current is not None and current.deployment is target and current.snapshot == wanted:
+            return
+        ingress_app = self.app_name(name)
+        try:
+            if current is not None and current.deployment is not target:
+                await asyncio.wrap_future(current.deployment.front(None, ingress_app, None))
+                del self.fronts[name]
+            if target is not None:
+                route = f"/serving-endpoints/{name}/invocations"
+                await asyncio.wrap_future(target.front(config, ingress_app, route))
+                self.fronts[name] = Front(target, wanted)
+        except Exception as exc:  # e.g. a stale app of a killed server still holds the route
+            log.warning("could not move the Ray route of endpoint %s: %s", name, exc)
+
+    def _front_target(self, endpoint: Any, snapshot: dict[str, Any] | None) -> RayDeployment | None:
+        """The entity that should hold a route-optimized endpoint's route: its only route, READY,
+        on the nodes' own environment, once the endpoint's ingress app (with its rate-limit
+        counters) runs. Route optimization is what a user asks for fast direct queries with."""
+        if snapshot is None or len(snapshot["routes"]) != 1 or not endpoint.record.route_optimized:
+            return None
+        if self.status.get(self.app_name(endpoint.name)) != "RUNNING":
+            return None
+        deployment = endpoint.routing.deployments.get(snapshot["routes"][0][0])
+        if getattr(deployment, "front", None) is None or deployment.stopping:
+            return None
+        if not deployment.node_environment:
+            return None
+        return deployment  # type: ignore[no-any-return]
 
     def _snapshot(self, endpoint: Any) -> dict[str, Any] | None:
         table = endpoint.routing
@@ -209,10 +272,11 @@ class IngressPublisher:
                 for name, snapshot in self.published.items()
                 if any(e["app"] == app for e in snapshot["entities"].values())
             ]
-            if not naming and not self.pending:
+            fronting = any(front.deployment.app == app for front in self.fronts.values())
+            if not naming and not fronting and not self.pending:
                 return
             await asyncio.sleep(0.1)
         log.warning("an ingress still routed to %s after %g s; deleting it anyway", app, RELEASE_TIMEOUT_S)
 
 
-__all__ = ["IngressPublisher", "ingress_prefix"]
+__all__ = ["Front", "IngressPublisher", "ingress_prefix"]

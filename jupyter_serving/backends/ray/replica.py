@@ -10,6 +10,7 @@ by Ray worker processes on the cluster, and by the server only when it deploys o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -25,6 +26,8 @@ from jupyter_serving.worker.protocol import CHUNK
 Reply = tuple[int, bytes, float, "str | None", int]
 
 log = logging.getLogger("ray.serve")  # Serve writes this logger into the replica's own log file
+UNFRONT_GRACE_S = 30.0  # see ServedModel._unfront
+FRONT_WAIT_S = 10.0  # see ServedModel._answer
 
 
 class ServedModel:
@@ -48,6 +51,43 @@ class ServedModel:
         from jupyter_serving.worker.streaming import Streams
 
         self.streams = Streams(self.scorer.model, int(os.environ.get("JUPYTER_SERVING_MAX_STREAMS", "16")))
+        # The endpoint's ingress (ingress.EndpointIngress) while this entity fronts it (publish.py).
+        self.front: Any = None
+        self._fronted = asyncio.Event()  # set while `front` is configured
+        self._unfronting: asyncio.Task[None] | None = None
+
+    async def reconfigure(self, config: dict[str, Any]) -> None:
+        """The deployment's user_config, applied by Serve in place (no restart): `{"front": None}`, or
+        the endpoint's ingress snapshot while this entity takes all its traffic and holds its route
+        (`/serving-endpoints/<name>/invocations` on Serve's proxies): requests then reach this replica
+        with one actor hop, as in a hand-written Serve deployment, and the ingress code runs here."""
+        snapshot = (config or {}).get("front")
+        if snapshot is None:
+            if self.front is not None and self._unfronting is None:
+                self._unfronting = asyncio.get_running_loop().create_task(self._unfront(self.front))
+            return
+        if self._unfronting is not None:
+            self._unfronting.cancel()
+            self._unfronting = None
+        if self.front is None:
+            from jupyter_serving.backends.ray.ingress import LIMITS_DEPLOYMENT, EndpointIngress
+
+            app = serve.get_replica_context().app_name
+            limits = serve.get_deployment_handle(LIMITS_DEPLOYMENT, str(config["ingress_app"]))
+            self.front = EndpointIngress(limits, self, app)
+        await self.front.reconfigure(snapshot)
+        self._fronted.set()
+
+    async def _unfront(self, front: Any) -> None:
+        """The route went back to the endpoint's ingress: a proxy that has not heard yet may still
+        send a request here for a moment, so this replica answers for a grace period, then ends
+        its ingress (its capture service commits and stops)."""
+        await asyncio.sleep(UNFRONT_GRACE_S)
+        if self.front is front:
+            self.front = None
+            self._fronted.clear()
+            await front.close()
+        self._unfronting = None
 
     async def stream(self, content_type: str, body: bytes, request_id: str = "") -> Any:
         """A streaming request, through Serve's streaming handle: SSE bytes as the model yields
@@ -71,8 +111,31 @@ class ServedModel:
             if stream is not None:
                 stream.cancelled.set()  # a no-op after the end; GeneratorExit for the model before it
 
-    async def __call__(self, content_type: str, body: bytes, request_id: str = "") -> Reply:
+    async def __call__(self, content_type: Any, body: bytes = b"", request_id: str = "") -> Any:
+        if not isinstance(content_type, str):  # a starlette Request from Serve's proxy: the route
+            return await self._answer(content_type)
         return await self._score((content_type, body, request_id))
+
+    async def score(self, content_type: str, body: bytes, request_id: str = "") -> Reply:
+        return await self._score((content_type, body, request_id))
+
+    async def _answer(self, request: Any) -> Any:
+        """A query from Serve's proxy. Serve moves the route and hands new replicas their
+        user_config at once, so a request can come a moment before this replica's `reconfigure`
+        has run: it waits for it, as a request waits for a routing table on the server."""
+        if self.front is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._fronted.wait(), FRONT_WAIT_S)
+        front = self.front
+        if front is None:  # a proxy that has not heard yet that the route moved on
+            from starlette.responses import JSONResponse
+
+            body = {
+                "error_code": "TEMPORARILY_UNAVAILABLE",
+                "message": "The endpoint's route is moving between its Ray applications; retry.",
+            }
+            return JSONResponse(body, 503, {"Retry-After": "1"})
+        return await front(request)
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
     async def _score(self, batch: list[tuple[str, bytes, str]]) -> list[Reply]:
@@ -117,12 +180,14 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def run(name: str, version: str, options: dict[str, Any], *args: Any) -> None:
+def run(name: str, version: str, options: dict[str, Any], route_prefix: str | None, *args: Any) -> None:
     """Submit one served entity's application to Serve without waiting for it (the backend polls).
 
     `version` is the runtime key: Serve's Python API gives every `serve.run` a random code version,
     so a new sizing of the same entity would replace its replicas; with a fixed version it is a light
-    update (replica counts only), as a reused local replica set is."""
+    update (replica counts only), as a reused local replica set is. `route_prefix`: None (the server's
+    handle and the endpoint's ingress call it), or the endpoint's invocations route while it fronts
+    the endpoint (publish.py)."""
     with warnings.catch_warnings():
         # Serve compares look_back_period_s with its deprecated metrics_interval_s (10 s) and warns;
         # the push intervals that field stands for are set by the backend (backend.py, REPLICA_PUSH_ENV).
@@ -131,7 +196,7 @@ def run(name: str, version: str, options: dict[str, Any], *args: Any) -> None:
         deployment = serve.deployment(ServedModel).options(**options)  # type: ignore[attr-defined]
         deployment._version = version  # no public setter since `version=` left `.options()`
         app = deployment.bind(*args)
-        serve._run(app, name=name, route_prefix=None, _blocking=False)  # no HTTP route: see backend.py
+        serve._run(app, name=name, route_prefix=route_prefix, _blocking=False)
 
 
 __all__ = ["Reply", "ServedModel", "run"]
