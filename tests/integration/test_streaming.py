@@ -525,19 +525,22 @@ def test_a_waiting_stream_never_blocks_a_tabular_request(server: ServingServer, 
 def test_streams_are_bounded_by_inactivity_not_by_length(
     agents: MlflowEnv, start_server: Callable[..., ServingServer], tmp_path: Path
 ) -> None:
-    """request_timeout_s 1: a stream that yields every 0.4 s runs for 2 s and ends well; one whose
-    model goes quiet for longer ends with a DEADLINE_EXCEEDED error event, recorded in its row."""
-    server = start_server("--request-timeout-s", "1", "--capture-flush-s", "0.2")
+    """request_timeout_s 3: a stream that yields every 0.5 s runs for 3.5 s and ends well; one whose
+    model goes quiet for longer ends with a DEADLINE_EXCEEDED error event, recorded in its row.
+    (3 s, not less: on a loaded machine the first chunk alone once took over 1 s, and a stream
+    refused before its first chunk is a plain 504, not an error event.)"""
+    server = start_server("--request-timeout-s", "3", "--capture-flush-s", "0.2")
     server.create_ready(
         "idle", {"served_entities": [entity("agent-echo", 1)], "auto_capture_config": CAPTURE}
     )
-    words = {"input": [{"role": "user", "content": "a b c d e"}], "custom_inputs": {"pause": 0.4}}
-    assert stream(server, "idle", words)[-1] == (None, "[DONE]")  # 2 s in all, never 1 s without a chunk
+    words = {"input": [{"role": "user", "content": "a b c d e f g h"}], "custom_inputs": {"pause": 0.5}}
+    assert stream(server, "idle", words)[-1] == (None, "[DONE]")  # 3.5 s in all, never 3 s without a chunk
     quiet = {**QUESTION, "custom_inputs": {"gate": str(tmp_path / "never")}, "stream": True}
     with server.session.post(
         server.url + "serving-endpoints/idle/invocations", json=quiet, stream=True
     ) as response:
         request_id = response.headers["x-request-id"]
+        assert response.status_code == 200, response.text  # the first chunk came: a stream
         events = list(sse_events(response.iter_lines()))
     assert [e for e, _ in events] == [None, "error"]
     assert json.loads(events[-1][1])["error_code"] == "DEADLINE_EXCEEDED"
