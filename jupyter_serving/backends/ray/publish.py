@@ -179,7 +179,7 @@ class IngressPublisher:
         """Move the endpoint's invocations route to the entity that should front it, if any: the
         one fronting it now gives it back first (Serve refuses two apps one prefix)."""
         name = endpoint.name
-        target = self._front_target(endpoint, snapshot)
+        target = self._front_target(endpoint, snapshot, name in self.fronts)
         config = None
         if target is not None and snapshot is not None:
             config = {k: v for k, v in snapshot.items() if k != "replicas"}
@@ -199,13 +199,17 @@ class IngressPublisher:
         except Exception as exc:  # e.g. a stale app of a killed server still holds the route
             log.warning("could not move the Ray route of endpoint %s: %s", name, exc)
 
-    def _front_target(self, endpoint: Any, snapshot: dict[str, Any] | None) -> RayDeployment | None:
+    def _front_target(
+        self, endpoint: Any, snapshot: dict[str, Any] | None, fronted: bool
+    ) -> RayDeployment | None:
         """The entity that should hold a route-optimized endpoint's route: its only route, READY,
         on the nodes' own environment, once the endpoint's ingress app (with its rate-limit
-        counters) runs. Route optimization is what a user asks for fast direct queries with."""
+        counters) has first run (`fronted`: a front is in place, and the ingress app's later
+        reconfigurations do not take it away). Route optimization is what a user asks for fast
+        direct queries with."""
         if snapshot is None or len(snapshot["routes"]) != 1 or not endpoint.record.route_optimized:
             return None
-        if self.status.get(self.app_name(endpoint.name)) != "RUNNING":
+        if not fronted and self.status.get(self.app_name(endpoint.name)) != "RUNNING":
             return None
         deployment = endpoint.routing.deployments.get(snapshot["routes"][0][0])
         if getattr(deployment, "front", None) is None or deployment.stopping:
