@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from jupyter_serving.notebook.charts import history_png
+from jupyter_serving.notebook.charts import history_figure, history_png
 from jupyter_serving.notebook.widgets import _render_events
 
 T0 = 1_700_000_000_000
@@ -38,6 +38,21 @@ def test_history_png_is_an_image_with_one_line_per_entity_per_panel() -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     height, width, _ = imread(io.BytesIO(png)).shape
     assert (width, height) == (800, 480)  # 10 x 6 in at 80 dpi
+
+
+def test_no_span_of_history_makes_the_date_axis_warn() -> None:
+    """The monitor draws on a thread of its own, where a warnings filter cannot be set safely (the
+    list is global): no span may make Matplotlib's date locator warn (2.5-3 minutes did, failing a
+    monitor test once). Warnings are errors in this suite, so a warning fails this test."""
+    for span_s in (1, 20, 150, 160, 179, 600, 3600, 9000, 10_000, 10_790, 250_000):
+        short = history(4)
+        stamps = [T0 + round(i * span_s * 1000 / 3) for i in range(4)]
+        for entity in short["served_entities"]:
+            entity["samples"]["timestamp_ms"] = stamps
+        short["traffic"]["timestamp_ms"] = stamps
+        buffer = io.BytesIO()
+        history_figure(short, ["a", "b"]).savefig(buffer, format="png", dpi=80)  # no filter around it
+        assert buffer.getvalue()[:4] == b"\x89PNG", span_s
 
 
 def test_history_png_draws_an_empty_history_without_failing() -> None:
