@@ -167,6 +167,20 @@ def bench_server(
     return result
 
 
+def proxy_target(ours: Ours, info: dict[str, Any]) -> Target:
+    """Where GET's `data_plane_info.query_info` says to query (a Ray proxy), with a data-plane
+    token from /oidc/v1/token, as `serving_endpoints_data_plane.query` does."""
+    grant = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "assertion": TOKEN,
+        "authorization_details": info["authorization_details"],
+    }
+    token = requests.post(ours.url + "oidc/v1/token", data=grant, timeout=60).json()["access_token"]
+    url = urlsplit(info["endpoint_url"])
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    return Target(url.hostname or HOST, url.port or 80, url.path, headers, ours.proc, ours.log_path)
+
+
 def bench_proxy(ours: Ours, plan: Plan, split: bool = False) -> dict[str, Any]:
     """A route-optimized iris-lr v1 queried where GET says (the Ray proxy), with a data-plane token
     from /oidc/v1/token, as `serving_endpoints_data_plane.query` does. One entity: its replicas
@@ -182,15 +196,7 @@ def bench_proxy(ours: Ours, plan: Plan, split: bool = False) -> dict[str, Any]:
     body = {"name": name, "config": config, "route_optimized": True}
     ours.session.post(ours.url + "api/2.0/serving-endpoints", json=body, timeout=60).raise_for_status()
     info = ours.api.wait_ready(name)["data_plane_info"]["query_info"]
-    grant = {
-        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-        "assertion": TOKEN,
-        "authorization_details": info["authorization_details"],
-    }
-    token = requests.post(ours.url + "oidc/v1/token", data=grant, timeout=60).json()["access_token"]
-    url = urlsplit(info["endpoint_url"])
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    target = Target(url.hostname or HOST, url.port or 80, url.path, headers, ours.proc, ours.log_path)
+    target = proxy_target(ours, info)
     bodies = request_bodies()
     session = requests.Session()
     wait_for_answer(target, bodies[0], session)  # the ingress is published on the next poll

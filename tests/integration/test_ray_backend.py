@@ -98,7 +98,8 @@ def test_scale_from_zero_is_answered_by_a_warm_preimported_host(ray_server: Serv
     assert [(a.status_code, a.json()) for a in answers] == [(200, {"predictions": [0, 2, 1]})] * 3
     info = local(ray_server, "ray-warm", "iris-lr-1")
     assert (info["cold_starts"], info["ray"]["warm_starts"]) == (1, 1)
-    assert info["ray"]["warm_start"]["preimported"] is True  # MLflow was imported before the model came
+    bridge = info["ray"]["warm_start"]
+    assert (bridge["by"], bridge["preimported"]) == ("server", True)  # MLflow imported before the model
     # Serve's replica starts meanwhile and takes over; the pool has a fresh warm host for next time.
     wait_local(ray_server, "ray-warm", "iris-lr-1", lambda i: i["replicas"] == 1, 180)
     assert ray_server.invoke("ray-warm", iris_split()).status_code == 200

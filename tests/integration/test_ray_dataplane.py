@@ -25,7 +25,7 @@ import pytest
 import requests
 from agent_models import QUESTION, leave_mid_stream, register_agents, sse_events, stream, table_row
 from ray_cluster import RAY_ENV, RAY_MISSING, RayCluster
-from scenarios import AB, CAPTURE, FAST_TIMERS, wait_rows
+from scenarios import AB, CAPTURE, FAST_TIMERS, wait_local, wait_rows
 from serving_support import MlflowEnv, ServingServer, entity, eventually, iris_split
 
 from jupyter_serving.backends.ray.ingress import signing_key_name
@@ -40,6 +40,7 @@ pytestmark = [
 EP = "rdp"
 AGENT_EP = "agent-dp"  # not named rdp-...: replicas() tells the two endpoints apart by name
 SOLO_EP = "solo-dp"
+ZERO_EP = "zero-dp"
 RAY_FLAGS = (
     "--backend", "ray",
     "--env-manager", "local",
@@ -309,15 +310,20 @@ def test_a_one_entity_endpoint_is_answered_by_its_own_replica_while_its_route_mo
     environment) is served at its invocations route by that entity's application itself, with the
     same answers, errors and token checks. An update moves the route to the new entity while every
     query through both proxies is answered, and a split gives it back to the endpoint's ingress."""
-    server = plane.server
-    created = server.create(
-        SOLO_EP, {"served_entities": [entity("iris-lr", 1, name="one")]}, route_optimized=True
-    )
+    with _endpoint(plane, SOLO_EP, entity("iris-lr", 1, name="one")):
+        _solo_route_moves(plane)
+
+
+@contextlib.contextmanager
+def _endpoint(plane: Plane, name: str, served: dict[str, object]) -> Iterator[None]:
+    """A route-optimized one-entity endpoint for one test, deleted after it whatever happens: the
+    next tests count this server's replicas and must find none of it."""
+    created = plane.server.create(name, {"served_entities": [served]}, route_optimized=True)
     assert created.status_code == 200, created.text
     try:
-        _solo_route_moves(plane)
-    finally:  # the next tests count this server's replicas: leave none of this endpoint's
-        server.delete(SOLO_EP)
+        yield
+    finally:
+        plane.server.delete(name)
 
 
 def _solo_route_moves(plane: Plane) -> None:
@@ -402,6 +408,53 @@ def _solo_route_moves(plane: Plane) -> None:
     assert plane.replicas(of=two) == kept
     names = {query(plane.proxies[i % 2]).headers["served-model-name"] for i in range(30)}
     assert names == {"two", "three"}  # 2^-29 that 30 draws of a 50/50 split all land on one side
+
+
+def test_scale_from_zero_through_a_proxy_is_answered_by_a_warm_host(plane: Plane) -> None:
+    """A request that finds an entity at zero replicas on a Ray proxy claims the warm,
+    pre-imported host the server publishes for it (backends/ray/warm.py): answered while Serve
+    starts its replica, which then takes over; the host that bridged is killed, a fresh one waits
+    for the next cold start. How fast: benchmarks/ray_zero_bench.py --proxy."""
+    with _endpoint(plane, ZERO_EP, entity("iris-lr", 1, name="z", scale_to_zero_enabled=True)):
+        _cold_start_through_a_proxy(plane)
+
+
+def _cold_start_through_a_proxy(plane: Plane) -> None:
+    server = plane.server
+    token = plane.token(endpoint=ZERO_EP)
+    path = f"/serving-endpoints/{ZERO_EP}/invocations"
+
+    def query(proxy: str) -> requests.Response:
+        return requests.post(proxy + path, json=iris_split(), headers={"Authorization": f"Bearer {token}"},
+                             timeout=120)  # fmt: skip
+
+    def warm_hosts() -> list[str]:
+        """This server's live warm hosts (warm.py names them after its Ray prefix)."""
+        mine = server_prefix(str(Path(server.state_dir).resolve())) + "warm-"
+        code = (
+            "actors = ray._private.state.actors(actor_state_name='ALIVE').values()\n"
+            f"print(json.dumps(sorted(a.get('Name') or '' for a in actors if (a.get('Name') or '').startswith({mine!r}))))"
+        )
+        return list(json.loads(plane.cluster.driver(code)))
+
+    assert server.wait_settled(ZERO_EP)["state"]["ready"] == "READY"
+    cold = wait_local(server, ZERO_EP, "z", lambda i: i["replicas"] == 0 and i["ray"]["warm_on_proxies"], 180)
+    assert cold["ray"]["warm_starts"] == 0 and cold["cold_starts"] == 0
+    answer = query(plane.proxies[1])
+    assert (answer.status_code, answer.json()) == (200, {"predictions": [0, 2, 1]})
+    assert answer.headers["served-model-name"] == "z"
+    info = wait_local(server, ZERO_EP, "z", lambda i: i["ray"]["warm_starts"] == 1, 60)
+    bridge = info["ray"]["warm_start"]
+    assert bridge["by"].startswith("proxy@") and bridge["preimported"] is True, bridge
+    assert info["cold_starts"] == 0  # the server's route saw none of it
+    # Serve's replica starts meanwhile and takes over; the bridge is killed, one warm host is left.
+    wait_local(server, ZERO_EP, "z", lambda i: i["replicas"] == 1, 180)
+    eventually(
+        warm_hosts, 120, 0.2, "only the next cold start's warm host alive", until=lambda h: len(h) == 1
+    )
+    for proxy in plane.proxies:
+        again = query(proxy)
+        assert (again.status_code, again.content) == (answer.status_code, answer.content)
 
 
 def test_a_killed_ingress_replica_loses_no_answered_row(plane: Plane) -> None:

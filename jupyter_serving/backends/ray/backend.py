@@ -198,7 +198,12 @@ class RayBackend:
         if self._warm is None:
             from jupyter_serving.backends.ray.warm import WarmPool
 
-            self._warm = WarmPool(self._ray)
+            self._warm = WarmPool(self._ray, self.prefix)
+        return self._warm
+
+    @property
+    def warm(self) -> WarmPool | None:
+        """The pool if an entity that scales to zero ever made one (status reads it, never makes it)."""
         return self._warm
 
     # ----------------------------------------------------------------- Serve's blocking calls
@@ -217,6 +222,8 @@ class RayBackend:
 
     async def _refresh(self) -> dict[str, AppSnapshot]:
         self.apps = await self.call(self._read_status)
+        if self._warm is not None:  # claims made on the proxies since the last poll; dead hosts
+            self._warm.sweep()
         for deployment in list(self.deployments):
             deployment.observe(self.apps.get(deployment.app))
         return self.apps

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -30,6 +31,7 @@ from jupyter_serving.backends.base import (
     ScoringRequest,
 )
 from jupyter_serving.backends.ray import options as opts
+from jupyter_serving.backends.ray import warm
 from jupyter_serving.backends.ray.stream import RayStream, first_line
 from jupyter_serving.errors import DeadlineExceeded, InternalError, TemporarilyUnavailable
 from jupyter_serving.model.config import ServedEntity
@@ -71,10 +73,8 @@ class RayDeployment:
         self._stopping: asyncio.Task[None] | None = None
         self._last: AppSnapshot | None = None
         # Scale from zero through a warm, pre-imported host (warm.py): its environment's key in the
-        # backend's pool, the host bridging the cold start in progress, and what the last one reported.
+        # backend's pool, and the host bridging the cold start in progress on the server's route.
         self.warm_key: str | None = None
-        self.warm_starts = 0
-        self.warm_start: dict[str, Any] | None = None
         self._bridge: asyncio.Task[_Bridge | None] | None = None
         self._wake: Any = None
         # The endpoint's invocations route while this entity fronts it (publish.py), else None.
@@ -105,6 +105,7 @@ class RayDeployment:
         else:
             self.deployment.note("Submitting the Ray Serve application.")
             self._submitted = self.backend.submit(self._run, self._options, self.route)
+        self._put_spec()
         try:
             await asyncio.wrap_future(self._submitted)
         except Exception as exc:
@@ -224,12 +225,27 @@ class RayDeployment:
 
     # ----------------------------------------------------------------- cold starts through a warm host
     def _ensure_warm(self) -> None:
-        """An entity that scales to zero keeps a warm host of its Python environment ready: its
-        runtime_env with the server's variables only (the entity's are set when it is taken)."""
+        """An entity that scales to zero keeps a warm host of its Python environment ready (its
+        runtime_env with the server's variables only), and what a host needs to load its model is
+        in Ray's internal KV, where a proxy's claim reads it (warm.py)."""
         if not self.policy.scale_to_zero or self._options is None:
             return
         env = {**self._options["ray_actor_options"]["runtime_env"], "env_vars": self.backend._replica_env()}
         self.warm_key = self.backend.warm_pool().ensure(env)
+
+    def _put_spec(self) -> None:
+        """What a warm host needs to load this entity's model, in Ray's internal KV (warm.py)."""
+        if self.warm_key is None:
+            return
+        settings = self.backend.settings
+        spec = {
+            "model": self.load_uri or self.entity.model_uri,
+            "label": f"{self.endpoint}/{self.entity.name}",
+            "env": self.spec.environment(),
+            "fast_path": settings.fast_path,
+            "max_batch_size": settings.max_batch_size,
+        }
+        self.backend.submit(_kv_put, warm.spec_key(self.app), json.dumps(spec).encode())
 
     async def _bridge_host(self) -> _Bridge | None:
         """The host answering this cold start (one for all its requests), or None to wait for Serve."""
@@ -239,42 +255,33 @@ class RayDeployment:
 
     async def _open_bridge(self) -> _Bridge | None:
         pool = self.backend.warm_pool()
-        host = pool.take(self.warm_key) if self.warm_key is not None else None
+        claim = pool.claims.get(self.app)  # a proxy's request claimed one for this cold start first
+        host = claim.host if claim is not None and not claim.retired else pool.ready(self.warm_key)
         if host is None:
             return None
         # One call waiting in Serve's handle makes Serve start its replica, as a cold request would.
         self._wake = self.handle.node.remote()
-        settings = self.backend.settings
-        label = f"{self.endpoint}/{self.entity.name}"
-        model = self.load_uri or self.entity.model_uri
         try:
-            info = await host.load.remote(
-                model, label, self.spec.environment(), settings.fast_path, settings.max_batch_size
-            )
+            info = await host.handle.claim.remote(self.app, "server")
         except Exception as exc:  # the model does not load there: Serve's replica will say why
+            label = f"{self.endpoint}/{self.entity.name}"
             log.warning("%s: the warm Ray host could not load the model: %s", label, first_line(exc))
-            pool.kill(host)
+            pool.kill(host.handle)  # the next poll starts its successor
             return None
-        self.warm_starts += 1
-        self.warm_start = info
+        if info.get("app") != self.app:  # another entity's cold start (maybe on a proxy) took it
+            return None
+        pool.record(host, info)
         self.deployment.note(
             "Cold start: a warm, pre-imported Ray actor answers while Ray Serve starts a replica."
         )
-        return _Bridge(host)
+        return _Bridge(host.handle)
 
-    def _release_bridge(self) -> asyncio.Future[None] | None:
-        """Serve's replica runs: new requests go there; the host is killed once its own are done."""
-        bridge, self._bridge, self._wake = self._bridge, None, None
-        if bridge is None:
-            return None
-        return asyncio.ensure_future(self._close_bridge(bridge))
-
-    async def _close_bridge(self, opening: asyncio.Task[_Bridge | None]) -> None:
-        with contextlib.suppress(Exception):
-            bridge = await opening
-            if bridge is not None:
-                await bridge.idle.wait()
-                self.backend.warm_pool().kill(bridge.host)
+    def _release_bridge(self) -> None:
+        """Serve's replica runs (or the entity stops): new requests go to Serve; a host that
+        bridged the cold start (here or on a proxy) is killed once its requests are done."""
+        self._bridge, self._wake = None, None
+        if self.backend.warm is not None:
+            self.backend.warm.retire(self.app)
 
     def _stream_done(self) -> None:
         self.inflight -= 1
@@ -319,6 +326,7 @@ class RayDeployment:
         self.policy = policy
         self._options = {**self._options, "autoscaling_config": opts.autoscaling_config(policy)}
         self._ensure_warm()
+        self._put_spec()
         self._submitted = self.backend.submit(self._run, self._options, self.route)
 
     def abort(self, message: str) -> None:
@@ -335,8 +343,12 @@ class RayDeployment:
     async def _stop(self, drain_timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), drain_timeout_s)
-        if (closing := self._release_bridge()) is not None:
-            await closing
+        self._release_bridge()
+        if self.backend.warm is not None:
+            self.backend.warm.forget(self.app)
+        if self.warm_key is not None:
+            with contextlib.suppress(Exception):
+                await self.backend.call(_kv_del, warm.spec_key(self.app))
         if self._submitted is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(self._submitted)
@@ -351,6 +363,7 @@ class RayDeployment:
     def status(self) -> DeploymentStatus:
         app = self._last
         running, starting = (app.running, app.starting) if app is not None else (0, 0)
+        pool, publisher = self.backend.warm, self.backend.publisher
         return DeploymentStatus(
             state=self.deployment.state,
             message=self.deployment.message,
@@ -373,28 +386,25 @@ class RayDeployment:
                     "route": self.route,
                     # Cold starts answered by a warm, pre-imported host, and what the last one said
                     # (preimported: MLflow was imported before the model was given to it).
-                    "warm_starts": self.warm_starts,
-                    "warm_start": self.warm_start,
-                    "warm_host": self.backend.warm_pool().state(self.warm_key) if self.warm_key else None,
+                    "warm_starts": pool.counts.get(self.app, 0) if pool is not None else 0,
+                    "warm_start": pool.last(self.app) if pool is not None else None,
+                    "warm_host": pool.state(self.warm_key) if pool and self.warm_key else None,
+                    # Whether the Ray proxies' ingress names this cold entity's warm host (publish.py).
+                    "warm_on_proxies": publisher.bridging(self.app) if publisher is not None else False,
                 },
             },
         )
 
 
 class _Bridge:
-    """A warm host serving one cold start, and the requests it has in flight."""
+    """A warm host serving one cold start on the server's route (warm.py)."""
 
     def __init__(self, host: Any) -> None:
         self.host = host
-        self.inflight = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
 
     async def call(
         self, deployment: RayDeployment, request: ScoringRequest, timeout_s: float
     ) -> ScoringReply:
-        self.inflight += 1
-        self.idle.clear()
         ref = self.host.score.remote(request.content_type, request.body, request.request_id)
         try:
             status, body, ms, crid, batch = await asyncio.wait_for(_result(ref), timeout_s)
@@ -404,19 +414,29 @@ class _Bridge:
 
                 ray.cancel(ref)
             raise DeadlineExceeded(f"The model did not answer within {timeout_s:g} s.") from None
+        except ray_errors.RayActorError:  # retired as Serve's replica took over: Serve answers
+            return await deployment._call(request, timeout_s)
         except ray_errors.RayError as exc:
             raise InternalError(
                 f"The warm Ray host serving '{deployment.name}' failed: {first_line(exc)}"
             ) from None
-        finally:
-            self.inflight -= 1
-            if not self.inflight:
-                self.idle.set()
         return ScoringReply(status, body, ms, crid, batch)
 
 
 async def _result(response: Any) -> Any:
     return await response
+
+
+def _kv_put(key: bytes, value: bytes) -> None:
+    from ray.experimental import internal_kv
+
+    internal_kv._internal_kv_put(key, value, overwrite=True, namespace=warm.NAMESPACE)
+
+
+def _kv_del(key: bytes) -> None:
+    from ray.experimental import internal_kv
+
+    internal_kv._internal_kv_del(key, namespace=warm.NAMESPACE)
 
 
 def _progress(app: AppSnapshot) -> str:

@@ -67,6 +67,7 @@ CODE_VERSION = "ingress-1"
 NEVER_COMPACT = 1 << 30  # the server's own capture service compacts the tables; proxies only append
 _ROUTE = re.compile(r"/serving-endpoints/([^/]+)(?:/served-models/([^/]+))?/invocations/?")
 ROUTING_KEY_HEADER = "x-serving-routing-key"
+WAKE_S = 0.05  # see HandleDeployment._claim
 FAST_REPLICA_ENV = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
@@ -136,6 +137,10 @@ class _Target:
         self.entity = _Entity(name, str(info.get("entity_name") or ""), info.get("entity_version"))
         self.key = self.app = str(info["app"])
         self.retired = False
+        self.update(info)
+
+    def update(self, info: dict[str, Any]) -> None:
+        """The same application in a new snapshot (its warm host may have come or gone)."""
 
     @property
     def name(self) -> str:
@@ -161,9 +166,19 @@ class HandleDeployment(_Target):
 
         from jupyter_serving.backends.ray.options import DEPLOYMENT_NAME
 
+        self.warm: str | None = None
+        self._bridge: asyncio.Task[Any] | None = None
+        self._wake: asyncio.Task[Any] | None = None
         super().__init__(name, info)
         self.queue_limit = queue_limit
         self.handle = serve.get_deployment_handle(DEPLOYMENT_NAME, self.app)
+
+    def update(self, info: dict[str, Any]) -> None:
+        """While the entity is at zero replicas the snapshot names a warm host (warm.py) that a
+        request here claims; once it is not cold any more, the next cold start claims afresh."""
+        self.warm = info.get("warm")
+        if self.warm is None:
+            self._bridge = self._wake = None
 
     async def invoke(self, request: ScoringRequest, timeout_s: float) -> ScoringReply:
         from ray import exceptions as ray_errors
@@ -177,6 +192,15 @@ class HandleDeployment(_Target):
             if request_id
             else (request.content_type, request.body)
         )
+        if self.warm is not None and (host := await self._bridged()) is not None:
+            ref = host.score.remote(*args)
+            try:
+                return await self._reply(_result(ref), timeout_s, lambda: _cancel(ref))
+            except ray_errors.RayActorError:  # retired as Serve's replica took over: Serve answers
+                pass
+            except ray_errors.RayError as exc:
+                failed = f"The warm Ray host serving '{self.name}' failed: {first_line(exc)}"
+                raise InternalError(failed) from None
         response = self.handle.remote(*args)
         try:
             return await self._reply(_result(response), timeout_s, response.cancel)
@@ -190,6 +214,40 @@ class HandleDeployment(_Target):
             if self.retired:  # its application was deleted after this request chose it
                 raise Retired(self.name) from None
             raise InternalError(f"The Ray replica serving '{self.name}' failed: {first_line(exc)}") from None
+
+    async def _bridged(self) -> Any:
+        """The warm host answering this cold start, or None once Serve's replica runs (or if no
+        host could be claimed: the request then waits in Serve's handle, as without one)."""
+        if self._bridge is None:
+            self._bridge = asyncio.ensure_future(self._claim(str(self.warm)))
+        host = await asyncio.shield(self._bridge)
+        if host is None or (self._wake is not None and self._wake.done()):
+            return None
+        return host
+
+    async def _claim(self, name: str) -> Any:
+        """Claim the named warm host for this entity's application, while one call waiting in
+        Serve's handle makes Serve start its replica (as a cold request does). A snapshot that
+        is a poll late (the replica runs already) is found out by that call within WAKE_S."""
+        import ray
+
+        from jupyter_serving.backends.ray import warm
+
+        self._wake = asyncio.ensure_future(_result(self.handle.node.remote()))
+        done, _ = await asyncio.wait({self._wake}, timeout=WAKE_S)
+        if done:
+            return None
+        try:
+            host = await asyncio.to_thread(ray.get_actor, name, namespace=warm.NAMESPACE)
+            info = await host.claim.remote(self.app, f"proxy@{_node_id()[:12]}")
+        except Exception as exc:  # gone with the server that owned it, or the model did not load
+            log.warning("%s: no warm host for this cold start (%s); waiting for Ray Serve", self.name,
+                        first_line(exc))  # fmt: skip
+            return None
+        if info.get("app") != self.app:  # another entity's cold start took it first
+            return None
+        log.info("%s: cold start answered by warm host %s (load %.2f s)", self.name, name, info["load_s"])
+        return host
 
     async def invoke_stream(self, request: ScoringRequest, timeout_s: float) -> RayStream:
         """A stream through the entity's Serve streaming handle, read as the server reads one."""
@@ -359,6 +417,7 @@ class EndpointIngress:
         for name, info in config["entities"].items():
             old = self._entities.get(name)
             if old is not None and old.app == info["app"]:
+                old.update(info)
                 entities[name] = old
             elif self.model is not None and info["app"] == self.app:
                 entities[name] = LocalDeployment(name, info, self.model)
@@ -623,6 +682,13 @@ def _node_id() -> str:
 
 async def _result(response: Any) -> Any:
     return await response
+
+
+def _cancel(ref: Any) -> None:
+    import ray
+
+    with contextlib.suppress(Exception):
+        ray.cancel(ref)
 
 
 __all__ = ["EndpointIngress", "EndpointLimits", "ingress_config", "run_ingress", "signing_key_name"]

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_serving.backends.ray import ingress as ray_ingress
 from jupyter_serving.backends.ray.options import APP_PREFIX
+from jupyter_serving.model.states import READY
 
 if TYPE_CHECKING:
     from jupyter_serving.backends.ray.backend import RayBackend
@@ -216,7 +217,35 @@ class IngressPublisher:
             return None
         if not deployment.node_environment:
             return None
+        if deployment.policy.scale_to_zero:  # at zero replicas its route would have no ingress to
+            return None  # bridge the cold start (warm.py): the ingress app keeps answering for it
         return deployment  # type: ignore[no-any-return]
+
+    def _warm_host(self, deployment: Any) -> str | None:
+        """The warm host (its actor name, warm.py) the proxies claim when a request finds this
+        entity at zero replicas: while it is cold, the host already bridging its cold start, else
+        its environment's ready one; None while it runs a replica (or has no pool)."""
+        pool = self.backend.warm
+        last = getattr(deployment, "_last", None)
+        key = getattr(deployment, "warm_key", None)
+        if pool is None or key is None or last is None or last.running or deployment.stopping:
+            return None
+        if deployment.handle is None or deployment.deployment.state != READY:
+            return None
+        claim = pool.claims.get(deployment.app)
+        if claim is not None and not claim.retired:
+            return claim.host.name
+        host = pool.ready(key)
+        return host.name if host is not None else None
+
+    def bridging(self, app: str) -> bool:
+        """Whether the ingress snapshot the proxies run names a warm host for entity app `app`
+        (published, and Serve has applied it since): a cold start through them is bridged."""
+        for name, snapshot in self.published.items():
+            entity = next((e for e in snapshot["entities"].values() if e["app"] == app), None)
+            if entity is not None:
+                return "warm" in entity and name not in self.pending and self.status.get(name) == "RUNNING"
+        return False
 
     def _snapshot(self, endpoint: Any) -> dict[str, Any] | None:
         table = endpoint.routing
@@ -234,6 +263,8 @@ class IngressPublisher:
                 "entity_name": entity.entity_name,
                 "entity_version": entity.entity_version or "",
             }
+            if (host := self._warm_host(deployment)) is not None:
+                entities[name]["warm"] = host
         settings = self.backend.settings
         spool = self.backend.own.ray_spool_dir or str(
             settings.state_path.expanduser().resolve() / "ray-spool"
