@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -44,6 +45,35 @@ def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout:g} s; last value: {value!r}")
         time.sleep(interval)
+
+
+def jupyter_url(
+    proc: subprocess.Popen[bytes],
+    runtime: Path,
+    token: str,
+    probe: str = "api/status",
+    timeout: float = 90.0,
+    log: Path | None = None,
+) -> str:
+    """The URL of a Jupyter server started with `--ServerApp.port=0`, once `probe` answers 200.
+
+    Its jpserver-<pid>.json names the port it chose, but jupyter_server writes that file before it
+    listens there (it binds in a callback of its event loop, which a loaded machine runs late), and
+    not atomically: the file alone is the wrong signal, so this waits for an answer."""
+    path = runtime / f"jpserver-{proc.pid}.json"
+
+    def answering() -> str | None:
+        if proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log is not None else ""
+            raise RuntimeError(f"the Jupyter server exited with {proc.returncode}:\n{tail}")
+        try:
+            url = str(json.loads(path.read_text())["url"])
+            headers = {"Authorization": f"token {token}"}
+            return url if requests.get(url + probe, headers=headers, timeout=5).status_code == 200 else None
+        except (OSError, ValueError, KeyError, requests.RequestException):
+            return None  # not written yet, half written, or not listening yet
+
+    return eventually(answering, timeout, 0.1, f"the Jupyter server answering {probe}")
 
 
 @dataclass

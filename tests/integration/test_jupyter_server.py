@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
-from serving_support import IRIS_COLUMNS, IRIS_ROWS, MlflowEnv
+from serving_support import IRIS_COLUMNS, IRIS_ROWS, MlflowEnv, jupyter_url
 from tornado.httpclient import HTTPClientError
 
 from jupyter_serving.promotion.models import environ
@@ -94,9 +94,9 @@ def test_installed_extension_serves_databricks_sdk_in_jupyter_server(
     log = open(tmp_path / "jupyter.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        info = _wait_for_server_info(runtime, proc)
-        w = WorkspaceClient(host=info["url"].rstrip("/"), token="jtoken", auth_type="pat")
-        assert info["url"].endswith("/prefix/")
+        url = jupyter_url(proc, runtime, "jtoken", log=tmp_path / "jupyter.log")
+        w = WorkspaceClient(host=url.rstrip("/"), token="jtoken", auth_type="pat")
+        assert url.endswith("/prefix/")
         entity = ServedEntityInput(
             entity_name="iris-lr", entity_version="1", workload_size="Small", scale_to_zero_enabled=False
         )
@@ -111,7 +111,7 @@ def test_installed_extension_serves_databricks_sdk_in_jupyter_server(
         )
         assert answer.predictions == [0, 2, 1]
         assert [e.name for e in w.serving_endpoints.list()] == ["jsrv-ep"]
-        _mlflow_databricks_target_predicts(info["url"], "jtoken", "jsrv-ep")
+        _mlflow_databricks_target_predicts(url, "jtoken", "jsrv-ep")
         workers = psutil.Process(proc.pid).children(recursive=True)
         assert workers, "the endpoint's workers run as children of the Jupyter server"
         proc.send_signal(signal.SIGTERM)
@@ -122,16 +122,6 @@ def test_installed_extension_serves_databricks_sdk_in_jupyter_server(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
-def _wait_for_server_info(runtime: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    path = runtime / f"jpserver-{proc.pid}.json"
-    while not path.exists():
-        assert proc.poll() is None, "jupyter server exited"
-        assert time.monotonic() < deadline, "jupyter server did not start"
-        time.sleep(0.05)
-    return json.loads(path.read_text())
 
 
 def _mlflow_databricks_target_predicts(url: str, token: str, endpoint: str) -> None:

@@ -30,7 +30,15 @@ from agent_models import (
     streaming_scenario,
     table_row,
 )
-from serving_support import IRIS_COLUMNS, IRIS_ROWS, MlflowEnv, ServingServer, entity, eventually
+from serving_support import (
+    IRIS_COLUMNS,
+    IRIS_ROWS,
+    MlflowEnv,
+    ServingServer,
+    entity,
+    eventually,
+    jupyter_url,
+)
 
 from jupyter_serving.promotion.models import environ
 
@@ -301,19 +309,7 @@ def test_clients_against_jupyter_server(agents: MlflowEnv, tmp_path: Path) -> No
     with open(tmp_path / "jupyter.log", "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        path = runtime / f"jpserver-{proc.pid}.json"
-        eventually(path.exists, 60, 0.05, "jupyter server writing its server info")
-        url = json.loads(path.read_text())["url"]
-
-        def listening() -> bool:  # the server-info file can appear before the port answers
-            try:
-                return requests.get(
-                    url + "api/status", headers={"Authorization": "token jtoken"}, timeout=5
-                ).ok
-            except requests.ConnectionError:
-                return False
-
-        eventually(listening, 60, 0.1, "jupyter server answering")
+        url = jupyter_url(proc, runtime, "jtoken", log=tmp_path / "jupyter.log")
         jupyter = ServingServer(tmp_path / "unused", {}, token="jtoken")
         jupyter.url = url
         jupyter.session.headers["Authorization"] = "Bearer jtoken"

@@ -14,13 +14,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from serving_support import MlflowEnv
+from serving_support import MlflowEnv, jupyter_url
 
 REPO = Path(__file__).resolve().parents[2]
 UI_DIR = Path(__file__).resolve().parent
@@ -71,7 +70,8 @@ def running_lab(home: Path, mlflow_env: MlflowEnv) -> Iterator[Lab]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        url = _wait_for_url(proc, Path(env["JUPYTER_RUNTIME_DIR"]), log)
+        runtime = Path(env["JUPYTER_RUNTIME_DIR"])
+        url = jupyter_url(proc, runtime, TOKEN, "api/2.0/jupyter-serving/health", LAB_START_TIMEOUT_S, log)
         yield Lab(url, TOKEN, home / "root", log)
     finally:
         _stop(proc)
@@ -96,23 +96,6 @@ def _isolated_env(home: Path, mlflow_env: MlflowEnv) -> dict[str, str]:
         "JUPYTER_PATH": str(home / "share/jupyter"),
         "JUPYTER_SERVING_STATE_DIR": str(home / "state"),
     }
-
-
-def _wait_for_url(proc: subprocess.Popen[bytes], runtime: Path, log: Path) -> str:
-    """Port 0: the chosen port is only known from the server's jpserver-<pid>.json."""
-    info = runtime / f"jpserver-{proc.pid}.json"
-    deadline = time.monotonic() + LAB_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        if info.exists():
-            url = json.loads(info.read_text())["url"]
-            response = requests.get(f"{url}api/2.0/jupyter-serving/health", timeout=5,
-                                    headers={"Authorization": f"token {TOKEN}"})  # fmt: skip
-            if response.status_code == 200:
-                return url
-        time.sleep(0.2)
-    raise TimeoutError(f"jupyter lab did not start:\n{log.read_text()[-3000:]}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
