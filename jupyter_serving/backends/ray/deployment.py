@@ -255,8 +255,7 @@ class RayDeployment:
 
     async def _open_bridge(self) -> _Bridge | None:
         pool = self.backend.warm_pool()
-        claim = pool.claims.get(self.app)  # a proxy's request claimed one for this cold start first
-        host = claim.host if claim is not None and not claim.retired else pool.ready(self.warm_key)
+        host = pool.host_for(self.app, self.warm_key)  # a proxy may have claimed one already
         if host is None:
             return None
         # One call waiting in Serve's handle makes Serve start its replica, as a cold request would.

@@ -232,10 +232,7 @@ class IngressPublisher:
             return None
         if deployment.handle is None or deployment.deployment.state != READY:
             return None
-        claim = pool.claims.get(deployment.app)
-        if claim is not None and not claim.retired:
-            return claim.host.name
-        host = pool.ready(key)
+        host = pool.host_for(deployment.app, key)
         return host.name if host is not None else None
 
     def bridging(self, app: str) -> bool:

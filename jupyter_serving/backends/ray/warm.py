@@ -243,6 +243,12 @@ class WarmPool:
             return None
         return host
 
+    def host_for(self, app: str, key: str | None) -> _Host | None:
+        """The host a cold start of `app` uses: the one already bridging it (claimed here or by a
+        proxy), else its environment's ready one, else None."""
+        claim = self.claims.get(app)
+        return claim.host if claim is not None and not claim.retired else self.ready(key)
+
     def state(self, key: str) -> str:
         """'ready' (imports done), 'starting', or 'none'; for status (tests wait on it, not on time)."""
         host = self.hosts.get(key)
