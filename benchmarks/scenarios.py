@@ -45,6 +45,7 @@ from jupyter_serving.launch import TOKEN_ENV, log_tail, serve_command
 HOST, TOKEN, COLUMNS, ROWS = base.HOST, base.TOKEN, base.COLUMNS, base.ROWS
 CAPTURE = {"catalog_name": "main", "schema_name": "default"}
 WORKER_MODULE = "jupyter_serving.worker"
+FORK_SERVER_MODULE = "jupyter_serving.worker.forkserver"
 CAPTURE_SERVICE_MODULE = "jupyter_serving.capture.service"
 
 TARGET_CAPTURE_COST = 0.10  # capture on costs < 10% of throughput (at the last of CAPTURE_CLIENTS)
@@ -146,9 +147,14 @@ class Ours:
         url = self.url + f"api/2.0/serving-endpoints/{endpoint}/config"
         return self.session.put(url, json=config, timeout=60)
 
-    def workers(self, *also: str) -> list[psutil.Process]:
-        """This server's worker interpreters (replicas and warm spares), and processes running the
-        modules in `also` (e.g. the capture service)."""
+    def workers(self, *also: str, fork_servers: bool = True) -> list[psutil.Process]:
+        """This server's worker interpreters (replicas and warm spares; with `fork_servers`, the fork
+        server of each environment too), and processes running the modules in `also` (e.g. the
+        capture service).
+
+        Forked replicas are the fork server's children and keep its command line
+        (`-m jupyter_serving.worker.forkserver`); the fork server itself is the one whose parent is
+        this server. A spawned worker runs `-m jupyter_serving.worker`."""
         if self.proc is None:
             return []
         try:
@@ -159,8 +165,12 @@ class Ours:
         for child in children:
             with contextlib.suppress(psutil.Error):
                 cmdline = child.cmdline()
-                if any(module in cmdline for module in (WORKER_MODULE, *also)):
+                if any(module in cmdline for module in also):
                     found.append(child)
+                elif any(arg.startswith(WORKER_MODULE) for arg in cmdline):
+                    fork_server = FORK_SERVER_MODULE in cmdline and child.ppid() == self.proc.pid
+                    if fork_servers or not fork_server:
+                        found.append(child)
         return found
 
     def kill9(self) -> float:
@@ -717,15 +727,18 @@ def wait_local(server: Ours, name: str, done: Callable[[dict[str, Any]], bool]) 
 
 
 def wait_spare(server: Ours) -> float:
-    """SPARE_SETTLE_S, then until exactly one worker (the spare) is left and it is idle; seconds waited."""
+    """SPARE_SETTLE_S, then until exactly one worker (the spare) is left and it is idle; seconds waited.
+    The fork server is not counted: it stays whatever the replicas do."""
     started = time.monotonic()
     time.sleep(SPARE_SETTLE_S)
     while time.monotonic() - started < ZERO_TIMEOUT_S:
-        workers = server.workers()
+        workers = server.workers(fork_servers=False)
         if len(workers) == 1 and cpu_s(workers[0], SPARE_IDLE_WINDOW_S) < SPARE_IDLE_CPU_S:
             return time.monotonic() - started
         time.sleep(POLL_S)
-    raise TimeoutError(f"no idle warm spare within {ZERO_TIMEOUT_S:g} s: workers {server.workers()}")
+    raise TimeoutError(
+        f"no idle warm spare within {ZERO_TIMEOUT_S:g} s: workers {server.workers(fork_servers=False)}"
+    )
 
 
 def cpu_s(proc: psutil.Process, window_s: float) -> float:
