@@ -40,12 +40,12 @@ import requests
 
 from benchmarks import run as base
 from benchmarks.loadgen import percentile
+from jupyter_serving.backends.local.forking import FORK_SERVER_MODULE
+from jupyter_serving.backends.local.replica import WORKER_MODULE
 from jupyter_serving.launch import TOKEN_ENV, log_tail, serve_command
 
 HOST, TOKEN, COLUMNS, ROWS = base.HOST, base.TOKEN, base.COLUMNS, base.ROWS
 CAPTURE = {"catalog_name": "main", "schema_name": "default"}
-WORKER_MODULE = "jupyter_serving.worker"
-FORK_SERVER_MODULE = "jupyter_serving.worker.forkserver"
 CAPTURE_SERVICE_MODULE = "jupyter_serving.capture.service"
 
 TARGET_CAPTURE_COST = 0.10  # capture on costs < 10% of throughput (at the last of CAPTURE_CLIENTS)
