@@ -490,12 +490,12 @@ class EndpointIngress:
 
         request_id = _request_id()
         try:
-            name, served, principal, body = await self._check(request)
-            ingress = self.ingress
-            if ingress is None:
+            ingress = self.ingress  # None until the first snapshot is applied, and after `close`
+            if ingress is None:  # (before `_check`, which needs the snapshot's endpoint and key)
                 raise TemporarilyUnavailable(
                     "The endpoint's ingress is starting.", headers={"Retry-After": "1"}
                 )
+            name, served, principal, body = await self._check(request)
             content_type = request.headers.get("content-type")
             scoring_content_type(content_type)  # 415 before counting against a rate limit, as locally
             limits = (self.config.get("ai_gateway") or {}).get("rate_limits")

@@ -69,14 +69,20 @@ class ServedModel:
         if self._unfronting is not None:
             self._unfronting.cancel()
             self._unfronting = None
-        if self.front is None:
-            from jupyter_serving.backends.ray.ingress import LIMITS_DEPLOYMENT, EndpointIngress
-
-            app = serve.get_replica_context().app_name
-            limits = serve.get_deployment_handle(LIMITS_DEPLOYMENT, str(config["ingress_app"]))
-            self.front = EndpointIngress(limits, self, app)
-        await self.front.reconfigure(snapshot)
+        # A new front is published only once configured: `reconfigure` awaits (the token key, the
+        # capture service), and a query that came meanwhile would find an ingress with no endpoint.
+        front = self.front if self.front is not None else self._new_front(str(config["ingress_app"]))
+        await front.reconfigure(snapshot)
+        self.front = front
         self._fronted.set()
+
+    def _new_front(self, ingress_app: str) -> Any:
+        """The endpoint's ingress code, run in this replica (`ingress.EndpointIngress`), sharing the
+        rate-limit counters of the endpoint's ingress app."""
+        from jupyter_serving.backends.ray.ingress import LIMITS_DEPLOYMENT, EndpointIngress
+
+        limits = serve.get_deployment_handle(LIMITS_DEPLOYMENT, ingress_app)
+        return EndpointIngress(limits, self, serve.get_replica_context().app_name)
 
     async def _unfront(self, front: Any) -> None:
         """The route went back to the endpoint's ingress: a proxy that has not heard yet may still
