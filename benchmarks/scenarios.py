@@ -40,13 +40,12 @@ import requests
 
 from benchmarks import run as base
 from benchmarks.loadgen import percentile
-from jupyter_serving.backends.local.forking import FORK_SERVER_MODULE
-from jupyter_serving.backends.local.replica import WORKER_MODULE
+from jupyter_serving.capture.writer import SERVICE_MODULE as CAPTURE_SERVICE_MODULE
 from jupyter_serving.launch import TOKEN_ENV, log_tail, serve_command
+from tests.serving_support import worker_processes
 
 HOST, TOKEN, COLUMNS, ROWS = base.HOST, base.TOKEN, base.COLUMNS, base.ROWS
 CAPTURE = {"catalog_name": "main", "schema_name": "default"}
-CAPTURE_SERVICE_MODULE = "jupyter_serving.capture.service"
 
 TARGET_CAPTURE_COST = 0.10  # capture on costs < 10% of throughput (at the last of CAPTURE_CLIENTS)
 CAPTURE_CLIENTS = (16, 64)  # the first saturates the server with capture off; the last either way
@@ -150,28 +149,10 @@ class Ours:
     def workers(self, *also: str, fork_servers: bool = True) -> list[psutil.Process]:
         """This server's worker interpreters (replicas and warm spares; with `fork_servers`, the fork
         server of each environment too), and processes running the modules in `also` (e.g. the
-        capture service).
-
-        Forked replicas are the fork server's children and keep its command line
-        (`-m jupyter_serving.worker.forkserver`); the fork server itself is the one whose parent is
-        this server. A spawned worker runs `-m jupyter_serving.worker`."""
+        capture service)."""
         if self.proc is None:
             return []
-        try:
-            children = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-        found = []
-        for child in children:
-            with contextlib.suppress(psutil.Error):
-                cmdline = child.cmdline()
-                if any(module in cmdline for module in also):
-                    found.append(child)
-                elif any(arg.startswith(WORKER_MODULE) for arg in cmdline):
-                    fork_server = FORK_SERVER_MODULE in cmdline and child.ppid() == self.proc.pid
-                    if fork_servers or not fork_server:
-                        found.append(child)
-        return found
+        return worker_processes(self.proc.pid, *also, fork_servers=fork_servers)
 
     def kill9(self) -> float:
         """SIGKILL the server process alone (workers live in their own sessions); the monotonic time."""

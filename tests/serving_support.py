@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -11,8 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import requests
 
+from jupyter_serving.backends.local.forking import FORK_SERVER_MODULE
+from jupyter_serving.backends.local.replica import WORKER_MODULE
 from jupyter_serving.launch import launch
 
 MODEL_CODE = Path(__file__).parent / "model_code"
@@ -74,6 +78,29 @@ def jupyter_url(
             return None  # not written yet, half written, or not listening yet
 
     return eventually(answering, timeout, 0.1, f"the Jupyter server answering {probe}")
+
+
+def worker_processes(server_pid: int, *also: str, fork_servers: bool = False) -> list[psutil.Process]:
+    """A server's worker interpreters (replicas and warm spares), told apart from the process tree:
+    a spawned one runs `-m jupyter_serving.worker`; a forked one keeps its fork server's command
+    line (`-m jupyter_serving.worker.forkserver`), and the fork server itself is the one whose
+    parent is the server (listed with `fork_servers`). Processes running a module in `also` (e.g.
+    the capture service) are listed too. Shared by the leak tests and benchmarks/scenarios.py."""
+    try:
+        children = psutil.Process(server_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            cmdline = child.cmdline()
+            if any(module in cmdline for module in also):
+                found.append(child)
+            elif any(arg.startswith(WORKER_MODULE) for arg in cmdline):
+                fork_server = FORK_SERVER_MODULE in cmdline and child.ppid() == server_pid
+                if fork_servers or not fork_server:
+                    found.append(child)
+    return found
 
 
 @dataclass

@@ -9,30 +9,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
-from serving_support import ServingServer, entity, eventually
+from serving_support import ServingServer, entity, eventually, worker_processes
 
-WORKER = "jupyter_serving.worker"
-FORK_SERVER = "jupyter_serving.worker.forkserver"
 WARM_POOL = 1
 
 pytestmark = pytest.mark.slow
 
 
 def workers(server: ServingServer) -> int:
-    """Worker processes, spawned or forked; a fork server (a direct child that forks the others, and
-    whose command line they share) is not one."""
+    """Worker processes, spawned or forked (not the fork servers)."""
     assert server.proc is not None
-    count = 0
-    for child in psutil.Process(server.proc.pid).children(recursive=True):
-        try:
-            command = " ".join(child.cmdline())
-            fork_server = FORK_SERVER in command and child.ppid() == server.proc.pid
-            count += WORKER in command and not fork_server
-        except psutil.NoSuchProcess:
-            continue
-    return count
+    return len(worker_processes(server.proc.pid))
 
 
 def needed(server: ServingServer) -> int:

@@ -583,6 +583,8 @@ def drain_orphans(spool_root: Path) -> int:
     """Commit the spools of ingress replicas that are gone (killed, their node restarted): a spool
     whose lock nobody holds is committed by a one-shot capture service (its stdin a pipe at its
     end) and removed. A killed replica's own service usually did that already, on its pipe's end."""
+    from jupyter_serving.capture.writer import SERVICE_MODULE
+
     drained = 0
     for spool in sorted(p for p in spool_root.iterdir() if p.is_dir()):
         lock = spool / "service.lock"
@@ -597,7 +599,7 @@ def drain_orphans(spool_root: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
         done = subprocess.run(
-            [sys.executable, "-m", "jupyter_serving.capture.service", str(spool),
+            [sys.executable, "-m", SERVICE_MODULE, str(spool),
              "--compact-every-commits", str(NEVER_COMPACT)],
             input=b"", capture_output=True, timeout=600, check=False,  # a pipe at its end: commit, exit
         )  # fmt: skip
