@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import scenarios
 from scenarios import FAST_TIMERS, local, metric, wait_local
-from serving_support import ServingServer, entity, eventually, iris_split
+from serving_support import ServingServer, entity, eventually, iris_split, worker_processes
 
 # A slow model allowed one to three replicas (4 to 12 provisioned concurrency).
 SLOW_4_TO_12 = {
@@ -140,14 +140,8 @@ def test_scale_out_is_capped_by_free_memory_and_says_so(start_server: Callable[.
 
 
 def _worker_pid(server: ServingServer, name: str) -> int:
-    import psutil
-
     assert server.proc is not None
-    children = [
-        p
-        for p in psutil.Process(server.proc.pid).children(recursive=True)
-        if "jupyter_serving.worker" in " ".join(p.cmdline())
-    ]
+    children = worker_processes(server.proc.pid, fork_servers=True)
     logs = server.api(
         "GET",
         f"api/2.0/serving-endpoints/{name}/served-models/{server.get(name)['config']['served_entities'][0]['name']}/logs",

@@ -18,7 +18,9 @@ import psutil
 import pytest
 from serving_support import ServingServer, entity, eventually, iris_split
 
-FORK_SERVER = "jupyter_serving.worker.forkserver"
+from jupyter_serving.backends.local.forking import FORK_SERVER_MODULE as FORK_SERVER
+from jupyter_serving.backends.local.replica import WORKER_MODULE
+
 # Spawned, each replica of iris-lr holds 166-195 MB PSS; forked, 44-46 MB here (three replicas). The
 # bound leaves margin for another machine's allocator and libraries, and still fails if imports stop
 # being shared.
@@ -55,9 +57,7 @@ def replica_pids(server: ServingServer, name: str, served: str) -> list[int]:
     for pid in sorted({int(p) for p in re.findall(rf"{re.escape(name)}/{re.escape(served)}\[(\d+)\]", logs)}):
         with contextlib.suppress(psutil.Error):
             worker = psutil.Process(pid)
-            if worker.status() != psutil.STATUS_ZOMBIE and "jupyter_serving.worker" in " ".join(
-                worker.cmdline()
-            ):
+            if worker.status() != psutil.STATUS_ZOMBIE and WORKER_MODULE in " ".join(worker.cmdline()):
                 pids.append(pid)
     return pids
 
